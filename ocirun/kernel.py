@@ -17,10 +17,10 @@ _syscall.restype = ctypes.c_long
 _NR = {
     "x86_64": dict(pivot_root=155, capget=125, capset=126, seccomp=317,
                    pidfd_send_signal=424, open_tree=428, move_mount=429,
-                   fsopen=430, pidfd_open=434, openat2=437, mount_setattr=442),
+                   fsopen=430, pidfd_open=434, close_range=436, openat2=437, mount_setattr=442),
     "aarch64": dict(pivot_root=41, capget=90, capset=91, seccomp=277,
                     pidfd_send_signal=424, open_tree=428, move_mount=429,
-                    fsopen=430, pidfd_open=434, openat2=437, mount_setattr=442),
+                    fsopen=430, pidfd_open=434, close_range=436, openat2=437, mount_setattr=442),
 }[os.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
@@ -205,3 +205,12 @@ def seccomp(operation, flags, prog):
     fprog = _SockFprog(len(prog) // 8, prog)
     return _check(_syscall(_NR["seccomp"], ctypes.c_uint(operation), ctypes.c_uint(flags),
                            ctypes.byref(fprog)))
+
+
+CLOSE_RANGE_CLOEXEC = 4
+
+
+def close_range(first, last=0xFFFFFFFF, flags=0):
+    """close_range(2); with CLOSE_RANGE_CLOEXEC the fds close at execve instead."""
+    _check(_syscall(_NR["close_range"], ctypes.c_uint(first),
+                         ctypes.c_uint(last), ctypes.c_uint(flags)))

@@ -1,0 +1,118 @@
+"""The Plan: every decision about a container made in the runtime before fork, as
+plain data, so the container init only executes it (and imports nothing)."""
+import os
+
+from ocirun.errors import ConfigError
+from ocirun.linux.caps import last_cap, mask
+from ocirun.linux.mountopts import PROPAGATION, parse_options
+from ocirun.linux.namespaces import NAMESPACES
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+
+class Plan:
+    __slots__ = (
+        "rootfs", "readonly", "root_propagation", "no_pivot",
+        "ns_new", "ns_join", "userns_new", "uid_map", "gid_map", "time_offsets",
+        "mounts", "devices", "dev_from_host", "dev_symlinks", "masked", "readonly_paths",
+        "sysctl", "hostname", "domainname",
+        "args", "env", "path_env", "cwd", "uid", "gid", "gids", "umask",
+        "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
+        "last_cap", "rlimits", "nnp", "oom_score_adj", "seccomp", "terminal",
+        "preserve_fds", "mount_ns", "cgroupns", "hooks",
+    )
+
+
+def _maps(entries):
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in entries or ())
+
+
+def build(spec, bundle, no_pivot=False, preserve_fds=0):
+    """Turn a validated config into a Plan. `bundle` is the absolute bundle path."""
+    p = Plan()
+    root = spec["root"]
+    rootfs = root["path"]
+    p.rootfs = rootfs if rootfs.startswith("/") else f"{bundle}/{rootfs}"
+    try:
+        p.rootfs = os.path.realpath(p.rootfs, strict=True)
+    except OSError:
+        raise ConfigError("root.path", f"rootfs `{p.rootfs}` does not exist") from None
+    if not os.path.isdir(p.rootfs):
+        raise ConfigError("root.path", f"rootfs `{p.rootfs}` is not a directory")
+    p.readonly = bool(root.get("readonly"))
+    p.no_pivot = no_pivot
+    linux = spec.get("linux") or {}
+
+    p.ns_new = 0
+    p.ns_join = []
+    p.userns_new = False
+    for i, ns in enumerate(linux.get("namespaces") or ()):
+        flag, procname = NAMESPACES[ns["type"]]
+        path = ns.get("path")
+        if path:
+            p.ns_join.append((ns["type"], path, flag))
+        else:
+            p.ns_new |= flag
+            if ns["type"] == "user":
+                p.userns_new = True
+    types = {ns["type"] for ns in linux.get("namespaces") or ()}
+    p.mount_ns = "mount" in types
+    p.cgroupns = "cgroup" in types
+    p.uid_map = _maps(linux.get("uidMappings"))
+    p.gid_map = _maps(linux.get("gidMappings"))
+    p.time_offsets = "".join(f"{k} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n"
+                             for k, v in (linux.get("timeOffsets") or {}).items())
+
+    prop = linux.get("rootfsPropagation")
+    p.root_propagation = PROPAGATION.get(prop, 0) if prop else 0
+
+    p.mounts = [(m, parse_options(m.get("options"))) for m in spec.get("mounts") or ()]
+    dev_bound = any(m["destination"] == "/dev" and mo.bind for m, mo in p.mounts)
+    devices = list(linux.get("devices") or ())
+    if not dev_bound:
+        have = {d["path"] for d in devices}
+        from ocirun.linux.rootfs import DEFAULT_DEVICES
+        devices += [{"path": path, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666}
+                    for path, ma, mi in DEFAULT_DEVICES if path not in have]
+    p.devices = devices
+    # mknod is not allowed in a user namespace: bind the host's nodes instead.
+    p.dev_from_host = p.userns_new or any(j[0] == "user" for j in p.ns_join)
+    p.dev_symlinks = not dev_bound
+    p.masked = linux.get("maskedPaths") or ()
+    p.readonly_paths = linux.get("readonlyPaths") or ()
+    p.sysctl = linux.get("sysctl") or {}
+    p.hostname = spec.get("hostname")
+    p.domainname = spec.get("domainname")
+
+    proc = spec.get("process") or {}
+    p.args = proc.get("args") or []
+    p.env = proc.get("env") or []
+    p.path_env = next((e[5:] for e in p.env if e.startswith("PATH=")),
+                      "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    p.cwd = proc.get("cwd") or "/"
+    user = proc.get("user") or {}
+    p.uid = user.get("uid", 0)
+    p.gid = user.get("gid", 0)
+    p.gids = user.get("additionalGids") or []
+    p.umask = user.get("umask")
+    top = last_cap()
+    p.last_cap = top
+    caps = proc.get("capabilities") or {}
+    p.cap_bounding = mask(caps.get("bounding"), top)
+    p.cap_effective = mask(caps.get("effective"), top)
+    p.cap_permitted = mask(caps.get("permitted"), top)
+    p.cap_inheritable = mask(caps.get("inheritable"), top)
+    p.cap_ambient = mask(caps.get("ambient"), top)
+    p.rlimits = [(RLIMITS[r["type"]], r["soft"], r["hard"]) for r in proc.get("rlimits") or ()]
+    p.nnp = bool(proc.get("noNewPrivileges"))
+    p.oom_score_adj = proc.get("oomScoreAdj")
+    p.terminal = bool(proc.get("terminal"))
+    p.preserve_fds = preserve_fds
+    p.seccomp = None
+    p.hooks = spec.get("hooks") or {}
+    return p

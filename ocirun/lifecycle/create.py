@@ -1,0 +1,215 @@
+"""create: validate -> plan -> state dir -> cgroup -> fork init -> sync -> state."""
+import os
+
+from ocirun import kernel
+from ocirun.config.load import load_config
+from ocirun.config.plan import build
+from ocirun.config.validate import validate
+from ocirun.errors import OciError, StateError
+from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER
+from ocirun.linux import sync
+from ocirun.linux.init import child_main
+from ocirun.state import FIFO, State, check_id, proc_start_time, remove_dir, write_atomic
+
+
+class Created:
+    """What `run` needs after create: the state and the channel to the init."""
+
+    __slots__ = ("state", "chan", "spec", "manager")
+
+    def __init__(self, state, chan, spec, manager):
+        self.state = state
+        self.chan = chan
+        self.spec = spec
+        self.manager = manager
+
+
+def now_rfc3339():
+    import time
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%09dZ" % (int(t * 1e9) % 10**9)
+
+
+def create(root, cid, bundle=None, config_path=None, pid_file=None, console_socket=None,
+           no_pivot=False, preserve_fds=0, cgroup_manager="cgroupfs", for_run=False):
+    check_id(cid)
+    bundle = os.path.abspath(bundle or ".")
+    if config_path is None:
+        config_path = f"{bundle}/config.json"
+    elif not config_path.startswith("/"):
+        config_path = f"{bundle}/{config_path}"
+    spec = load_config(config_path)
+    validate(spec)
+    if not spec.get("process"):
+        raise OciError("process: a process is required to create a container")
+    plan = build(spec, bundle, no_pivot, preserve_fds or 0)
+    linux = spec.get("linux") or {}
+    if linux.get("seccomp"):
+        from ocirun import seccomp
+        plan.seccomp = seccomp.prepare(linux["seccomp"], f"{root}/.cache/seccomp")
+    manager = _cgroup_manager(cgroup_manager, linux, cid)
+
+    try:
+        os.makedirs(root, 0o711, exist_ok=True)
+    except OSError as e:
+        raise OciError(f"create state root `{root}`: {e.strerror}") from None
+    cdir = f"{root}/{cid}"
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise StateError(f"container `{cid}` already exists") from None
+    except OSError as e:
+        raise OciError(f"create state directory `{cdir}`: {e.strerror}") from None
+
+    st = State(root, cid)
+    st.bundle = bundle
+    st.rootfs = plan.rootfs
+    st.created = now_rfc3339()
+    st.annotations = spec.get("annotations") or {}
+    st.config_hooks = spec.get("hooks") or None
+    st.namespaces = linux.get("namespaces") or []
+    pid = 0
+    init_pid = 0
+    chan = None
+    try:
+        st.save()
+        fifo_fd = None
+        if not for_run:
+            os.mkfifo(f"{cdir}/{FIFO}", 0o600)
+            # O_RDWR: the open does not block, and init's read() then blocks
+            # until `start` writes (a reader with no writer would see EOF).
+            fifo_fd = os.open(f"{cdir}/{FIFO}", os.O_RDWR | os.O_CLOEXEC)
+        if manager is not None:
+            manager.create()
+            st.cgroup = manager.to_dict()
+            resources = linux.get("resources")
+            if resources:
+                manager.apply(resources)
+        chan, child_chan = sync.pair()
+        pid, parent_did = _fork(plan, child_chan, fifo_fd)
+        child_chan.close()
+        if fifo_fd is not None:
+            os.close(fifo_fd)
+        init_pid = pid
+        if manager is not None:
+            manager.add(pid)
+        chan.send("GO")
+        while True:
+            tag, payload = chan.recv()
+            if tag == "READY":
+                break
+            if tag == "USERNS":
+                _write_maps(pid, plan)
+                chan.send("MAPPED")
+            elif tag == "PID":
+                init_pid = int(payload)
+                os.waitpid(pid, 0)  # the intermediate process has exited
+            elif tag == "ERROR":
+                raise OciError(payload)
+            else:
+                raise OciError("container init exited during setup")
+        st.pid = init_pid
+        st.pid_start = proc_start_time(init_pid)
+        st.started = False
+        st.save()
+        if pid_file:
+            _write_pid_file(pid_file, init_pid)
+        return Created(st, chan, spec, manager)
+    except BaseException:
+        _undo(pid, init_pid, chan, manager, cdir)
+        raise
+
+
+def _fork(plan, child_chan, fifo_fd):
+    """Fork the init. Without a new user namespace the runtime itself creates (or
+    joins) the pid and time namespaces before fork, so the child is pid 1 without a
+    second fork; a user namespace must own them, so then the child forks again."""
+    parent_did = 0
+    saved = []
+    if not plan.userns_new:
+        for typ, path, flag in plan.ns_join:
+            if flag in (CLONE_NEWPID, CLONE_NEWTIME):
+                name = "pid" if flag == CLONE_NEWPID else "time"
+                own = os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                saved.append((own, flag))
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    kernel.setns(fd, flag)
+                except OSError as e:
+                    raise OciError(f"join namespace `{path}`: {e.strerror}") from None
+                finally:
+                    os.close(fd)
+                parent_did |= flag
+        new = plan.ns_new & (CLONE_NEWPID | CLONE_NEWTIME)
+        if new:
+            for flag, name in ((CLONE_NEWPID, "pid"), (CLONE_NEWTIME, "time")):
+                if new & flag and not parent_did & flag:
+                    saved.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+            kernel.unshare(new)
+            if new & CLONE_NEWTIME and plan.time_offsets:
+                with open("/proc/self/timens_offsets", "w") as f:
+                    f.write(plan.time_offsets)
+            parent_did |= new
+    try:
+        pid = os.fork()
+        if pid == 0:
+            child_main(plan, child_chan, fifo_fd, parent_did)
+    finally:
+        for fd, flag in saved:
+            kernel.setns(fd, flag)  # back to our own namespaces for children
+            os.close(fd)
+    return pid, parent_did
+
+
+def _write_maps(pid, plan):
+    for name, text in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):
+        if not text:
+            continue
+        try:
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OciError(f"write {name} `{text.strip()}`: {e.strerror}") from None
+
+
+def _write_pid_file(path, pid):
+    path = os.path.abspath(path)
+    try:
+        write_atomic(path, str(pid).encode(), 0o644)
+    except OSError as e:
+        raise OciError(f"write pid file `{path}`: {e.strerror}") from None
+
+
+def _cgroup_manager(kind, linux, cid):
+    if kind == "disabled":
+        return None
+    try:
+        from ocirun import cgroups
+    except ImportError:
+        return None
+    return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid)
+
+
+def _undo(pid, init_pid, chan, manager, cdir):
+    """Failed create: leave no process, cgroup or state directory behind."""
+    for p in {pid, init_pid} - {0}:
+        try:
+            os.kill(p, 9)
+        except OSError:
+            pass
+    for p in {pid, init_pid} - {0}:
+        try:
+            os.waitpid(p, 0)
+        except ChildProcessError:
+            pass
+    if chan is not None:
+        chan.close()
+    if manager is not None:
+        try:
+            manager.destroy()
+        except Exception:
+            pass
+    remove_dir(cdir)

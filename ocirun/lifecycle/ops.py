@@ -1,0 +1,84 @@
+"""start, kill, delete, state, list: the operations on an existing container."""
+import os
+
+from ocirun.errors import OciError, StateError
+from ocirun.lifecycle import process
+from ocirun.state import FIFO, list_ids, load, remove_dir
+
+
+def start(root, cid):
+    st = load(root, cid)
+    status = st.status()
+    if status != "created":
+        raise StateError(f"cannot start container `{cid}`: it is {status}, not created")
+    fifo = f"{st.dir}/{FIFO}"
+    try:
+        # Non-blocking: fails with ENXIO at once if no init holds the fifo.
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise StateError(f"cannot start container `{cid}`: {e.strerror}") from None
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    st.started = True
+    st.save()
+    try:
+        os.unlink(fifo)
+    except FileNotFoundError:
+        pass
+    return st
+
+
+def kill(root, cid, sig, all_procs=False):
+    st = load(root, cid)
+    if st.status() in ("stopped", "creating"):
+        raise StateError("container not running")
+    if all_procs:
+        process.signal_all(st, sig)
+    else:
+        process.signal_init(st, sig)
+
+
+def delete(root, cid, force=False):
+    st = load(root, cid)
+    status = st.status()
+    if status in ("running", "paused") and not force:
+        raise StateError(f"cannot delete container `{cid}` that is not stopped: {status}")
+    if status != "stopped":
+        if status == "paused" and st.cgroup:
+            from ocirun.cgroups import open_saved
+            open_saved(st.cgroup).thaw()
+        process.kill_container(st)
+    destroy(st)
+
+
+def destroy(st):
+    """Remove what the container holds: cgroup, then the state directory. Poststop
+    hooks run here (runtime.md: after the container is deleted)."""
+    if st.cgroup:
+        from ocirun.cgroups import open_saved
+        try:
+            open_saved(st.cgroup).destroy()
+        except OciError as e:
+            from ocirun import log
+            log.warning(f"remove cgroup of `{st.id}`: {e}")
+    hooks = (st.config_hooks or {}).get("poststop")
+    remove_dir(st.dir)
+    if hooks:
+        from ocirun import hooks as hooks_mod
+        hooks_mod.run_hooks("poststop", hooks, st.oci_state(), warn_only=True)
+
+
+def state(root, cid):
+    return load(root, cid).oci_state()
+
+
+def list_states(root):
+    out = []
+    for cid in list_ids(root):
+        try:
+            out.append(load(root, cid).oci_state())
+        except OciError:
+            continue
+    return out

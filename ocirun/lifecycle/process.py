@@ -1,0 +1,92 @@
+"""Signalling and waiting for a container's processes, safe against pid reuse."""
+import os
+import select
+
+from ocirun.errors import OciError, StateError
+from ocirun.state import proc_start_time
+
+
+def open_init(st):
+    """A pidfd of the container's init, or None if it is gone. The start time is
+    checked *after* opening the pidfd, so the pidfd cannot name a recycled pid."""
+    if not st.pid:
+        return None
+    try:
+        fd = os.pidfd_open(st.pid)
+    except ProcessLookupError:
+        return None
+    if proc_start_time(st.pid) != st.pid_start:
+        os.close(fd)
+        return None
+    return fd
+
+
+def signal_init(st, sig):
+    import _signal
+    fd = open_init(st)
+    if fd is None:
+        raise StateError("container not running")
+    try:
+        _signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        raise StateError("container not running") from None
+    finally:
+        os.close(fd)
+
+
+def pidns_members(pid):
+    """Pids sharing `pid`'s pid namespace (a container without cgroups)."""
+    try:
+        target = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return []
+    if target == os.stat("/proc/self/ns/pid").st_ino:
+        return [pid]  # host pid namespace: only the init is known to be ours
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}/ns/pid").st_ino == target:
+                    out.append(int(name))
+            except OSError:
+                pass
+    return out
+
+
+def signal_all(st, sig):
+    if st.cgroup:
+        from ocirun.cgroups import open_saved
+        open_saved(st.cgroup).kill_all(sig)
+        return
+    for pid in pidns_members(st.pid):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def wait_gone(st, timeout=10.0):
+    """Wait until init has exited (it is not our child: poll its pidfd)."""
+    fd = open_init(st)
+    if fd is None:
+        return True
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(int(timeout * 1000)))
+    finally:
+        os.close(fd)
+
+
+def kill_container(st, timeout=10.0):
+    """SIGKILL every process of the container and wait for init to go."""
+    try:
+        signal_all(st, 9)
+    except OciError:
+        pass
+    try:
+        signal_init(st, 9)
+    except StateError:
+        return
+    if not wait_gone(st, timeout):
+        raise OciError(f"container `{st.id}`: init {st.pid} did not exit after SIGKILL")

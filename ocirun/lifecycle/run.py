@@ -1,0 +1,65 @@
+"""run: create, start at once (no exec fifo: the init is released over the sync
+pipe), then wait for the container, forwarding signals, and delete it."""
+import os
+
+import _signal
+
+from ocirun import kernel
+from ocirun.errors import OciError
+from ocirun.lifecycle.create import create
+from ocirun.lifecycle.ops import destroy
+
+FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
+             _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
+
+
+def run(root, cid, detach=False, keep=False, **create_args):
+    # A subreaper: an init forked by an intermediate process (user namespaces) is
+    # reparented to us, so we can wait for it.
+    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
+    c = create(root, cid, for_run=True, **create_args)
+    st = c.state
+    pending = []
+    init_pid = st.pid
+
+    def forward(sig, frame):
+        try:
+            os.kill(init_pid, sig)
+        except OSError:
+            pending.append(sig)
+
+    if not detach:
+        for sig in FORWARDED:
+            _signal.signal(sig, forward)
+    try:
+        st.started = True
+        st.save()
+        c.chan.send("START")
+        tag, payload = c.chan.recv()  # EOF: execve closed the pipe
+        c.chan.close()
+        if tag == "ERROR":
+            raise OciError(payload)
+    except BaseException:
+        from ocirun.lifecycle.process import kill_container
+        kill_container(st)
+        _reap(init_pid)
+        destroy(st)
+        raise
+    if detach:
+        return 0
+    status = _reap(init_pid)
+    if not keep:
+        destroy(st)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _reap(init_pid):
+    """Wait for init, reaping any orphan handed to us on the way."""
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return 0
+        if pid == init_pid:
+            return status

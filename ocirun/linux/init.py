@@ -1,0 +1,248 @@
+"""The container init: runs in the forked child, executes the Plan, never returns.
+
+Everything it calls was imported before fork: after pivot_root the filesystem is the
+container's, and importing (or loading NSS modules) from it would run the image's code
+inside the runtime (SECURITY.md K).
+"""
+import os
+import stat
+
+import _signal
+
+from ocirun import kernel
+from ocirun.errors import OciError
+from ocirun.kernel import (
+    CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
+    PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
+)
+from ocirun.linux import rootfs as rootfs_mod
+from ocirun.linux.namespaces import JOIN_ORDER
+
+import resource  # C module: setrlimit before the user namespace
+
+
+class InitError(OciError):
+    pass
+
+
+def _step(what, fn, *args):
+    try:
+        return fn(*args)
+    except OSError as e:
+        import errno as _errno
+        name = _errno.errorcode.get(e.errno, str(e.errno))
+        raise InitError(f"{what}: {name} ({e.strerror})") from None
+
+
+def child_main(plan, chan, fifo_fd, parent_did):
+    """Entry point after fork. `parent_did`: namespace flags the runtime already
+    created or joined for us before fork (pid, time)."""
+    code = 1
+    try:
+        _run(plan, chan, fifo_fd, parent_did)
+    except BaseException as e:  # the child's single error path
+        msg = e.msg if isinstance(e, OciError) else (
+            f"{e.strerror}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
+            if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
+        try:
+            chan.send("ERROR", msg)
+        except BaseException:
+            pass
+    os._exit(code)
+
+
+def _run(plan, chan, fifo_fd, parent_did):
+    # Not dumpable: nothing in the container may open our /proc/PID/exe (the host's
+    # interpreter) or ptrace us before execve (CVE-2019-5736). Die with the runtime
+    # while we are being set up.
+    kernel.prctl(PR_SET_DUMPABLE, 0)
+    kernel.prctl(PR_SET_PDEATHSIG, 9)
+    tag, _ = chan.recv()
+    if tag != "GO":
+        os._exit(1)
+    os.umask(0)
+    # rlimits first: in a new user namespace we could no longer raise them.
+    for res, soft, hard in plan.rlimits:
+        _step(f"setrlimit {res}", resource.setrlimit, res,
+              (_rl(soft), _rl(hard)))
+    if plan.oom_score_adj is not None:
+        _step("write oom_score_adj", _write_proc, "/proc/self/oom_score_adj", str(plan.oom_score_adj))
+
+    # Join namespaces by path: open them all first (after joining the mount
+    # namespace the paths would resolve elsewhere), then setns, user first.
+    fds = {}
+    for typ, path, flag in plan.ns_join:
+        if flag & parent_did:
+            continue
+        fds[typ] = (_step(f"open namespace {path}", os.open, path, os.O_RDONLY | os.O_CLOEXEC), flag, path)
+    for typ in JOIN_ORDER:
+        if typ in fds:
+            fd, flag, path = fds[typ]
+            _step(f"join {typ} namespace {path}", kernel.setns, fd, flag)
+            os.close(fd)
+
+    if plan.userns_new:
+        _step("unshare user namespace", kernel.unshare, CLONE_NEWUSER)
+        chan.send("USERNS")
+        tag, payload = chan.recv()
+        if tag != "MAPPED":
+            raise InitError(f"user namespace mapping failed: {payload}")
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError:
+            pass  # root is not mapped: keep the overflow ids, as runc does
+    rest = plan.ns_new & ~CLONE_NEWUSER & ~parent_did
+    if rest:
+        _step("unshare namespaces", kernel.unshare, rest)
+    if rest & (CLONE_NEWPID | CLONE_NEWTIME):
+        # A new pid (or time) namespace applies to children only: fork the init.
+        if rest & CLONE_NEWTIME and plan.time_offsets:
+            _step("write timens_offsets", _write_proc, "/proc/self/timens_offsets", plan.time_offsets)
+        pid = os.fork()
+        if pid:
+            chan.send("PID", str(pid))
+            os._exit(0)
+    elif plan.time_offsets and parent_did & CLONE_NEWTIME:
+        pass  # the runtime wrote them before fork
+
+    for key, value in plan.sysctl.items():
+        _step(f"sysctl {key}", _write_proc, "/proc/sys/" + key.replace(".", "/"), value)
+    if plan.hostname is not None:
+        _step("sethostname", kernel.sethostname, plan.hostname)
+    if plan.domainname is not None:
+        _step("setdomainname", kernel.setdomainname, plan.domainname)
+
+    if plan.mount_ns:
+        _setup_rootfs(plan)
+    else:
+        _step("chroot", os.chroot, plan.rootfs)
+        os.chdir("/")
+
+    _step(f"chdir to cwd `{plan.cwd}`", os.chdir, plan.cwd)
+    cwd = os.getcwd()
+    if not cwd.startswith("/"):  # "(unreachable)": outside the container (CVE-2024-21626)
+        raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
+    exe = find_executable(plan.args[0], plan.path_env)
+
+    kernel.prctl(PR_SET_PDEATHSIG, 0)
+    chan.send("READY")
+    if fifo_fd is not None:
+        # `ocirun start` writes one byte into the exec fifo.
+        if not os.read(fifo_fd, 1):
+            os._exit(1)
+        os.close(fifo_fd)
+    else:
+        tag, _ = chan.recv()
+        if tag != "START":
+            os._exit(1)
+    _finalize(plan)
+    try:
+        os.execve(exe, plan.args, _env_dict(plan.env))
+    except OSError as e:
+        raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None
+
+
+def _rl(v):
+    return resource.RLIM_INFINITY if v >= (1 << 64) - 1 else v
+
+
+def _write_proc(path, value):
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _setup_rootfs(plan):
+    rootfd = _step("prepare rootfs", rootfs_mod.prepare_root, plan.rootfs, plan.root_propagation)
+    for m, mo in plan.mounts:
+        rootfs_mod.mount_one(rootfd, m, mo, plan.cgroupns)
+    if plan.devices:
+        rootfs_mod.make_devices(rootfd, plan.devices, plan.dev_from_host)
+    if plan.dev_symlinks:
+        _step("create /dev symlinks", rootfs_mod.make_dev_symlinks, rootfd)
+    rootfs_mod.mask_paths(rootfd, plan.masked)
+    rootfs_mod.readonly_paths(rootfd, plan.readonly_paths)
+    _step("pivot_root", rootfs_mod.pivot, rootfd, plan.no_pivot)
+    os.close(rootfd)
+    _step("finish rootfs", rootfs_mod.finish_root, plan.readonly, plan.root_propagation)
+
+
+def find_executable(arg0, path_env):
+    """Resolve process.args[0] the way execvp would, inside the container, so a
+    missing binary fails `create` with the wording callers map to exit 127."""
+    if "/" in arg0:
+        try:
+            st = os.stat(arg0)
+        except OSError:
+            raise InitError(f"exec: \"{arg0}\": stat {arg0}: no such file or directory") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InitError(f"exec: \"{arg0}\": is a directory: permission denied")
+        return arg0
+    for d in path_env.split(":"):
+        cand = f"{d or '.'}/{arg0}"
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return cand
+    raise InitError(f"exec: \"{arg0}\": executable file not found in $PATH")
+
+
+def _load_seccomp(plan):
+    # The seccomp package was imported by the runtime before fork: take it from
+    # sys.modules, never through the import system (which would now search the
+    # container's filesystem).
+    import sys
+    sys.modules["ocirun.seccomp"].load(plan.seccomp)
+
+
+def _env_dict(env):
+    d = {}
+    for e in env:
+        k, _, v = e.partition("=")
+        d[k] = v
+    return d
+
+
+def _finalize(plan):
+    """Privileges, last: bounding set, user, capabilities, no_new_privs, seccomp.
+    With noNewPrivileges the filter goes on right before execve (SECURITY.md J);
+    without it, seccomp(2) needs CAP_SYS_ADMIN, so it goes on before the caps drop."""
+    for cap in range(plan.last_cap + 1):
+        if not plan.cap_bounding >> cap & 1:
+            _step(f"drop capability {cap} from the bounding set", kernel.prctl, PR_CAPBSET_DROP, cap)
+    if plan.seccomp is not None and not plan.nnp:
+        _load_seccomp(plan)
+    kernel.prctl(PR_SET_KEEPCAPS, 1)
+    _step("setgroups", os.setgroups, plan.gids)
+    _step(f"setresgid {plan.gid}", os.setresgid, plan.gid, plan.gid, plan.gid)
+    _step(f"setresuid {plan.uid}", os.setresuid, plan.uid, plan.uid, plan.uid)
+    kernel.prctl(PR_SET_KEEPCAPS, 0)
+    _step("capset", kernel.capset, plan.cap_effective, plan.cap_permitted, plan.cap_inheritable)
+    kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(plan.last_cap + 1):
+        if plan.cap_ambient >> cap & 1:
+            _step(f"raise ambient capability {cap}", kernel.prctl, PR_CAP_AMBIENT,
+                  PR_CAP_AMBIENT_RAISE, cap)
+    if plan.nnp:
+        kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    os.umask(0o022 if plan.umask is None else plan.umask)
+    # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    # Every fd above the preserved ones closes at execve (CVE-2024-21626).
+    for fd in range(3, 3 + plan.preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    kernel.close_range(3 + plan.preserve_fds, 0xFFFFFFFF, kernel.CLOSE_RANGE_CLOEXEC)
+    if plan.seccomp is not None and plan.nnp:
+        _load_seccomp(plan)

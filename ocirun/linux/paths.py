@@ -1,0 +1,82 @@
+"""Paths inside the container's rootfs, resolved without ever leaving it.
+
+Every lookup starts from an fd of the rootfs and uses openat2(RESOLVE_IN_ROOT), so a
+symlink in the (hostile) rootfs such as `etc/hosts -> /tmp/x` or `proc -> /` resolves
+inside the rootfs, never to the host (CVE-2021-30465, CVE-2024-45310). Mounts then
+target the resolved fd through /proc/self/fd/N, so nothing can swap the path between
+the check and the mount."""
+import os
+import stat
+
+from ocirun import kernel
+from ocirun.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS
+
+_RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+O_PATH = os.O_PATH | os.O_CLOEXEC
+
+
+def open_in_root(rootfd, path, flags=O_PATH, mode=0):
+    """openat2 relative to rootfd with the rootfs as "/" for every symlink."""
+    return kernel.openat2(rootfd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, mode, _RESOLVE)
+
+
+def fd_path(fd):
+    return f"/proc/self/fd/{fd}"
+
+
+def mkdir_all(rootfd, path, mode=0o755):
+    """Create every missing directory of `path` inside the rootfs and return an O_PATH
+    fd of the last one. Each component is created relative to its resolved parent,
+    so a symlinked component is followed inside the rootfs only."""
+    try:
+        return open_in_root(rootfd, path, O_PATH | os.O_DIRECTORY)
+    except FileNotFoundError:
+        pass
+    parts = [p for p in path.split("/") if p and p != "."]
+    parent = os.dup(rootfd)
+    done = ""
+    try:
+        for name in parts:
+            if name == "..":
+                raise OSError(22, f"`..` in path {path}")
+            done += "/" + name
+            try:
+                fd = open_in_root(rootfd, done, O_PATH | os.O_DIRECTORY)
+            except FileNotFoundError:
+                try:
+                    # mkdirat() accepts the O_PATH fd of the resolved parent.
+                    os.mkdir(name, mode, dir_fd=parent)
+                except FileExistsError:
+                    pass
+                fd = open_in_root(rootfd, done, O_PATH | os.O_DIRECTORY)
+            os.close(parent)
+            parent = fd
+    except BaseException:
+        os.close(parent)
+        raise
+    return parent
+
+
+def create_file(rootfd, path, mode=0o644):
+    """Make sure a regular file (a bind-mount target) exists at `path` inside the
+    rootfs; return an O_PATH fd of it. Created with O_EXCL|O_NOFOLLOW."""
+    try:
+        return open_in_root(rootfd, path, O_PATH)
+    except FileNotFoundError:
+        pass
+    parent, _, name = path.rstrip("/").rpartition("/")
+    pfd = mkdir_all(rootfd, parent or "/")
+    try:
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         mode, dir_fd=pfd)
+            os.close(fd)
+        except FileExistsError:
+            pass
+    finally:
+        os.close(pfd)
+    return open_in_root(rootfd, path, O_PATH)
+
+
+def is_dir(fd):
+    return stat.S_ISDIR(os.fstat(fd).st_mode)

@@ -1,0 +1,379 @@
+"""The container's filesystem: mounts, /dev, masked and read-only paths, pivot_root.
+
+Runs in the container init, in its new mount namespace, before pivot_root. Every
+destination is resolved inside the rootfs (paths.open_in_root) and mounted onto the
+resolved fd; bind mounts use the fd-based mount API (open_tree, mount_setattr,
+move_mount) so their attributes are applied before they become visible.
+"""
+import os
+import stat
+
+from ocirun import kernel
+from ocirun.errors import OciError
+from ocirun.kernel import (
+    AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
+    MOUNT_ATTR_RDONLY, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH, MS_BIND, MS_MOVE,
+    MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE,
+    MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE, MS_STRICTATIME, OPEN_TREE_CLOEXEC,
+    OPEN_TREE_CLONE,
+)
+from ocirun.linux import paths
+from ocirun.linux.paths import fd_path, open_in_root
+
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+AT_FDCWD = -100
+
+# MS_* flag -> MOUNT_ATTR_* for binds done with mount_setattr.
+_MS_TO_ATTR = (
+    (MS_RDONLY, MOUNT_ATTR_RDONLY), (MS_NOSUID, MOUNT_ATTR_NOSUID),
+    (MS_NODEV, MOUNT_ATTR_NODEV), (MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+    (MS_NODIRATIME, MOUNT_ATTR_NODIRATIME), (MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW),
+)
+_ATIME = ((MS_NOATIME, MOUNT_ATTR_NOATIME), (MS_STRICTATIME, MOUNT_ATTR_STRICTATIME),
+          (MS_RELATIME, 0))
+
+# Default devices (runtime-spec config-linux.md "Default Devices").
+DEFAULT_DEVICES = (
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+)
+DEV_SYMLINKS = (
+    ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+    ("pts/ptmx", "/dev/ptmx"),
+)
+
+# Files under /proc a bind mount may cover (what lxcfs provides); anything else
+# mounted over /proc could redirect the runtime's own procfs writes (CVE-2025-52881).
+PROC_BIND_ALLOWED = frozenset(("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo",
+                               "/proc/stat", "/proc/swaps", "/proc/uptime", "/proc/loadavg",
+                               "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid"))
+
+
+class MountError(OciError):
+    pass
+
+
+def _fail(what, dest, e):
+    import errno
+    name = errno.errorcode.get(e.errno, str(e.errno))
+    return MountError(f"mount `{what}` on `{dest}`: {name} ({e.strerror})")
+
+
+def ms_to_attr(flags):
+    attr = 0
+    for ms, a in _MS_TO_ATTR:
+        if flags & ms:
+            attr |= a
+    for ms, a in _ATIME:
+        if flags & ms:
+            attr = (attr & ~0x70) | a
+    return attr
+
+
+def bind(src_fd_or_path, dest_fd, mo, recursive):
+    """Clone a tree, set its attributes while detached, attach it onto dest_fd."""
+    if isinstance(src_fd_or_path, int):
+        tree = kernel.open_tree(src_fd_or_path, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+                                | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0))
+    else:
+        tree = kernel.open_tree(AT_FDCWD, src_fd_or_path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+                                | (AT_RECURSIVE if recursive else 0))
+    try:
+        attr_set = ms_to_attr(mo.flags) if mo else 0
+        attr_clr = ms_to_attr(mo.clear) if mo else 0
+        if mo and mo.flags & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME):
+            attr_clr |= 0x70
+        if attr_set or attr_clr:
+            kernel.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
+        if mo and (mo.attr_set or mo.attr_clr):
+            kernel.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
+        kernel.move_mount(tree, "", dest_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+        if mo:
+            for prop in mo.propagation:
+                kernel.mount(None, fd_path(tree), None, prop)
+    finally:
+        os.close(tree)
+
+
+def mount_one(rootfd, m, mo, cgroupns):
+    """Mount one `mounts[]` entry inside the rootfs."""
+    dest = m["destination"]
+    mtype = m.get("type") or ""
+    source = m.get("source") or mtype or "none"
+    if dest == "/proc" or dest.startswith("/proc/"):
+        if not (dest == "/proc" and mtype == "proc") and not (mo.bind and dest in PROC_BIND_ALLOWED):
+            raise MountError(f"mounts: refusing to mount `{source}` over `{dest}` "
+                             f"(mounts inside /proc could redirect procfs writes)")
+    if mo.bind:
+        try:
+            st = os.stat(source)
+        except OSError as e:
+            raise _fail(source, dest, e) from None
+        is_dir = stat.S_ISDIR(st.st_mode)
+    else:
+        is_dir = True
+    try:
+        dest_fd = paths.mkdir_all(rootfd, dest) if is_dir else paths.create_file(rootfd, dest)
+    except OSError as e:
+        raise _fail(source, dest, e) from None
+    try:
+        if mo.bind:
+            bind(source, dest_fd, mo, bool(mo.flags & MS_REC))
+        elif mtype == "cgroup" or mtype == "cgroup2":
+            mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns)
+        else:
+            _mount_fs(source, dest_fd, mtype, mo, dest, rootfd)
+    except OSError as e:
+        raise _fail(source, dest, e) from None
+    finally:
+        os.close(dest_fd)
+
+
+def _mount_fs(source, dest_fd, mtype, mo, dest, rootfd):
+    flags = mo.flags & ~MS_REC
+    data = ",".join(mo.data) or None
+    try:
+        kernel.mount(source, fd_path(dest_fd), mtype, flags, data)
+    except PermissionError:
+        if mtype != "sysfs":
+            raise
+        # sysfs needs a network namespace owned by our user namespace; without one
+        # (host network in a user namespace) bind the host's /sys, as runc does.
+        bind("/sys", dest_fd, mo, True)
+        return
+    if mo.propagation or mo.attr_set or mo.attr_clr:
+        top = open_in_root(rootfd, dest)
+        try:
+            for prop in mo.propagation:
+                kernel.mount(None, fd_path(top), None, prop)
+            if mo.attr_set or mo.attr_clr:
+                kernel.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
+        finally:
+            os.close(top)
+
+
+def _cgroup_mounts():
+    """Host cgroup hierarchies under /sys/fs/cgroup: [(fstype, mountpoint, options)]."""
+    out = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f.read().decode().splitlines():
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            rfields = right.split()
+            if rfields[0] in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
+                out.append((rfields[0], fields[4], rfields[2]))
+    return out
+
+
+def _own_cgroups():
+    """controller set (or "" for v2) -> this process's cgroup path."""
+    own = {}
+    with open("/proc/self/cgroup", "rb") as f:
+        for line in f.read().decode().splitlines():
+            _, ctrls, path = line.split(":", 2)
+            own[ctrls] = path
+    return own
+
+
+def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
+    """The container's view of its cgroups. With a cgroup namespace, mount the
+    hierarchies themselves (the kernel roots them at the container's cgroup);
+    without one, bind the container's own cgroup directories."""
+    from ocirun.linux.mountopts import MountOptions
+    ro = mo.flags & MS_RDONLY
+    flags = (mo.flags & ~(MS_REC | MS_BIND)) | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    sub_mo = MountOptions()
+    sub_mo.flags = flags
+    hier = _cgroup_mounts()
+    own = _own_cgroups()
+    unified = [h for h in hier if h[1] == "/sys/fs/cgroup" and h[0] == "cgroup2"]
+    if unified:
+        if cgroupns:
+            kernel.mount("cgroup2", fd_path(dest_fd), "cgroup2", flags)
+        else:
+            bind("/sys/fs/cgroup" + own.get("", "/"), dest_fd, sub_mo, True)
+        return
+    kernel.mount("tmpfs", fd_path(dest_fd), "tmpfs", flags & ~MS_RDONLY, "mode=755")
+    top = open_in_root(rootfd, dest)
+    try:
+        for fstype, mnt, opts in hier:
+            name = mnt[len("/sys/fs/cgroup/"):]
+            if not name or "/" in name:
+                continue
+            sub = paths.mkdir_all(top, name)
+            try:
+                if fstype == "cgroup2":
+                    if cgroupns:
+                        kernel.mount("cgroup2", fd_path(sub), "cgroup2", flags)
+                    else:
+                        bind(mnt + own.get("", "/"), sub, sub_mo, True)
+                    continue
+                ctrls = [o for o in opts.split(",") if o not in ("rw", "ro")]
+                key = next((k for k in own if k and set(k.split(",")) == set(ctrls)), None)
+                if cgroupns:
+                    kernel.mount("cgroup", fd_path(sub), "cgroup", flags, ",".join(ctrls))
+                else:
+                    bind(mnt + (own.get(key, "/") if key else "/"), sub, sub_mo, True)
+            finally:
+                os.close(sub)
+            # cpu,cpuacct is reachable as cpu and cpuacct too, as on the host.
+            if "," in name:
+                for alias in name.split(","):
+                    try:
+                        os.symlink(name, alias, dir_fd=top)
+                    except FileExistsError:
+                        pass
+        if ro:
+            tmp = open_in_root(rootfd, dest)
+            try:
+                kernel.mount(None, fd_path(tmp), None,
+                             MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            finally:
+                os.close(tmp)
+    finally:
+        os.close(top)
+
+
+def make_devices(rootfd, devices, bind_from_host):
+    """mknod each device (or, in a user namespace where mknod is not allowed, bind the
+    host's node onto an empty file)."""
+    for d in devices:
+        path = d["path"]
+        parent, _, name = path.rpartition("/")
+        pfd = paths.mkdir_all(rootfd, parent or "/")
+        try:
+            kind = d.get("type", "c")
+            mode = d.get("fileMode", 0o666) & 0o7777
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    raise MountError(f"linux.devices: `{path}` is a directory in the rootfs")
+                os.unlink(name, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+            if bind_from_host:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644, dir_fd=pfd)
+                os.close(fd)
+                dfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                try:
+                    bind(path, dfd, None, False)
+                finally:
+                    os.close(dfd)
+                continue
+            ftype = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK,
+                     "p": stat.S_IFIFO}[kind]
+            dev = os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0
+            os.mknod(name, mode | ftype, dev, dir_fd=pfd)
+            os.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
+        except OSError as e:
+            raise MountError(f"create device `{path}`: {e.strerror}") from None
+        finally:
+            os.close(pfd)
+
+
+def make_dev_symlinks(rootfd):
+    have_kcore = os.path.exists("/proc/kcore")
+    links = DEV_SYMLINKS + ((("/proc/kcore", "/dev/core"),) if have_kcore else ())
+    dfd = paths.mkdir_all(rootfd, "/dev")
+    try:
+        for target, link in links:
+            try:
+                os.symlink(target, link[5:], dir_fd=dfd)
+            except FileExistsError:
+                pass
+    finally:
+        os.close(dfd)
+
+
+def _dev_null(rootfd):
+    """The rootfs's /dev/null, verified to be the real char 1:3 (CVE-2025-31133: a
+    symlink or other file there would turn masking into exposure)."""
+    fd = open_in_root(rootfd, "/dev/null", paths.O_PATH | os.O_NOFOLLOW)
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise MountError("maskedPaths: /dev/null in the container is not the null device (char 1:3)")
+    return fd
+
+
+def mask_paths(rootfd, masked):
+    if not masked:
+        return
+    null_fd = None
+    try:
+        for path in masked:
+            try:
+                fd = open_in_root(rootfd, path, paths.O_PATH | os.O_NOFOLLOW)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    kernel.mount("tmpfs", fd_path(fd), "tmpfs", MS_RDONLY, None)
+                else:
+                    if null_fd is None:
+                        null_fd = _dev_null(rootfd)
+                    bind(null_fd, fd, None, False)
+            except OSError as e:
+                raise _fail("maskedPaths", path, e) from None
+            finally:
+                os.close(fd)
+    finally:
+        if null_fd is not None:
+            os.close(null_fd)
+
+
+def readonly_paths(rootfd, ro_paths):
+    for path in ro_paths or ():
+        try:
+            fd = open_in_root(rootfd, path, paths.O_PATH | os.O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        try:
+            tree = kernel.open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH
+                                    | AT_RECURSIVE)
+            try:
+                kernel.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
+                kernel.move_mount(tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+            finally:
+                os.close(tree)
+        except OSError as e:
+            raise _fail("readonlyPaths", path, e) from None
+        finally:
+            os.close(fd)
+
+
+def prepare_root(rootfs, propagation):
+    """Stop our mounts from reaching the host, then make the rootfs a mount point
+    (pivot_root needs one). Returns an O_PATH fd of the rootfs mount."""
+    kernel.mount(None, "/", None, propagation or (MS_SLAVE | MS_REC))
+    kernel.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    if propagation and propagation & ~MS_REC == 1 << 20:  # MS_SHARED
+        # pivot_root refuses a shared parent mount: make the mount holding the
+        # rootfs private (only in our namespace).
+        kernel.mount(None, rootfs, None, MS_PRIVATE)
+    return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def pivot(rootfd, no_pivot):
+    os.fchdir(rootfd)
+    if no_pivot:
+        kernel.mount(".", "/", None, MS_MOVE)
+        os.chroot(".")
+    else:
+        kernel.pivot_root(".", ".")
+        # The old root is stacked under "."; make it a slave so unmounting it does
+        # not propagate to the host, then detach it.
+        kernel.mount(None, ".", None, MS_SLAVE | MS_REC)
+        kernel.umount2(".", MNT_DETACH)
+    os.chdir("/")
+
+
+def finish_root(readonly, propagation):
+    """After pivot_root: root.readonly and linux.rootfsPropagation."""
+    if readonly:
+        kernel.mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0)
+    if propagation:
+        kernel.mount(None, "/", None, propagation)

@@ -1,0 +1,196 @@
+"""Container state under <root>/<id>/: state.json written atomically, the exec fifo,
+and the status derived from the init pid *and* its start time (a recycled pid is not
+our container)."""
+import os
+
+from ocirun.errors import NotFound, OciError, UsageError, os_error
+
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def check_id(cid):
+    """Container ids name a directory under --root: no `/`, no `..`, nothing hidden
+    (runc accepts [A-Za-z0-9_+.-]+; so do we, minus `.`/`..` and leading dots)."""
+    if not cid:
+        raise UsageError("container id cannot be empty")
+    if len(cid) > 1024 or cid[0] == "." or not _ID_CHARS.issuperset(cid):
+        raise UsageError(f"invalid container id `{cid!r}`: use [A-Za-z0-9_+.-], not starting with `.`"
+                         if not _ID_CHARS.issuperset(cid) else
+                         f"invalid container id `{cid}`: must not start with `.`")
+
+
+def container_dir(root, cid):
+    check_id(cid)
+    return f"{root}/{cid}"
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/PID/stat (clock ticks since boot), or None if pid is gone.
+    The comm field may contain spaces and ')', so split after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):  # zombie/dead: the container's init has exited
+        return None
+    return int(rest[19])
+
+
+def write_atomic(path, data, mode=0o600):
+    """Write temp + fsync-free rename: readers see the old or the new file, never half."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+
+
+def _dumps(obj):
+    import _json
+    enc = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",",
+                             False, False, True)
+    return "".join(enc(obj, 0))
+
+
+def _loads(text):
+    from ocirun.config.load import loads
+    return loads(text)
+
+
+class State:
+    """What a later command needs to act on a container. Saved as state.json."""
+
+    __slots__ = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "owner",
+                 "annotations", "cgroup", "started", "root", "config_hooks", "namespaces",
+                 "init_ns")
+
+    FIELDS = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "owner",
+              "annotations", "cgroup", "started", "config_hooks", "namespaces", "init_ns")
+
+    def __init__(self, root, cid):
+        self.root = root
+        self.id = cid
+        self.pid = 0
+        self.pid_start = None
+        self.bundle = ""
+        self.rootfs = ""
+        self.created = ""
+        self.owner = ""
+        self.annotations = {}
+        self.cgroup = None
+        self.started = False
+        self.config_hooks = None
+        self.namespaces = []
+        self.init_ns = {}
+
+    @property
+    def dir(self):
+        return f"{self.root}/{self.id}"
+
+    def save(self):
+        data = {k: getattr(self, k) for k in self.FIELDS}
+        write_atomic(f"{self.dir}/{STATE_FILE}", _dumps(data).encode())
+
+    def alive(self):
+        """True if our init still runs: same pid *and* same start time."""
+        return bool(self.pid) and proc_start_time(self.pid) == self.pid_start
+
+    def status(self):
+        if not self.pid:
+            return "creating"
+        if not self.alive():
+            return "stopped"
+        if not self.started and os.path.exists(f"{self.dir}/{FIFO}"):
+            return "created"
+        if self.cgroup:
+            from ocirun.cgroups import open_saved
+            try:
+                if open_saved(self.cgroup).state() == "paused":
+                    return "paused"
+            except OciError:
+                pass
+        return "running"
+
+    def oci_state(self):
+        """The OCI state document (runtime.md "State")."""
+        from ocirun import SPEC_VERSION
+        status = self.status()
+        return {
+            "ociVersion": SPEC_VERSION,
+            "id": self.id,
+            "pid": self.pid if status not in ("stopped", "creating") else 0,
+            "status": status,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+            "annotations": self.annotations or {},
+        }
+
+
+def load(root, cid):
+    """Load a container's state; NotFound ("does not exist") if there is none."""
+    d = container_dir(root, cid)
+    try:
+        fd = os.open(f"{d}/{STATE_FILE}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if os.path.isdir(d):
+            st = State(root, cid)  # killed during create: a husk `delete` can remove
+            return st
+        raise NotFound(cid) from None
+    except OSError as e:
+        raise os_error(f"read state of `{cid}`", e) from None
+    try:
+        data = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    st = State(root, cid)
+    try:
+        doc = _loads(data.decode())
+        for k in State.FIELDS:
+            if k in doc:
+                setattr(st, k, doc[k])
+        if not isinstance(st.pid, int) or isinstance(st.pid, bool) or st.pid < 0:
+            raise ValueError("pid")
+    except (ValueError, UnicodeDecodeError, OciError):
+        # A truncated or garbage state file: treat as a stopped husk so that `list`
+        # still works and `delete` can clean it up, and never signal its pid.
+        st = State(root, cid)
+    return st
+
+
+def list_ids(root):
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n[0] != "." and os.path.isdir(f"{root}/{n}"))
+
+
+def remove_dir(path):
+    """Remove a container's state directory (flat: state files and the fifo)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for n in names:
+        try:
+            os.unlink(f"{path}/{n}")
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
