@@ -104,6 +104,8 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
             elif tag == "PID":
                 init_pid = int(payload)
                 os.waitpid(pid, 0)  # the intermediate process has exited
+            elif tag == "HOOKS":
+                chan.send("HOOKS_DONE", _run_create_hooks(st, init_pid, plan.hooks).decode())
             elif tag == "ERROR":
                 raise OciError(payload)
             else:
@@ -159,6 +161,21 @@ def _fork(plan, child_chan, fifo_fd):
             kernel.setns(fd, flag)  # back to our own namespaces for children
             os.close(fd)
     return pid, parent_did
+
+
+def _run_create_hooks(st, init_pid, hooks):
+    from ocirun.hooks import encode_state, run_hooks
+    st.pid = init_pid
+    st.pid_start = proc_start_time(init_pid)
+    doc = st.oci_state()
+    doc["status"] = "creating"
+    doc["pid"] = init_pid
+    data = encode_state(doc)
+    for kind in ("prestart", "createRuntime"):
+        if hooks.get(kind):
+            run_hooks(kind, hooks[kind], data)
+    doc["status"] = "created"
+    return encode_state(doc)
 
 
 def _write_maps(pid, plan):

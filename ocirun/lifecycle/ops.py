@@ -27,7 +27,15 @@ def start(root, cid):
         os.unlink(fifo)
     except FileNotFoundError:
         pass
+    run_poststart(st)
     return st
+
+
+def run_poststart(st):
+    hooks = (st.config_hooks or {}).get("poststart")
+    if hooks:
+        from ocirun.hooks import run_hooks
+        run_hooks("poststart", hooks, st.oci_state(), warn_only=True)
 
 
 def kill(root, cid, sig, all_procs=False):

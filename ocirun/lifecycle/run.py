@@ -7,7 +7,7 @@ import _signal
 from ocirun import kernel
 from ocirun.errors import OciError
 from ocirun.lifecycle.create import create
-from ocirun.lifecycle.ops import destroy
+from ocirun.lifecycle.ops import destroy, run_poststart
 
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
@@ -39,6 +39,7 @@ def run(root, cid, detach=False, keep=False, **create_args):
         c.chan.close()
         if tag == "ERROR":
             raise OciError(payload)
+        run_poststart(st)
     except BaseException:
         from ocirun.lifecycle.process import kill_container
         kill_container(st)

@@ -11,6 +11,7 @@ import _signal
 
 from ocirun import kernel
 from ocirun.errors import OciError
+from ocirun.hooks import run_hooks
 from ocirun.kernel import (
     CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
     PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
@@ -114,9 +115,11 @@ def _run(plan, chan, fifo_fd, parent_did):
     if plan.domainname is not None:
         _step("setdomainname", kernel.setdomainname, plan.domainname)
 
+    state_json = None
     if plan.mount_ns:
-        _setup_rootfs(plan)
+        state_json = _setup_rootfs(plan, chan)
     else:
+        state_json = _hooks_before_pivot(plan, chan)
         _step("chroot", os.chroot, plan.rootfs)
         os.chdir("/")
 
@@ -137,6 +140,8 @@ def _run(plan, chan, fifo_fd, parent_did):
         tag, _ = chan.recv()
         if tag != "START":
             os._exit(1)
+    if plan.hooks.get("startContainer"):
+        run_hooks("startContainer", plan.hooks["startContainer"], state_json)
     _finalize(plan)
     try:
         os.execve(exe, plan.args, _env_dict(plan.env))
@@ -156,7 +161,25 @@ def _write_proc(path, value):
         os.close(fd)
 
 
-def _setup_rootfs(plan):
+def _hooks_before_pivot(plan, chan):
+    """prestart/createRuntime run in the runtime (it gets HOOKS), createContainer
+    here, in the container's namespaces; all before pivot_root (runtime.md
+    "Lifecycle"). Returns the state JSON the runtime sent, for startContainer."""
+    h = plan.hooks
+    if not (h.get("prestart") or h.get("createRuntime") or h.get("createContainer")
+            or h.get("startContainer")):
+        return None
+    chan.send("HOOKS")
+    tag, payload = chan.recv()
+    if tag != "HOOKS_DONE":
+        os._exit(1)
+    state_json = payload.encode()
+    if h.get("createContainer"):
+        run_hooks("createContainer", h["createContainer"], state_json)
+    return state_json
+
+
+def _setup_rootfs(plan, chan):
     rootfd = _step("prepare rootfs", rootfs_mod.prepare_root, plan.rootfs, plan.root_propagation)
     for m, mo in plan.mounts:
         rootfs_mod.mount_one(rootfd, m, mo, plan.cgroupns)
@@ -166,9 +189,11 @@ def _setup_rootfs(plan):
         _step("create /dev symlinks", rootfs_mod.make_dev_symlinks, rootfd)
     rootfs_mod.mask_paths(rootfd, plan.masked)
     rootfs_mod.readonly_paths(rootfd, plan.readonly_paths)
+    state_json = _hooks_before_pivot(plan, chan)
     _step("pivot_root", rootfs_mod.pivot, rootfd, plan.no_pivot)
     os.close(rootfd)
     _step("finish rootfs", rootfs_mod.finish_root, plan.readonly, plan.root_propagation)
+    return state_json
 
 
 def find_executable(arg0, path_env):

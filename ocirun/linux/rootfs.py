@@ -19,6 +19,7 @@ from ocirun.kernel import (
     OPEN_TREE_CLONE,
 )
 from ocirun.linux import paths
+from ocirun.linux.mountopts import MountOptions
 from ocirun.linux.paths import fd_path, open_in_root
 
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
@@ -181,7 +182,6 @@ def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
     """The container's view of its cgroups. With a cgroup namespace, mount the
     hierarchies themselves (the kernel roots them at the container's cgroup);
     without one, bind the container's own cgroup directories."""
-    from ocirun.linux.mountopts import MountOptions
     ro = mo.flags & MS_RDONLY
     flags = (mo.flags & ~(MS_REC | MS_BIND)) | MS_NOSUID | MS_NODEV | MS_NOEXEC
     sub_mo = MountOptions()
