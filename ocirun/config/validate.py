@@ -395,8 +395,8 @@ def _check_idmap(v, field):
         size = _get(m, "size", f)
         if type(size) is not int:
             _want(size, "an integer", f + ".size")
-        if size <= 0:
-            _fail(f + ".size", f"{_show(size)} must be greater than 0")
+        if size <= 0 or size > U32:
+            _fail(f + ".size", f"{_show(size)} is out of range 1..{U32}")
         if cid + size > 1 << 32:
             _fail(f + ".size", f"containerID {cid} + size {size} exceeds 2^32")
         if hid + size > 1 << 32:
