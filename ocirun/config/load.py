@@ -116,7 +116,9 @@ def _diagnose(text, label):
     try:
         json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
-        raise _error(f"{label}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") \
+        # "Unterminated string starting at" reads as a sentence once the position moves forward.
+        msg = e.msg[:-3] if e.msg.endswith(" at") else e.msg
+        raise _error(f"{label}: invalid JSON at line {e.lineno} column {e.colno}: {msg}") \
             from None
     except RecursionError:
         raise _error(f"{label}: nesting too deep") from None

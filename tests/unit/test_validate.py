@@ -327,9 +327,11 @@ BAD = [
     ("timeOffsets-clock", seq(add_ns("time"), put("linux.timeOffsets",
                                                          {"realtime": {"secs": 1}})),
      "linux.timeOffsets.realtime", "unknown clock"),
-    ("timeOffsets-nanosecs", seq(add_ns("time"), put("linux.timeOffsets", {"monotonic": {"nanosecs": 10 ** 9}})),
+    ("timeOffsets-nanosecs", seq(add_ns("time"), put("linux.timeOffsets",
+                                                     {"monotonic": {"nanosecs": 10 ** 9}})),
      "linux.timeOffsets.monotonic.nanosecs", "out of range"),
-    ("timeOffsets-secs-str", seq(add_ns("time"), put("linux.timeOffsets", {"monotonic": {"secs": "1"}})),
+    ("timeOffsets-secs-str", seq(add_ns("time"), put("linux.timeOffsets",
+                                                     {"monotonic": {"secs": "1"}})),
      "linux.timeOffsets.monotonic.secs", "must be an integer"),
     # sysctl
     ("sysctl-not-object", put("linux.sysctl", ["net.ipv4.ip_forward=1"]), "linux.sysctl",
@@ -624,7 +626,8 @@ def test_ns_path_of_matching_type():
 
 
 def test_ns_path_of_other_type():
-    spec = with_ns([{"type": "pid"}, {"type": "mount"}, {"type": "ipc", "path": "/proc/self/ns/net"}])
+    spec = with_ns([{"type": "pid"}, {"type": "mount"},
+                    {"type": "ipc", "path": "/proc/self/ns/net"}])
     with pytest.raises(ConfigError) as exc:
         validate(spec)
     assert str(exc.value) == \
