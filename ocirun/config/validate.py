@@ -117,7 +117,7 @@ def _show(v):
         return "an object"
     if t is list:
         return "an array"
-    return "a " + t.__name__
+    return f"a Python {t.__name__}"  # not from JSON: validate() called from code
 
 
 def _want(v, what, field):

@@ -802,3 +802,19 @@ def test_junk_everywhere():
             except Exception as e:  # noqa: BLE001 - the point of the test
                 failures.append((path, junk, repr(e)))
     assert not failures, failures[:5]
+
+
+# --- cost: this module is on every create/run path ------------------------------------------
+
+def test_import_pulls_in_nothing_heavy():
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {root!r}); import os; before = set(sys.modules)\n"
+            "import ocirun.config.validate\n"
+            "print(' '.join(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ocirun", "ocirun.config", "ocirun.config.validate",
+                                  "ocirun.errors"]
