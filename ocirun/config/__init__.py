@@ -1,0 +1,1 @@
+"""Bundle loading (load.py) and validation (validate.py); imported piecemeal, nothing here."""

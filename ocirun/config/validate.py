@@ -1,0 +1,728 @@
+"""config.json validation: everything that can be refused before fork.
+
+Every error is a ConfigError whose `field` is the JSON path of the offending value
+(`process.user.uid`, `mounts[2].destination`, `linux.sysctl["net.ipv4.ip_forward"]`) and
+whose message is one line naming the value. After `validate()` returns, later stages may
+index the document without re-checking types: every known key holds the type the
+runtime-spec schema gives it (null is refused, not treated as absent), every string that
+reaches the kernel is free of NUL and encodes as UTF-8, and every integer is a real int
+(JSON `true` decodes to Python's True, which *is* an int) inside the range its syscall takes.
+
+Unknown keys are accepted at every level: the spec allows extensions.
+
+This module runs on every `create`/`run`: module level imports only os/sys and our errors,
+checks are plain type()/range tests, and field paths are formatted only on failure where the
+loop is hot.
+"""
+import os
+
+from ocirun.errors import ConfigError
+
+# Capability names; the index is the capability number (linux/capability.h).
+CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+_CAPSET = frozenset(CAPS)
+CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+# Resource names -> RLIMIT_* numbers (asm-generic/resource.h, x86 and arm64 alike).
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+# OCI namespace type -> CLONE_NEW* flag (what NS_GET_NSTYPE returns) and /proc/self/ns name.
+NAMESPACES = {
+    "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
+    "uts": 0x04000000, "user": 0x10000000, "cgroup": 0x02000000, "time": 0x00000080,
+}
+NS_PROC_NAME = {
+    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+    "user": "user", "cgroup": "cgroup", "time": "time",
+}
+_NS_BY_FLAG = {flag: kind for kind, flag in NAMESPACES.items()}
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
+
+IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
+SCHED_POLICIES = (
+    "SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO", "SCHED_IDLE",
+    "SCHED_DEADLINE",
+)
+SCHED_FLAGS = (
+    "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+    "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
+    "SCHED_FLAG_UTIL_CLAMP_MAX",
+)
+PROPAGATIONS = (
+    "", "shared", "slave", "private", "unbindable",
+    "rshared", "rslave", "rprivate", "runbindable",
+)
+HOOK_KINDS = (
+    "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop",
+)
+DEVICE_TYPES = ("c", "b", "u", "p")
+
+ID_MAX = 0xFFFFFFFE          # (uid_t)-1 means "unchanged" to setresuid: never a real id
+U32 = 0xFFFFFFFF
+U64 = 0xFFFFFFFFFFFFFFFF
+I32_MIN, I32_MAX = -0x80000000, 0x7FFFFFFF
+I64_MIN, I64_MAX = -0x8000000000000000, 0x7FFFFFFFFFFFFFFF
+MAX_ID_MAPPINGS = 340        # kernel limit on uid_map/gid_map lines since Linux 4.15
+NGROUPS_MAX = 65536
+HOST_NAME_MAX = 64           # __NEW_UTS_LEN
+HOOK_TIMEOUT_MAX = 0x7FFFFFFF
+
+
+# --- failure reporting ------------------------------------------------------------------
+
+def _fail(field, msg):
+    raise ConfigError(field, msg)
+
+
+def _q(s):
+    """A string for a one-line message: as is when short and printable, else repr()."""
+    if s and len(s) <= 200 and s.isprintable():
+        return s
+    if len(s) > 200:
+        return repr(s[:200]) + "..."
+    return repr(s)
+
+
+def _show(v):
+    """A JSON-ish rendering of any value, short and on one line."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    t = type(v)
+    if t is str:
+        return repr(v) if len(v) <= 64 else repr(v[:64]) + "..."
+    if t is int:
+        return str(v) if v.bit_length() <= 128 else "a %d-bit integer" % v.bit_length()
+    if t is float:
+        return repr(v)
+    if t is dict:
+        return "an object"
+    if t is list:
+        return "an array"
+    return f"a Python {t.__name__}"  # not from JSON: validate() called from code
+
+
+def _want(v, what, field):
+    raise ConfigError(field, f"must be {what}, not {_show(v)}")
+
+
+# --- typed getters ----------------------------------------------------------------------
+
+def _text_ok(s):
+    """Encodable as strict UTF-8 (JSON \\ud800 escapes decode to lone surrogates)."""
+    if s.isascii():
+        return True
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_text(s, field):
+    if "\0" in s:
+        _fail(field, f"contains a NUL byte: {_q(s)}")
+    _fail(field, f"is not valid UTF-8 (lone surrogate): {_q(s)}")
+
+
+def _obj(v, field):
+    if type(v) is not dict:
+        _want(v, "an object", field)
+    return v
+
+
+def _list(v, field):
+    if type(v) is not list:
+        _want(v, "an array", field)
+    return v
+
+
+def _bool(v, field):
+    if type(v) is not bool:
+        _want(v, "a boolean", field)
+    return v
+
+
+def _str(v, field):
+    """Any string (not passed to the kernel): UTF-8 encodable."""
+    if type(v) is not str:
+        _want(v, "a string", field)
+    if not v.isascii() and not _text_ok(v):
+        _bad_text(v, field)
+    return v
+
+
+def _kstr(v, field):
+    """A string that reaches the kernel or execve: no NUL, UTF-8 encodable."""
+    if type(v) is not str:
+        _want(v, "a string", field)
+    if "\0" in v or not _text_ok(v):
+        _bad_text(v, field)
+    return v
+
+
+def _abspath(v, field):
+    _kstr(v, field)
+    if v[:1] != "/":
+        _fail(field, f"{_q(v)} must be an absolute path")
+    return v
+
+
+def _int(v, field, lo, hi):
+    if type(v) is not int:
+        _want(v, "an integer", field)
+    if v < lo or v > hi:
+        _fail(field, f"{_show(v)} is out of range {lo}..{hi}")
+    return v
+
+
+def _id(v, field):
+    if type(v) is not int:
+        _want(v, "an integer", field)
+    if v < 0 or v > ID_MAX:
+        if v == U32:
+            _fail(field, f"{v} is (uid_t)-1, not a valid id")
+        _fail(field, f"{_show(v)} is out of range 0..{ID_MAX}")
+    return v
+
+
+def _kstrlist(v, field):
+    if type(v) is not list:
+        _want(v, "an array", field)
+    for i, s in enumerate(v):
+        if type(s) is not str or "\0" in s or not _text_ok(s):
+            _kstr(s, f"{field}[{i}]")
+    return v
+
+
+def _env(v, field):
+    if type(v) is not list:
+        _want(v, "an array", field)
+    for i, s in enumerate(v):
+        if type(s) is not str or "\0" in s or not _text_ok(s):
+            _kstr(s, f"{field}[{i}]")
+        if s.find("=") < 1:
+            _fail(f"{field}[{i}]", f"{_q(s)} is not of the form KEY=VALUE")
+    return v
+
+
+def _str_map(v, field):
+    if type(v) is not dict:
+        _want(v, "an object", field)
+    for k, s in v.items():
+        if type(k) is not str or not k or not _text_ok(k):
+            _fail(_key(field, k), "invalid key")
+        if type(s) is not str or not _text_ok(s):
+            _str(s, _key(field, k))
+    return v
+
+
+def _get(d, key, field):
+    """d[key], which is required and must not be null."""
+    v = d.get(key)
+    if v is None:
+        f = f"{field}.{key}" if field else key
+        _fail(f, "must not be null" if key in d else "is required")
+    return v
+
+
+def _key(field, k):
+    """The path of a map entry: linux.sysctl["net.ipv4.ip_forward"]."""
+    if type(k) is str and '"' not in k and k.isprintable():
+        return f'{field}["{k}"]'
+    return f"{field}[{k!r}]"
+
+
+# --- process ----------------------------------------------------------------------------
+
+def validate_process(process, field="process"):
+    """Check a process object (config.json `process`, or `exec --process FILE`)."""
+    p = _obj(process, field)
+    args = _kstrlist(_get(p, "args", field), f"{field}.args")
+    if not args:
+        _fail(f"{field}.args", "must not be empty")
+    if not args[0]:
+        _fail(f"{field}.args[0]", "must not be empty")
+    _abspath(_get(p, "cwd", field), f"{field}.cwd")
+    for key, value in p.items():
+        check = _PROCESS_KEYS.get(key)
+        if check is not None:
+            check(value, f"{field}.{key}")
+
+
+def _check_console_size(v, field):
+    _obj(v, field)
+    _int(_get(v, "height", field), f"{field}.height", 0, 0xFFFF)
+    _int(_get(v, "width", field), f"{field}.width", 0, 0xFFFF)
+
+
+def _check_user(v, field):
+    _obj(v, field)
+    _id(_get(v, "uid", field), f"{field}.uid")
+    _id(_get(v, "gid", field), f"{field}.gid")
+    if "umask" in v:
+        _int(v["umask"], f"{field}.umask", 0, 0o7777)
+    if "additionalGids" in v:
+        gids = _list(v["additionalGids"], f"{field}.additionalGids")
+        if len(gids) > NGROUPS_MAX:
+            _fail(f"{field}.additionalGids", f"{len(gids)} groups, more than {NGROUPS_MAX}")
+        for i, g in enumerate(gids):
+            if type(g) is not int or g < 0 or g > ID_MAX:
+                _id(g, f"{field}.additionalGids[{i}]")
+    if "username" in v:
+        _str(v["username"], f"{field}.username")
+
+
+def _check_capabilities(v, field):
+    _obj(v, field)
+    for name in CAP_SETS:
+        caps = v.get(name)
+        if caps is None and name not in v:
+            continue
+        _list(caps, f"{field}.{name}")
+        for i, c in enumerate(caps):
+            if type(c) is not str:
+                _want(c, "a string", f"{field}.{name}[{i}]")
+            if c not in _CAPSET:
+                _fail(f"{field}.{name}[{i}]", f"unknown capability {_q(c)}")
+
+
+def _check_rlimits(v, field):
+    _list(v, field)
+    seen = set()
+    for i, r in enumerate(v):
+        f = f"{field}[{i}]"
+        _obj(r, f)
+        kind = _get(r, "type", f)
+        if type(kind) is not str:
+            _want(kind, "a string", f + ".type")
+        if kind not in RLIMITS:
+            _fail(f + ".type", f"unknown rlimit {_q(kind)}")
+        if kind in seen:
+            _fail(f + ".type", f"duplicate {kind}")
+        seen.add(kind)
+        soft = _int(_get(r, "soft", f), f + ".soft", 0, U64)
+        hard = _int(_get(r, "hard", f), f + ".hard", 0, U64)
+        if soft > hard:
+            _fail(f + ".soft", f"{kind} soft limit {soft} is above the hard limit {hard}")
+
+
+def _check_io_priority(v, field):
+    _obj(v, field)
+    cls = _get(v, "class", field)
+    if type(cls) is not str or cls not in IOPRIO_CLASSES:
+        _fail(f"{field}.class", f"{_show(cls)} is not one of {', '.join(IOPRIO_CLASSES)}")
+    if "priority" in v:
+        _int(v["priority"], f"{field}.priority", 0, 7)
+
+
+def _check_scheduler(v, field):
+    _obj(v, field)
+    policy = _get(v, "policy", field)
+    if type(policy) is not str or policy not in SCHED_POLICIES:
+        _fail(f"{field}.policy", f"unknown scheduler policy {_show(policy)}")
+    if "nice" in v:
+        _int(v["nice"], f"{field}.nice", -20, 19)
+    if "priority" in v:
+        _int(v["priority"], f"{field}.priority", I32_MIN, I32_MAX)
+    if "flags" in v:
+        for i, flag in enumerate(_list(v["flags"], f"{field}.flags")):
+            if type(flag) is not str or flag not in SCHED_FLAGS:
+                _fail(f"{field}.flags[{i}]", f"unknown scheduler flag {_show(flag)}")
+    for key in ("runtime", "deadline", "period"):
+        if key in v:
+            _int(v[key], f"{field}.{key}", 0, U64)
+
+
+def _check_cpu_affinity(v, field):
+    _obj(v, field)
+    for key in ("initial", "final"):
+        if key in v:
+            s = _str(v[key], f"{field}.{key}")
+            if s.strip("0123456789, -"):
+                _fail(f"{field}.{key}", f"{_q(s)} is not a CPU list such as 0-3,7")
+
+
+_PROCESS_KEYS = {
+    "env": _env,
+    "terminal": _bool,
+    "consoleSize": _check_console_size,
+    "user": _check_user,
+    "capabilities": _check_capabilities,
+    "rlimits": _check_rlimits,
+    "noNewPrivileges": _bool,
+    "oomScoreAdj": lambda v, f: _int(v, f, -1000, 1000),
+    "apparmorProfile": _kstr,
+    "selinuxLabel": _kstr,
+    "ioPriority": _check_io_priority,
+    "scheduler": _check_scheduler,
+    "execCPUAffinity": _check_cpu_affinity,
+    "commandLine": _str,
+}
+
+
+# --- id mappings ------------------------------------------------------------------------
+
+def _check_idmap(v, field):
+    """uidMappings/gidMappings: sane ranges that neither side overlaps (user_namespaces(7))."""
+    _list(v, field)
+    if len(v) > MAX_ID_MAPPINGS:
+        _fail(field, f"{len(v)} entries, more than the kernel's {MAX_ID_MAPPINGS}")
+    ranges = []
+    for i, m in enumerate(v):
+        f = f"{field}[{i}]"
+        _obj(m, f)
+        cid = _int(_get(m, "containerID", f), f + ".containerID", 0, U32)
+        hid = _int(_get(m, "hostID", f), f + ".hostID", 0, U32)
+        size = _get(m, "size", f)
+        if type(size) is not int:
+            _want(size, "an integer", f + ".size")
+        if size <= 0 or size > U32:
+            _fail(f + ".size", f"{_show(size)} is out of range 1..{U32}")
+        if cid + size > 1 << 32:
+            _fail(f + ".size", f"containerID {cid} + size {size} exceeds 2^32")
+        if hid + size > 1 << 32:
+            _fail(f + ".size", f"hostID {hid} + size {size} exceeds 2^32")
+        ranges.append((cid, hid, size, i))
+    for side, name in ((0, "containerID"), (1, "hostID")):
+        prev = None
+        for r in sorted(ranges, key=lambda r: r[side]):
+            if prev is not None and prev[side] + prev[2] > r[side]:
+                a, b = sorted((prev[3], r[3]))
+                _fail(f"{field}[{b}]", f"{name} range overlaps {field}[{a}]")
+            prev = r
+    return v
+
+
+def _mapped(i, maps):
+    for m in maps:
+        if m["containerID"] <= i < m["containerID"] + m["size"]:
+            return True
+    return False
+
+
+# --- mounts and hooks -------------------------------------------------------------------
+
+def _check_mounts(v, field):
+    _list(v, field)
+    for i, m in enumerate(v):
+        f = f"{field}[{i}]"
+        if type(m) is not dict:
+            _want(m, "an object", f)
+        dest = m.get("destination")
+        if type(dest) is not str or dest[:1] != "/" or "\0" in dest or not _text_ok(dest):
+            if dest is None and "destination" not in m:
+                _fail(f + ".destination", "is required")
+            # Spec 1.0 allowed relative destinations; runc and crun refuse them, so do we.
+            _abspath(dest, f + ".destination")
+        for key, value in m.items():
+            if key == "type" or key == "source":
+                if type(value) is not str or "\0" in value or not _text_ok(value):
+                    _kstr(value, f"{f}.{key}")
+            elif key == "options":
+                _kstrlist(value, f + ".options")
+            elif key == "uidMappings" or key == "gidMappings":
+                _check_idmap(value, f"{f}.{key}")
+
+
+def _check_hooks(v, field):
+    _obj(v, field)
+    for kind in HOOK_KINDS:
+        if kind not in v:
+            continue
+        hooks = _list(v[kind], f"{field}.{kind}")
+        for i, h in enumerate(hooks):
+            f = f"{field}.{kind}[{i}]"
+            _obj(h, f)
+            _abspath(_get(h, "path", f), f + ".path")
+            if "args" in h:
+                _kstrlist(h["args"], f + ".args")
+            if "env" in h:
+                _env(h["env"], f + ".env")
+            if "timeout" in h:
+                _int(h["timeout"], f + ".timeout", 1, HOOK_TIMEOUT_MAX)
+
+
+# --- linux ------------------------------------------------------------------------------
+
+def _check_ns_path(path, kind, field):
+    """The file at `path` must be a namespace of `kind` (a bind-mounted nsfs inode or
+    /proc/PID/ns/*): joining a namespace of another type would silently share the host's."""
+    import fcntl
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _fail(field, f"{_q(path)} does not exist")
+    except OSError as e:
+        _fail(field, f"{_q(path)}: {os.strerror(e.errno)}")
+    # nsfs inodes are regular files; anything else (FIFO, device) is refused before open().
+    if st.st_mode & 0o170000 != 0o100000:
+        _fail(field, f"{_q(path)} is not a namespace")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        _fail(field, f"{_q(path)}: {os.strerror(e.errno)}")
+    try:
+        flag = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        flag = None
+    finally:
+        os.close(fd)
+    if flag is None:
+        _fail(field, f"{_q(path)} is not a namespace")
+    if flag != NAMESPACES[kind]:
+        other = _NS_BY_FLAG.get(flag, hex(flag))
+        _fail(field, f"{_q(path)} is a {other} namespace, not {kind}")
+
+
+def _is_host_ns(path, kind):
+    """True when `path` is the namespace ocirun itself runs in ("host" = current)."""
+    try:
+        a = os.stat(path)
+        b = os.stat("/proc/self/ns/" + NS_PROC_NAME[kind])
+    except OSError:
+        return False
+    return a.st_ino == b.st_ino and a.st_dev == b.st_dev
+
+
+def _need_ns(ns, kind, field, what, check_host, fresh=False):
+    """Refuse `what` unless the container has its own `kind` namespace: without one the
+    write would land in the host's (SECURITY.md class H)."""
+    if kind not in ns:
+        _fail(field, f"{what} needs a {kind} namespace in linux.namespaces"
+                     f" (it would change the host's)")
+    path = ns[kind]
+    if path is None:
+        return
+    if fresh:
+        _fail(field, f"{what} needs a new {kind} namespace, not one joined by path")
+    if check_host and _is_host_ns(path, kind):
+        _fail(field, f"{what}: {_q(path)} is the host's {kind} namespace")
+
+
+def _check_namespaces(v, field, check_host):
+    """Returns {type: path or None}."""
+    _list(v, field)
+    ns = {}
+    for i, n in enumerate(v):
+        f = f"{field}[{i}]"
+        _obj(n, f)
+        kind = _get(n, "type", f)
+        if type(kind) is not str or kind not in NAMESPACES:
+            _fail(f + ".type", f"unknown namespace type {_show(kind)}")
+        if kind in ns:
+            _fail(f + ".type", f"duplicate namespace type {kind}")
+        path = None
+        if "path" in n:
+            path = _abspath(n["path"], f + ".path")
+            if check_host:
+                _check_ns_path(path, kind, f + ".path")
+        ns[kind] = path
+    return ns
+
+
+def _check_sysctl(v, field, ns, check_host):
+    _obj(v, field)
+    for key, value in v.items():
+        f = _key(field, key)
+        _kstr(key, f)
+        _kstr(value, f)
+        # sysctl(8) accepts "/" as the separator too; normalise before classifying.
+        name = key.replace("/", ".") if "/" in key else key
+        if not name or "" in name.split("."):
+            _fail(f, f"invalid sysctl name {_q(key)}")
+        if name.startswith("net."):
+            _need_ns(ns, "network", f, f"sysctl {name}", check_host)
+        elif name == "kernel.hostname" or name == "kernel.domainname":
+            _need_ns(ns, "uts", f, f"sysctl {name}", check_host)
+        elif name.startswith(("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")):
+            _need_ns(ns, "ipc", f, f"sysctl {name}", check_host)
+        else:
+            _fail(f, f"sysctl {_q(name)} is not namespaced; refusing to change the host's")
+
+
+def _check_time_offsets(v, field):
+    _obj(v, field)
+    for clock, off in v.items():
+        f = f"{field}.{clock}"
+        if clock != "monotonic" and clock != "boottime":
+            _fail(f, f"unknown clock {_q(clock)} (monotonic or boottime)")
+        _obj(off, f)
+        if "secs" in off:
+            _int(off["secs"], f + ".secs", I64_MIN, I64_MAX)
+        if "nanosecs" in off:
+            _int(off["nanosecs"], f + ".nanosecs", 0, 999999999)
+
+
+def _check_devices(v, field):
+    _list(v, field)
+    for i, d in enumerate(v):
+        f = f"{field}[{i}]"
+        _obj(d, f)
+        _abspath(_get(d, "path", f), f + ".path")
+        kind = _get(d, "type", f)
+        if type(kind) is not str or kind not in DEVICE_TYPES:
+            _fail(f + ".type", f"{_show(kind)} is not one of c, b, u, p")
+        for key in ("major", "minor"):
+            if key in d:
+                _int(d[key], f"{f}.{key}", 0, U32)
+            elif kind != "p":
+                _fail(f"{f}.{key}", f"is required for a type {kind} device")
+        if "fileMode" in d:
+            _int(d["fileMode"], f + ".fileMode", 0, 0o7777)
+        if "uid" in d:
+            _id(d["uid"], f + ".uid")
+        if "gid" in d:
+            _id(d["gid"], f + ".gid")
+
+
+def _check_propagation(v, field):
+    if type(v) is not str or v not in PROPAGATIONS:
+        _fail(field, f"{_show(v)} is not one of {', '.join(PROPAGATIONS[1:])} (or empty)")
+
+
+def _check_linux(linux, spec, check_host):
+    """Check spec["linux"] and the rules that tie it to the rest of the document."""
+    field = "linux"
+    _obj(linux, field)
+    ns = {}
+    if "namespaces" in linux:
+        ns = _check_namespaces(linux["namespaces"], "linux.namespaces", check_host)
+
+    for key, value in linux.items():
+        f = f"{field}.{key}"
+        if key in ("namespaces", "uidMappings", "gidMappings", "sysctl", "timeOffsets"):
+            continue  # cross-checked below
+        if key in ("maskedPaths", "readonlyPaths"):
+            for i, p in enumerate(_kstrlist(value, f)):
+                if p[:1] != "/":
+                    _fail(f"{f}[{i}]", f"{_q(p)} must be an absolute path")
+            if value:
+                _need_ns(ns, "mount", f, key, check_host)
+        elif key == "devices":
+            _check_devices(value, f)
+        elif key == "rootfsPropagation":
+            _check_propagation(value, f)
+        elif key in ("mountLabel", "cgroupsPath"):
+            _kstr(value, f)
+        elif key in ("seccomp", "resources", "intelRdt", "personality", "memoryPolicy",
+                     "netDevices"):
+            _obj(value, f)  # deep checks belong to their own packages
+
+    # User namespaces (SECURITY.md class I).
+    uid_maps = linux.get("uidMappings")
+    gid_maps = linux.get("gidMappings")
+    if "uidMappings" in linux:
+        _check_idmap(uid_maps, "linux.uidMappings")
+    if "gidMappings" in linux:
+        _check_idmap(gid_maps, "linux.gidMappings")
+    if "user" in ns:
+        if ns["user"] is None:
+            if not uid_maps:
+                _fail("linux.uidMappings", "is required for a new user namespace")
+            if not gid_maps:
+                _fail("linux.gidMappings", "is required for a new user namespace")
+    else:
+        if uid_maps:
+            _fail("linux.uidMappings", "needs a user namespace in linux.namespaces")
+        if gid_maps:
+            _fail("linux.gidMappings", "needs a user namespace in linux.namespaces")
+    user = spec["process"].get("user")
+    if user:
+        if uid_maps and not _mapped(user["uid"], uid_maps):
+            _fail("process.user.uid", f"{user['uid']} is not mapped by linux.uidMappings")
+        if gid_maps:
+            if not _mapped(user["gid"], gid_maps):
+                _fail("process.user.gid", f"{user['gid']} is not mapped by linux.gidMappings")
+            for i, g in enumerate(user.get("additionalGids", ())):
+                if not _mapped(g, gid_maps):
+                    _fail(f"process.user.additionalGids[{i}]",
+                          f"{g} is not mapped by linux.gidMappings")
+
+    if "timeOffsets" in linux:
+        _check_time_offsets(linux["timeOffsets"], "linux.timeOffsets")
+        # Offsets can only be written before the first process enters a new time namespace.
+        _need_ns(ns, "time", "linux.timeOffsets", "timeOffsets", check_host, fresh=True)
+    if "sysctl" in linux:
+        _check_sysctl(linux["sysctl"], "linux.sysctl", ns, check_host)
+    return ns
+
+
+# --- the document -----------------------------------------------------------------------
+
+def _check_version(v):
+    if type(v) is not str:
+        _want(v, "a string", "ociVersion")
+    core = v
+    for sep in ("-", "+"):
+        cut = core.find(sep)
+        if cut >= 0:
+            core = core[:cut]
+    parts = core.split(".")
+    if (len(parts) != 3 or not core.isascii()
+            or not all(p.isdigit() for p in parts)):
+        _fail("ociVersion", f"{_q(v)} is not a version of the form 1.x.y")
+    if parts[0] != "1":
+        _fail("ociVersion", f"{_q(v)} is not supported (only runtime-spec 1.x)")
+
+
+def _check_hostname(v, field):
+    _kstr(v, field)
+    if len(v.encode()) > HOST_NAME_MAX:
+        _fail(field, f"{_q(v)} is longer than {HOST_NAME_MAX} bytes")
+
+
+def validate(spec, *, check_host=True):
+    """Raise ConfigError for the first problem in a decoded config.json.
+
+    check_host: also consult the host (namespace paths exist and have the declared type,
+    joined namespaces are not ocirun's own). Off for `spec`-style offline checks and tests.
+    """
+    if type(spec) is not dict:
+        _want(spec, "an object", "")
+    _check_version(_get(spec, "ociVersion", ""))
+    root = _obj(_get(spec, "root", ""), "root")
+    path = _kstr(_get(root, "path", "root"), "root.path")
+    if not path:
+        _fail("root.path", "must not be empty")
+    if "readonly" in root:
+        _bool(root["readonly"], "root.readonly")
+    validate_process(_get(spec, "process", ""), "process")
+    for key in ("hostname", "domainname"):
+        if key in spec:
+            _check_hostname(spec[key], key)
+    if "mounts" in spec:
+        _check_mounts(spec["mounts"], "mounts")
+    if "hooks" in spec:
+        _check_hooks(spec["hooks"], "hooks")
+    if "annotations" in spec:
+        _str_map(spec["annotations"], "annotations")
+    for key in ("solaris", "windows", "vm", "zos", "freebsd"):
+        if key in spec:
+            _obj(spec[key], key)
+
+    ns = _check_linux(spec["linux"] if "linux" in spec else {}, spec, check_host)
+    for key in ("hostname", "domainname"):
+        if spec.get(key):
+            _need_ns(ns, "uts", key, f"setting the {key}", check_host)
+    if spec.get("mounts"):
+        _need_ns(ns, "mount", "mounts", "mounts", check_host)
