@@ -65,8 +65,8 @@ def _dumps(obj):
 
 
 def _loads(text):
-    from ocirun.config.load import loads
-    return loads(text)
+    from ocirun.config.load import parse_config
+    return parse_config(text, STATE_FILE)
 
 
 class State:

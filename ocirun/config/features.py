@@ -1,0 +1,48 @@
+"""The runtime-spec features document (features.md), built from the tables the
+runtime actually uses, so it cannot claim what the code does not do."""
+from ocirun import SPEC_VERSION, VERSION
+
+
+def features():
+    from ocirun.linux.caps import CAPS
+    from ocirun.linux.mountopts import EXTENSIONS, FLAGS, PROPAGATION, RECURSIVE
+    from ocirun.linux.namespaces import NAMESPACES
+    linux = {
+        "namespaces": list(NAMESPACES),
+        "capabilities": list(CAPS),
+        "cgroup": _cgroup(),
+        "seccomp": _seccomp(),
+        "apparmor": {"enabled": False},
+        "selinux": {"enabled": False},
+        "intelRdt": {"enabled": False},
+        "mountExtensions": {"idmap": {"enabled": False}},
+    }
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
+        "mountOptions": sorted(set(FLAGS) | set(PROPAGATION) | set(RECURSIVE)
+                               | (set(EXTENSIONS) - {"idmap", "ridmap", "tmpcopyup",
+                                                     "notmpcopyup", "copy-symlink",
+                                                     "private-shm", "x-mount.mkdir"})),
+        "linux": linux,
+        "annotations": {"org.opencontainers.runtime-spec.features.version": SPEC_VERSION,
+                        "run.oci.ocirun.version": VERSION},
+    }
+
+
+def _cgroup():
+    try:
+        from ocirun import cgroups
+    except ImportError:
+        return {"v1": False, "v2": False, "systemd": False, "systemdUser": False, "rdma": False}
+    return cgroups.features()
+
+
+def _seccomp():
+    try:
+        from ocirun import seccomp
+    except ImportError:
+        return {"enabled": False}
+    return seccomp.features()

@@ -1,0 +1,197 @@
+"""Real containers: what the process inside sees."""
+import os
+
+import pytest
+
+
+def test_run_prints_and_passes_exit_code(bundle):
+    r = bundle.run(["sh", "-c", "echo hello; exit 7"])
+    assert r.stdout == "hello\n"
+    assert r.returncode == 7, r.stderr
+
+
+def test_signal_death_is_128_plus_n(bundle):
+    # pid 1 of a pid namespace ignores SIGKILL sent from inside: share the host's.
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
+                                            if n["type"] != "pid"]
+    r = bundle.run(["sh", "-c", "kill -9 $$"])
+    assert r.returncode == 137, r.stderr
+
+
+def test_init_is_pid_1_in_new_namespaces(bundle):
+    r = bundle.run(["sh", "-c", "echo $$; for n in pid net ipc uts mnt; do readlink /proc/self/ns/$n; done"])
+    lines = r.stdout.split()
+    assert lines[0] == "1", r.stderr
+    for n, inside in zip(("pid", "net", "ipc", "uts", "mnt"), lines[1:]):
+        assert inside != os.readlink(f"/proc/self/ns/{n}"), n
+
+
+def test_hostname(bundle):
+    bundle.config["hostname"] = "box-1"
+    assert bundle.run(["hostname"]).stdout == "box-1\n"
+
+
+def test_domainname(bundle):
+    bundle.config["domainname"] = "example.test"
+    r = bundle.run(["cat", "/proc/sys/kernel/domainname"])
+    assert r.stdout == "example.test\n", r.stderr
+
+
+def test_readonly_root(bundle):
+    bundle.config["root"]["readonly"] = True
+    r = bundle.run(["sh", "-c", "touch /x 2>&1; echo rc=$?; touch /tmp/../dev/shm/ok && echo shm-ok"])
+    assert "Read-only file system" in r.stdout and "rc=1" in r.stdout
+    assert "shm-ok" in r.stdout
+
+
+def test_mounts_seen_inside(bundle):
+    r = bundle.run(["cat", "/proc/self/mountinfo"])
+    info = {line.split(" - ")[0].split()[4]: line for line in r.stdout.splitlines()}
+    assert "proc" in info["/proc"].split(" - ")[1]
+    assert " ro," in info["/sys"] or " ro " in info["/sys"]
+    assert "devpts" in info["/dev/pts"]
+    assert "mqueue" in info["/dev/mqueue"]
+    assert "tmpfs" in info["/dev"].split(" - ")[1]
+
+
+def test_user_and_groups(bundle):
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [5, 7], "umask": 0o077}
+    r = bundle.run(["sh", "-c", "id; umask"])
+    assert "uid=1000 gid=1001" in r.stdout, r.stderr
+    assert "groups=5,7" in r.stdout or "groups=5(tty),7" in r.stdout or ",7" in r.stdout
+    assert r.stdout.split()[-1] in ("0077", "077")
+
+
+def _status(text):
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def test_capabilities_and_no_new_privs(bundle):
+    caps = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    bundle.config["process"]["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    bundle.config["process"]["noNewPrivileges"] = True
+    r = bundle.run(["cat", "/proc/self/status"])
+    st = _status(r.stdout)
+    want = (1 << 0) | (1 << 5) | (1 << 10)
+    assert int(st["CapEff"], 16) == want
+    assert int(st["CapPrm"], 16) == want
+    assert int(st["CapBnd"], 16) == want
+    assert int(st["CapInh"], 16) == 0
+    assert st["NoNewPrivs"].strip() == "1"
+
+
+def test_rlimits(bundle):
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456},
+                                           {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
+    r = bundle.run(["cat", "/proc/self/limits"])
+    line = next(l for l in r.stdout.splitlines() if l.startswith("Max open files"))
+    assert line.split()[3:5] == ["123", "456"]
+
+
+def test_only_stdio_fds_are_open(bundle):
+    r = bundle.run(["sh", "-c", "ls /proc/self/fd"])
+    # ls itself holds one fd for reading the directory
+    fds = sorted(int(x) for x in r.stdout.split())
+    assert fds[:3] == [0, 1, 2] and len(fds) <= 4, fds
+
+
+def test_preserve_fds(bundle):
+    r_fd, w_fd = os.pipe()
+    os.set_inheritable(w_fd, True)
+    # fd 3 in the container is whatever the caller passes as fd 3
+    bundle.config["process"]["args"] = ["sh", "-c", "echo through >&3"]
+    bundle.write()
+    import subprocess
+    from conftest import OCIRUN
+    p = subprocess.run([OCIRUN, "--root", bundle.root, "run", "--preserve-fds", "1", "-b", bundle.path, "pf1"],
+                       preexec_fn=lambda: os.dup2(w_fd, 3), close_fds=False, capture_output=True, text=True)
+    os.close(w_fd)
+    assert p.returncode == 0, p.stderr
+    assert os.read(r_fd, 100) == b"through\n"
+    os.close(r_fd)
+
+
+def test_masked_and_readonly_paths(bundle):
+    r = bundle.run(["sh", "-c", "wc -c < /proc/keys; ls /proc/acpi | wc -l; "
+                                "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null; echo rc=$?"])
+    out = r.stdout.split()
+    assert out[0] == "0" and out[1] == "0", r.stdout + r.stderr
+    assert out[2] == "rc=1"
+
+
+def test_sysctl_in_network_namespace(bundle):
+    bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    host = open("/proc/sys/net/ipv4/ip_forward").read()
+    r = bundle.run(["cat", "/proc/sys/net/ipv4/ip_forward"])
+    assert r.stdout == "1\n", r.stderr
+    assert open("/proc/sys/net/ipv4/ip_forward").read() == host
+
+
+def test_default_devices(bundle):
+    r = bundle.run(["sh", "-c", "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty"])
+    for line, (ma, mi) in zip(r.stdout.splitlines(), [(1, 3), (1, 7), (1, 8), (5, 0), (1, 9), (1, 5)]):
+        assert line.startswith("crw-rw-rw-"), line
+
+
+def test_linux_devices(bundle):
+    bundle.config["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                          "fileMode": 0o640, "uid": 5, "gid": 6}]
+    r = bundle.run(["stat", "-c", "%F %t:%T %a %u %g", "/dev/fuse"])
+    assert r.stdout.strip() == "character special file a:e5 640 5 6", r.stderr
+
+
+def test_cwd(bundle):
+    bundle.config["process"]["cwd"] = "/tmp/work/dir"
+    os.makedirs(f"{bundle.rootfs}/tmp/work/dir")
+    assert bundle.run(["pwd"]).stdout == "/tmp/work/dir\n"
+
+
+def test_env(bundle):
+    bundle.config["process"]["env"] = ["PATH=/bin", "A=1", "B=x=y"]
+    r = bundle.run(["env"])
+    assert sorted(r.stdout.split()) == ["A=1", "B=x=y", "PATH=/bin"]
+
+
+def test_user_namespace(bundle):
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    # the mapped root (host uid 100000) must be able to reach the bundle
+    d = bundle.path
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o011)
+        d = os.path.dirname(d)
+    os.chown(bundle.path, 100000, 100000)
+    for dirpath, dirnames, filenames in os.walk(bundle.rootfs):
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), 100000, 100000)
+    os.lchown(bundle.rootfs, 100000, 100000)
+    r = bundle.run(["sh", "-c", "cat /proc/self/uid_map; id -u; echo $$"])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[0].split() == ["0", "100000", "65536"]
+    assert lines[1] == "0" and lines[2] == "1"
+
+
+def test_no_pivot(bundle):
+    r = bundle.run(["sh", "-c", "ls /bin/busybox"], extra=["--no-pivot"])
+    assert r.returncode == 0 and r.stdout == "/bin/busybox\n", r.stderr
+
+
+def test_join_network_namespace_by_path(bundle):
+    cid = bundle.detach(["sleep", "30"])
+    pid = bundle.state(cid)["pid"]
+    target = os.readlink(f"/proc/{pid}/ns/net")
+    for ns in bundle.config["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = f"/proc/{pid}/ns/net"
+    r = bundle.run(["readlink", "/proc/self/ns/net"])
+    assert r.stdout.strip() == target, r.stderr
+    bundle.ocirun("delete", "-f", cid)
+
+
+def test_run_leaves_nothing(bundle):
+    r = bundle.run(["true"])
+    assert r.returncode == 0
+    assert [n for n in os.listdir(bundle.root) if not n.startswith(".")] == []
