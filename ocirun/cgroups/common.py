@@ -379,6 +379,11 @@ def do_write(d, ctrl, candidates, policy, label):
             return
     names = " or ".join(n for n, _ in candidates)
     msg = f"cannot set {label}: {names} does not exist in {d} (not supported by this kernel)"
+    enabled = read_file(d, "cgroup.controllers")
+    if enabled is not None and ctrl != "cgroup" and ctrl not in enabled.split():
+        # v2: the parent does not delegate the controller to this cgroup
+        msg = (f"cannot set {label}: the {ctrl} controller is not enabled for {d} "
+               f"(cgroup.controllers: {enabled.strip() or 'none'})")
     if policy == "warn":
         log.warning(msg + "; ignored")
         return
