@@ -31,6 +31,7 @@ def touch_leaf(m, extra=()):
         if not os.path.exists(p):
             with open(p, "w") as f:
                 f.write({"cgroup.events": "populated 0\nfrozen 0\n", "cpu.max": "max 100000\n",
+                         "cgroup.controllers": "cpuset cpu io memory hugetlb pids rdma\n",
                          "memory.current": "4096\n"}.get(name, ""))
     for d in [m.root] + [x for x in m.created if x != m.leaf]:
         with open(os.path.join(d, "cgroup.subtree_control"), "a"):
@@ -201,6 +202,10 @@ def test_missing_controller_file_is_an_error(v2root):
     touch_leaf(m)
     os.unlink(os.path.join(m.leaf, "pids.max"))
     with pytest.raises(OciError, match="pids.max does not exist"):
+        m.apply({"pids": {"limit": 5}})
+    with open(os.path.join(m.leaf, "cgroup.controllers"), "w") as f:
+        f.write("memory\n")
+    with pytest.raises(OciError, match="pids controller is not enabled"):
         m.apply({"pids": {"limit": 5}})
     destroy(m)
 
