@@ -10,6 +10,7 @@ import pytest
 
 import ocirun.cgroups as cg
 from ocirun.cgroups import common
+from ocirun.errors import ConfigError, OciError
 
 
 def spawn(code):
@@ -173,7 +174,6 @@ def test_kill_all_other_signal_uses_freezer(cgname, proc_cleanup):
 
 def test_destroy_removes_only_what_create_made(cgname):
     # the parent exists before (another container's, or the operator's): it must survive
-    parent = open_m(cgname, "")
     pre = cg.open_manager("cgroupfs", f"/{cgname}", "p")
     pre.create()
     m = open_m(cgname)
@@ -185,7 +185,6 @@ def test_destroy_removes_only_what_create_made(cgname):
         assert not os.path.exists(os.path.join(base, cgname, "c1"))
     pre.destroy()
     assert not pre.exists()
-    del parent
 
 
 def test_destroy_with_exiting_processes(cgname):
@@ -208,17 +207,12 @@ def test_existing_populated_cgroup_is_refused(cgname, proc_cleanup):
     p = subprocess.Popen(["sleep", "100"])
     proc_cleanup.append(p)
     m.add(p.pid)
-    with pytest.raises(cg_errors().OciError, match="has processes"):
+    with pytest.raises(OciError, match="has processes"):
         open_m(cgname).create()
     assert m.exists()  # the refused manager removed nothing
     m.kill_all()
     p.wait()
     m.destroy()
-
-
-def cg_errors():
-    import ocirun.errors
-    return ocirun.errors
 
 
 def test_devices_rules_enforced(cgname, proc_cleanup):
@@ -286,7 +280,7 @@ def test_memory_update_grow_and_shrink(cgname):
 
 
 def test_bad_resources_leave_nothing(cgname):
-    with pytest.raises(cg_errors().ConfigError):
+    with pytest.raises(ConfigError):
         open_m(cgname, resources={"devices": [{"allow": True, "type": "z"}]})
     assert not any(os.path.exists(os.path.join("/sys/fs/cgroup", h, cgname))
                    for h in os.listdir("/sys/fs/cgroup"))
