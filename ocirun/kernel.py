@@ -17,10 +17,12 @@ _syscall.restype = ctypes.c_long
 _NR = {
     "x86_64": dict(pivot_root=155, capget=125, capset=126, seccomp=317,
                    pidfd_send_signal=424, open_tree=428, move_mount=429,
-                   fsopen=430, pidfd_open=434, close_range=436, openat2=437, mount_setattr=442),
+                   fsopen=430, pidfd_open=434, close_range=436, openat2=437,
+                   mount_setattr=442, bpf=321),
     "aarch64": dict(pivot_root=41, capget=90, capset=91, seccomp=277,
                     pidfd_send_signal=424, open_tree=428, move_mount=429,
-                    fsopen=430, pidfd_open=434, close_range=436, openat2=437, mount_setattr=442),
+                    fsopen=430, pidfd_open=434, close_range=436, openat2=437,
+                    mount_setattr=442, bpf=280),
 }[os.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
@@ -213,4 +215,67 @@ CLOSE_RANGE_CLOEXEC = 4
 def close_range(first, last=0xFFFFFFFF, flags=0):
     """close_range(2); with CLOSE_RANGE_CLOEXEC the fds close at execve instead."""
     _check(_syscall(_NR["close_range"], ctypes.c_uint(first),
-                         ctypes.c_uint(last), ctypes.c_uint(flags)))
+                    ctypes.c_uint(last), ctypes.c_uint(flags)))
+
+
+def bpf(cmd, attr):
+    """bpf(2) with `attr` a bytes-like union bpf_attr prefix; returns the result (an fd for
+    BPF_PROG_LOAD). The buffer is copied, so pointers inside `attr` must stay alive."""
+    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
+    return _check(_syscall(_NR["bpf"], ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr))))
+
+
+# <linux/bpf.h>
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_OVERRIDE = 1
+BPF_F_ALLOW_MULTI = 2
+
+
+def bpf_prog_load(prog_type, insns, license="GPL", expected_attach_type=0, log_size=65536):
+    """BPF_PROG_LOAD of packed struct bpf_insn bytes; returns the program fd (O_CLOEXEC by
+    the kernel). On failure the OSError's strerror carries the verifier log."""
+    code = ctypes.create_string_buffer(bytes(insns), len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    logbuf = ctypes.create_string_buffer(log_size)
+
+    class _Load(ctypes.Structure):
+        _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
+                    ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
+                    ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                    ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
+                    ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
+                    ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
+
+    def load(level):
+        attr = _Load(prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(lic),
+                     level, log_size if level else 0, ctypes.addressof(logbuf) if level else 0,
+                     0, 0, b"", 0, expected_attach_type)
+        return _syscall(_NR["bpf"], ctypes.c_int(BPF_PROG_LOAD), ctypes.byref(attr),
+                        ctypes.c_uint(ctypes.sizeof(attr)))
+
+    fd = load(0)
+    if fd >= 0:
+        return fd
+    err = ctypes.get_errno()
+    if err in (1, 22):  # EPERM/EINVAL: reload with the verifier log for the message
+        fd = load(1)
+        if fd >= 0:  # a transient failure: the retry loaded it
+            return fd
+        verifier = logbuf.value.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise OSError(err, f"{os.strerror(err)}: {' | '.join(verifier)}")
+    raise OSError(err, os.strerror(err))
+
+
+def bpf_prog_attach(target_fd, prog_fd, attach_type, flags=0):
+    """BPF_PROG_ATTACH: attach prog_fd to the cgroup open at target_fd."""
+    class _Attach(ctypes.Structure):
+        _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
+                    ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
+                    ("replace_bpf_fd", ctypes.c_uint32)]
+    attr = _Attach(target_fd, prog_fd, attach_type, flags, 0)
+    _check(_syscall(_NR["bpf"], ctypes.c_int(BPF_PROG_ATTACH), ctypes.byref(attr),
+                    ctypes.c_uint(ctypes.sizeof(attr))))

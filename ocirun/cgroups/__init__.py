@@ -1,0 +1,168 @@
+"""Control groups: detect the host's layout and hand out a Manager for one container.
+
+Cheap to import (os/sys only): `state`, `kill` and `list` import this package without
+paying for the v1/v2 writers, which are imported when a manager is opened.
+
+cgroupsPath (runtime-spec config-linux.md "Cgroups path"), as ocirun interprets it:
+  - absent or "": `/ocirun/<container id>`;
+  - absolute ("/a/b"): relative to the root of each hierarchy;
+  - relative ("a/b"): also relative to the root of each hierarchy, i.e. the same as "/a/b".
+    The spec lets the runtime choose the base and requires that one value always lands in
+    the same place; the runtime's own cgroup depends on who invoked it (a shell, a shim,
+    a systemd unit), so it would not satisfy that;
+  - `..` components, NUL bytes and paths naming the hierarchy root itself are refused with
+    ConfigError("linux.cgroupsPath", ...): a container owning the root cgroup would make
+    `kill --all` and `delete --force` reach every process on the host.
+The systemd form "slice:prefix:name" is only accepted by the systemd manager.
+
+Typical use by the lifecycle code (validation happens in open_manager, before anything is
+created, so a bad config leaves nothing behind):
+
+    m = open_manager("cgroupfs", spec_linux.get("cgroupsPath"), cid,
+                     resources=spec_linux.get("resources"))
+    m.create(); m.add(init_pid); m.apply(resources)   # on failure: m.destroy()
+    state["cgroup"] = m.to_dict()
+    ...
+    m = from_dict(state["cgroup"]); m.freeze()
+"""
+import os
+
+DEFAULT_ROOT = "/sys/fs/cgroup"
+MOUNTINFO = "/proc/self/mountinfo"
+KINDS = ("cgroupfs", "systemd", "disabled")
+MODES = ("v1", "hybrid", "unified")
+FIELD_PATH = "linux.cgroupsPath"
+
+
+def _mount_entries(mountinfo):
+    """[(mountpoint, fstype, super_options)] from a mountinfo file; [] if unreadable."""
+    try:
+        with open(mountinfo, "rb") as f:
+            data = f.read().decode("utf-8", "surrogateescape")
+    except OSError:
+        return []
+    out = []
+    for line in data.splitlines():
+        # "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split(" ")
+        rest = right.split(" ")
+        if len(fields) < 5 or len(rest) < 3:
+            continue
+        mnt = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        out.append((mnt, rest[0], rest[2]))
+    return out
+
+
+def detect(root=DEFAULT_ROOT, mountinfo=MOUNTINFO):
+    """"unified" (cgroup2 at root), "hybrid" (v1 controllers plus cgroup2 at root/unified)
+    or "v1". Reads the mount table each call (nothing cached), and falls back to marker
+    files when `root` is not a mount point, so tests can describe a layout in a temp dir."""
+    root = os.path.normpath(root)
+    types = {}
+    for mnt, fstype, _ in _mount_entries(mountinfo):
+        types[mnt] = fstype  # later mounts hide earlier ones at the same point
+    if types.get(root) == "cgroup2":
+        return "unified"
+    if root in types or any(m.startswith(root + "/") and t == "cgroup" for m, t in types.items()):
+        return "hybrid" if types.get(root + "/unified") == "cgroup2" else "v1"
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return "unified"
+    if os.path.exists(os.path.join(root, "unified", "cgroup.controllers")):
+        return "hybrid"
+    return "v1"
+
+
+def clean_path(cgroups_path, container_id):
+    """The normalized absolute cgroup path ("/a/b") for a cgroupsPath value (see module doc)."""
+    from ocirun.errors import ConfigError
+
+    if cgroups_path is None or cgroups_path == "":
+        if not isinstance(container_id, str) or not container_id or "/" in container_id \
+                or container_id in (".", "..") or "\0" in container_id:
+            raise ConfigError(FIELD_PATH, f"cannot derive a cgroup path from container id {container_id!r}")
+        cgroups_path = "/ocirun/" + container_id
+    if not isinstance(cgroups_path, str):
+        raise ConfigError(FIELD_PATH, "must be a string")
+    if "\0" in cgroups_path:
+        raise ConfigError(FIELD_PATH, "must not contain NUL bytes")
+    parts = []
+    for comp in cgroups_path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            raise ConfigError(FIELD_PATH, f"{cgroups_path!r}: `..` is not allowed")
+        if len(comp.encode("utf-8", "surrogateescape")) > 255:
+            raise ConfigError(FIELD_PATH, f"{cgroups_path!r}: component too long")
+        parts.append(comp)
+    if not parts:
+        raise ConfigError(FIELD_PATH, f"{cgroups_path!r} names the hierarchy root; "
+                                      "a container needs a cgroup of its own")
+    return "/" + "/".join(parts)
+
+
+def validate_resources(resources, mode=None, field="linux.resources"):
+    """Raise ConfigError (naming the JSON path) for a malformed linux.resources object."""
+    from ocirun.cgroups import validate
+
+    validate.validate_resources(resources, mode, field)
+
+
+def open_manager(kind, cgroups_path, container_id, root=DEFAULT_ROOT, mode=None,
+                 resources=None, mountinfo=MOUNTINFO):
+    """A Manager for the container's cgroup; nothing is created until create().
+
+    kind: "cgroupfs" | "systemd" | "disabled". mode: "v1" | "hybrid" | "unified", or None
+    to detect it. When `resources` is given it is validated here, first."""
+    from ocirun.errors import ConfigError, OciError
+
+    if kind not in KINDS:
+        raise OciError(f"unknown cgroup manager {kind!r} (expected one of {', '.join(KINDS)})")
+    if kind == "disabled":
+        from ocirun.cgroups.common import DisabledManager
+        return DisabledManager(container_id)
+    if kind == "systemd":
+        from ocirun.cgroups import systemd
+        systemd.check_available()
+    if mode is None:
+        mode = detect(root, mountinfo)
+    elif mode not in MODES:
+        raise OciError(f"unknown cgroup mode {mode!r}")
+    if resources is not None:
+        validate_resources(resources, mode)
+    if isinstance(cgroups_path, str) and cgroups_path.count(":") == 2 and "/" not in cgroups_path:
+        raise ConfigError(FIELD_PATH, f"{cgroups_path!r} is a systemd path (slice:prefix:name); "
+                                      "it needs the systemd cgroup manager")
+    path = clean_path(cgroups_path, container_id)
+    if mode == "unified":
+        from ocirun.cgroups.v2 import V2Manager
+        return V2Manager(root, path, container_id)
+    from ocirun.cgroups.v1 import V1Manager
+    return V1Manager(root, path, container_id, mode, mountinfo=mountinfo)
+
+
+def from_dict(d):
+    """Reopen a manager persisted with Manager.to_dict() (state.json "cgroup")."""
+    from ocirun.errors import OciError
+
+    if not isinstance(d, dict) or d.get("version") != 1:
+        raise OciError("cgroup state: unsupported or corrupt record")
+    kind, mode = d.get("kind"), d.get("mode")
+    try:
+        if kind == "disabled":
+            from ocirun.cgroups.common import DisabledManager
+            return DisabledManager.from_dict(d)
+        if kind == "cgroupfs" and mode == "unified":
+            from ocirun.cgroups.v2 import V2Manager
+            return V2Manager.from_dict(d)
+        if kind == "cgroupfs" and mode in ("v1", "hybrid"):
+            from ocirun.cgroups.v1 import V1Manager
+            return V1Manager.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise OciError(f"cgroup state: corrupt record ({e})") from None
+    raise OciError(f"cgroup state: unknown manager kind={kind!r} mode={mode!r}")
+
+
+__all__ = ["detect", "open_manager", "from_dict", "clean_path", "validate_resources"]

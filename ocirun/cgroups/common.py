@@ -1,0 +1,443 @@
+"""What v1 and v2 share: cgroupfs file access, directory bookkeeping, the Manager base.
+
+A Manager owns one container's cgroup, which on v1 is one directory per hierarchy and on
+v2 a single directory. `created` lists exactly the directories create() made (parents
+first), so destroy() removes those and nothing else: a parent that existed before, or that
+another container created, is never removed.
+"""
+import errno
+import os
+import time
+
+from ocirun import log
+from ocirun.errors import OciError, os_error
+
+RMDIR_TIMEOUT = 5.0
+FREEZE_TIMEOUT = 5.0
+SIGKILL = 9  # not `signal.SIGKILL`: the signal module pulls in enum
+
+
+# -- files ---------------------------------------------------------------------------------
+
+def read_file(d, name):
+    """Contents of d/name as str, or None if it does not exist."""
+    try:
+        fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def write_file(d, name, value):
+    """Write value to an existing cgroup file d/name in one write(2) (the kernel parses each
+    write separately). No O_CREAT: a missing file means an unsupported knob."""
+    data = value.encode() if isinstance(value, str) else value
+    fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def write_checked(d, name, value):
+    try:
+        write_file(d, name, value)
+    except OSError as e:
+        raise os_error(f"write {value.strip()!r} to {os.path.join(d, name)}", e) from None
+
+
+def read_uint(d, name, default=0):
+    """An integer file; "max" -> default 0 (runc's stats report no limit as 0 or omit it)."""
+    text = read_file(d, name)
+    if text is None:
+        return default
+    text = text.strip()
+    if text == "max" or not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def parse_flat(text):
+    """"key value" lines -> {key: int} (memory.stat, cpu.stat, cgroup.events)."""
+    out = {}
+    for line in (text or "").splitlines():
+        k, _, v = line.partition(" ")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            continue
+    return out
+
+
+def exists(d, name):
+    return os.path.exists(os.path.join(d, name))
+
+
+# -- directories ---------------------------------------------------------------------------
+
+def dirs_of(base, path):
+    """The directories from base down to base+path, parents first (base itself excluded)."""
+    out = []
+    cur = base
+    for comp in path.strip("/").split("/"):
+        cur = os.path.join(cur, comp)
+        out.append(cur)
+    return out
+
+
+def mkdir_chain(base, path, created):
+    """mkdir each missing directory of base+path; appends what it made to `created`.
+    ENOENT on a parent another runtime just removed (it emptied a shared parent) is
+    retried a few times instead of failing the container."""
+    if not os.path.isdir(base):
+        raise OciError(f"cgroup hierarchy {base} is not mounted")
+    for attempt in range(5):
+        try:
+            for d in dirs_of(base, path):
+                try:
+                    os.mkdir(d, 0o755)
+                except FileExistsError:
+                    if not os.path.isdir(d):
+                        raise OciError(f"create cgroup {d}: exists and is not a directory")
+                    continue
+                created.append(d)
+            return
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+            time.sleep(0.01)
+
+
+def _rmdir_retry(d, timeout):
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            os.rmdir(d)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as e:
+            # EBUSY: tasks still exiting (a zombie keeps its cgroup until reaped)
+            if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def remove_tree(d, timeout=RMDIR_TIMEOUT):
+    """Remove cgroup d and the sub-cgroups its processes made (cgroupfs files vanish with
+    their directory; only directories are removed, bottom-up)."""
+    try:
+        entries = list(os.scandir(d))
+    except FileNotFoundError:
+        return
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            remove_tree(e.path, timeout)
+    _rmdir_retry(d, timeout)
+
+
+def procs_recursive(d, name="cgroup.procs"):
+    """Pids in d and every sub-cgroup."""
+    out = []
+    for cur, subdirs, _files in os.walk(d):
+        text = read_file(cur, name)
+        if text:
+            out.extend(int(x) for x in text.split() if x.isdigit())
+    seen = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def check_created(created, allowed):
+    """from_dict: a persisted `created` list may only name directories of this container's
+    own path, so a corrupted state file cannot make destroy() remove someone else's cgroup."""
+    if not isinstance(created, list) or not all(isinstance(c, str) and c in allowed for c in created):
+        raise ValueError("`created` names directories outside the container's cgroup path")
+    return list(created)
+
+
+# -- managers ------------------------------------------------------------------------------
+
+class Manager:
+    """Interface shared by every manager; see V1Manager / V2Manager for the file logic."""
+
+    __slots__ = ("root", "path", "container_id", "mode", "created")
+    kind = "cgroupfs"
+
+    def __init__(self, root, path, container_id, mode):
+        self.root = os.path.normpath(root)
+        self.path = path
+        self.container_id = container_id
+        self.mode = mode
+        self.created = []
+
+    # subclasses: _leaf_dirs() -> [dir], _procs_dir() -> dir or None, _set(res, update), ...
+
+    def to_dict(self):
+        return {"version": 1, "kind": self.kind, "mode": self.mode, "root": self.root,
+                "path": self.path, "container_id": self.container_id,
+                "created": list(self.created)}
+
+    def create(self):
+        """mkdir what is missing; refuse a pre-existing cgroup that already has processes
+        (kill_all/destroy would otherwise reach processes that are not the container's)."""
+        made = []
+        try:
+            for base in self._bases():
+                mkdir_chain(base, self.path, made)
+            for d in self._leaf_dirs():
+                if d not in made and procs_recursive(d):
+                    raise OciError(f"cgroup {d} already exists and has processes")
+            self._after_create(made)
+        except OSError as e:
+            self.created = made
+            self.destroy()
+            raise os_error(f"create cgroup {self.path}", e) from None
+        except BaseException:
+            self.created = made
+            self.destroy()
+            raise
+        self.created = made
+        return self
+
+    def _after_create(self, made):
+        pass
+
+    def add(self, pid):
+        """Move pid into the container's cgroup (every hierarchy)."""
+        for d in self._leaf_dirs():
+            write_checked(d, "cgroup.procs", str(pid))
+
+    def apply(self, resources):
+        from ocirun.cgroups import validate
+        validate.validate_resources(resources, self.mode)
+        if resources:
+            self._set(resources, False)
+
+    def update(self, resources):
+        """Apply a (partial) linux.resources object to a running container; keys left out
+        keep their current values (runc `update -r`)."""
+        from ocirun.cgroups import validate
+        validate.validate_resources(resources, self.mode)
+        if resources:
+            self._set(resources, True)
+
+    def pids(self):
+        d = self._procs_dir()
+        return procs_recursive(d) if d else []
+
+    def kill_all(self, sig=SIGKILL):
+        """Signal every process in the cgroup. cgroup.kill where the kernel has it (v2,
+        5.14+) is atomic against forks; otherwise freeze first, so nothing forks between
+        reading the pid list and signalling it, then thaw so the signals are handled."""
+        if sig == SIGKILL and self._cgroup_kill():
+            return
+        frozen = False
+        try:
+            self.freeze()
+            frozen = True
+        except OciError as e:
+            log.debug(f"kill_all without freezing: {e}")
+        try:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if frozen:
+                self.thaw()
+
+    def _cgroup_kill(self):
+        return False
+
+    def destroy(self):
+        """Remove the directories create() made, deepest first (the container's own leaf
+        recursively, with the sub-cgroups its processes made). Parents shared with other
+        containers stay when they are not empty."""
+        leaves = set(self._leaf_dirs())
+        errors = []
+        for d in reversed(self.created):
+            try:
+                if d in leaves:
+                    remove_tree(d)
+                else:
+                    os.rmdir(d)
+            except OSError as e:
+                if d in leaves:
+                    errors.append(os_error(f"remove cgroup {d}", e))
+                elif e.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
+                    errors.append(os_error(f"remove cgroup {d}", e))
+        self.created = []
+        if errors:
+            raise errors[0]
+
+    def exists(self):
+        return any(os.path.isdir(d) for d in self._leaf_dirs())
+
+
+class DisabledManager:
+    """--cgroup-manager=disabled: the container lives in the runtime's cgroup; nothing is
+    created, limited or removed. pause/resume/update/ps are refused clearly."""
+
+    __slots__ = ("container_id",)
+    kind = "disabled"
+    mode = None
+    path = None
+    created = ()
+
+    def __init__(self, container_id):
+        self.container_id = container_id
+
+    def to_dict(self):
+        return {"version": 1, "kind": "disabled", "container_id": self.container_id}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d.get("container_id"))
+
+    def create(self):
+        return self
+
+    def add(self, pid):
+        pass
+
+    def apply(self, resources):
+        if resources:
+            from ocirun.cgroups import validate
+            validate.validate_resources(resources, None)
+            log.warning("cgroup manager is disabled: linux.resources are not applied")
+
+    def update(self, resources):
+        raise OciError("cannot update resources: the cgroup manager is disabled")
+
+    def freeze(self):
+        raise OciError("cannot pause: the cgroup manager is disabled")
+
+    def thaw(self):
+        raise OciError("cannot resume: the cgroup manager is disabled")
+
+    def state(self):
+        return "running"
+
+    def pids(self):
+        raise OciError("cannot list processes: the cgroup manager is disabled")
+
+    def kill_all(self, sig=SIGKILL):
+        raise OciError("cannot signal all processes: the cgroup manager is disabled")
+
+    def stats(self):
+        return {}
+
+    def destroy(self):
+        pass
+
+    def exists(self):
+        return False
+
+
+# -- plans ---------------------------------------------------------------------------------
+# plan_v1/plan_v2 turn linux.resources into a list of steps, pure data, so the translation
+# is tested without a kernel. A write step is ("w", controller, [(file, value), ...], policy,
+# label): the first candidate file that exists is written (e.g. blkio.weight, or
+# blkio.bfq.weight when the BFQ scheduler replaced CFQ). policy "required" makes a missing
+# controller/file an error (a limit the config asks for must not be silently dropped);
+# "warn" logs and goes on (classification knobs, deprecated settings).
+
+def step_write(ctrl, candidates, label, policy="required"):
+    return ("w", ctrl, candidates, policy, label)
+
+
+def step_warn(msg):
+    return ("warn", msg)
+
+
+def do_write(d, ctrl, candidates, policy, label):
+    """Execute one write step in cgroup directory d (None: controller not available)."""
+    if d is None or not os.path.isdir(d):
+        msg = f"cannot set {label}: the {ctrl} controller is not available for this cgroup"
+        if policy == "warn":
+            log.warning(msg + "; ignored")
+            return
+        raise OciError(msg)
+    for name, value in candidates:
+        if exists(d, name):
+            write_checked(d, name, value)
+            return
+    names = " or ".join(n for n, _ in candidates)
+    msg = f"cannot set {label}: {names} does not exist in {d} (not supported by this kernel)"
+    enabled = read_file(d, "cgroup.controllers")
+    if enabled is not None and ctrl != "cgroup" and ctrl not in enabled.split():
+        # v2: the parent does not delegate the controller to this cgroup
+        msg = (f"cannot set {label}: the {ctrl} controller is not enabled for {d} "
+               f"(cgroup.controllers: {enabled.strip() or 'none'})")
+    if policy == "warn":
+        log.warning(msg + "; ignored")
+        return
+    raise OciError(msg)
+
+
+# -- stats (shaped like runc's `events --stats` "data": types/events.go) ------------------
+
+def mem_entry(limit, usage, max_usage, failcnt):
+    d = {"limit": limit}
+    if usage:
+        d["usage"] = usage
+    if max_usage:
+        d["max"] = max_usage
+    d["failcnt"] = failcnt
+    return d
+
+
+def put_nonzero(d, key, value):
+    """Go's omitempty/omitzero: leave out zero numbers, empty lists and all-zero objects."""
+    if isinstance(value, dict):
+        if any(v for v in value.values()):
+            d[key] = value
+    elif value:
+        d[key] = value
+
+
+def cpu_stats(total, percpu, percpu_kernel, percpu_user, kernel, user, periods, throttled, throttled_time):
+    usage = {}
+    put_nonzero(usage, "total", total)
+    put_nonzero(usage, "percpu", percpu)
+    put_nonzero(usage, "percpu_kernel", percpu_kernel)
+    put_nonzero(usage, "percpu_user", percpu_user)
+    usage["kernel"] = kernel
+    usage["user"] = user
+    thr = {}
+    put_nonzero(thr, "periods", periods)
+    put_nonzero(thr, "throttledPeriods", throttled)
+    put_nonzero(thr, "throttledTime", throttled_time)
+    out = {}
+    put_nonzero(out, "usage", usage)
+    put_nonzero(out, "throttling", thr)
+    return out
+
+
+def blkio_entry(major, minor, op, value):
+    e = {}
+    put_nonzero(e, "major", major)
+    put_nonzero(e, "minor", minor)
+    put_nonzero(e, "op", op)
+    put_nonzero(e, "value", value)
+    return e
+
+
+def empty_stats():
+    return {"cpu": {}, "cpuset": {}, "memory": {}, "pids": {}, "blkio": {}, "hugetlb": {},
+            "intel_rdt": {}, "network_interfaces": None}

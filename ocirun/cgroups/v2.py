@@ -1,0 +1,305 @@
+"""cgroup v2 (unified): one directory; controllers enabled through the parents'
+cgroup.subtree_control; devices through an eBPF program (devices_bpf.py)."""
+import os
+
+from ocirun import log
+from ocirun.cgroups import common, convert
+from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint, step_warn,
+                                   step_write, write_checked)
+
+UINT64_MAX = (1 << 64) - 1
+
+
+def _dev(entry):
+    return f"{entry['major']}:{entry['minor']}"
+
+
+def plan_v2(res, update=False, field="linux.resources"):
+    steps = []
+    mem = res.get("memory") or {}
+    f = f"{field}.memory"
+    limit, swap = mem.get("limit") or 0, mem.get("swap") or 0
+    if mem.get("checkBeforeUpdate") and update and limit > 0:
+        steps.append(("check_memory", limit))
+    if limit:
+        steps.append(step_write("memory", [("memory.max", convert.int_or_max(limit))], f"{f}.limit"))
+    try:
+        swap_max = convert.swap_v2(swap, limit)
+    except ValueError as e:
+        raise OciError(f"{f}.swap: {e}") from None
+    if swap_max is not None:
+        # without swap accounting (no memory.swap.max) an unlimited swap is what we have
+        steps.append(step_write("memory", [("memory.swap.max", swap_max)], f"{f}.swap",
+                                "warn" if swap_max == "max" else "required"))
+    if mem.get("reservation"):
+        steps.append(step_write("memory", [("memory.low", convert.int_or_max(mem["reservation"]))],
+                                f"{f}.reservation"))
+    if mem.get("kernel"):
+        steps.append(step_warn(f"{f}.kernel: kernel memory limits do not exist on cgroup v2; ignored"))
+    if mem.get("kernelTCP"):
+        steps.append(step_warn(f"{f}.kernelTCP: not supported on cgroup v2; ignored"))
+    if mem.get("swappiness") is not None:
+        steps.append(step_warn(f"{f}.swappiness: not supported on cgroup v2; ignored"))
+    if mem.get("disableOOMKiller"):
+        steps.append(step_warn(f"{f}.disableOOMKiller: not supported on cgroup v2; ignored"))
+
+    cpu = res.get("cpu") or {}
+    f = f"{field}.cpu"
+    if cpu.get("shares"):
+        steps.append(step_write("cpu", [("cpu.weight", str(convert.shares_to_weight(cpu["shares"])))],
+                                f"{f}.shares"))
+    if cpu.get("quota") or cpu.get("period"):
+        steps.append(("cpu_max", cpu.get("quota") or 0, cpu.get("period") or 0))
+    if cpu.get("burst") is not None and (cpu["burst"] or update):
+        steps.append(step_write("cpu", [("cpu.max.burst", str(cpu["burst"]))], f"{f}.burst"))
+    if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
+        raise OciError(f"{f}.realtimeRuntime: realtime scheduling limits do not exist on cgroup v2")
+    if cpu.get("idle") is not None:
+        steps.append(step_write("cpu", [("cpu.idle", str(cpu["idle"]))], f"{f}.idle"))
+    if cpu.get("cpus"):
+        steps.append(step_write("cpuset", [("cpuset.cpus", cpu["cpus"])], f"{f}.cpus"))
+    if cpu.get("mems"):
+        steps.append(step_write("cpuset", [("cpuset.mems", cpu["mems"])], f"{f}.mems"))
+
+    lim = (res.get("pids") or {}).get("limit") or 0
+    if lim:
+        steps.append(step_write("pids", [("pids.max", str(lim) if lim > 0 else "max")], f"{field}.pids.limit"))
+
+    bio = res.get("blockIO") or {}
+    f = f"{field}.blockIO"
+    if bio.get("weight"):
+        # io.bfq.weight keeps the blkio scale (1..1000); io.weight is 1..10000
+        w = bio["weight"]
+        steps.append(step_write("io", [("io.bfq.weight", str(w)),
+                                       ("io.weight", f"default {convert.blkio_weight_to_io_weight(w)}")],
+                                f"{f}.weight"))
+    if bio.get("leafWeight"):
+        steps.append(step_warn(f"{f}.leafWeight: not supported on cgroup v2; ignored"))
+    for i, wd in enumerate(bio.get("weightDevice") or ()):
+        if wd.get("weight"):
+            w = wd["weight"]
+            steps.append(step_write("io", [("io.bfq.weight", f"{_dev(wd)} {w}"),
+                                           ("io.weight", f"{_dev(wd)} {convert.blkio_weight_to_io_weight(w)}")],
+                                    f"{f}.weightDevice[{i}].weight"))
+        if wd.get("leafWeight"):
+            steps.append(step_warn(f"{f}.weightDevice[{i}].leafWeight: not supported on cgroup v2; ignored"))
+    for key, io_key in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
+                        ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
+        for i, t in enumerate(bio.get(key) or ()):
+            # rate 0 means "no limit" in v1 throttle files; io.max spells it "max"
+            rate = t["rate"] or "max"
+            steps.append(step_write("io", [("io.max", f"{_dev(t)} {io_key}={rate}")], f"{f}.{key}[{i}]"))
+
+    for i, h in enumerate(res.get("hugepageLimits") or ()):
+        steps.append(step_write("hugetlb", [(f"hugetlb.{h['pageSize']}.max", str(h["limit"]))],
+                                f"{field}.hugepageLimits[{i}]"))
+
+    net = res.get("network") or {}
+    if net.get("classID") is not None or net.get("priorities"):
+        steps.append(step_warn(f"{field}.network: net_cls/net_prio do not exist on cgroup v2; ignored"))
+
+    for name, lim in (res.get("rdma") or {}).items():
+        parts = [name]
+        if lim.get("hcaHandles") is not None:
+            parts.append(f"hca_handle={lim['hcaHandles']}")
+        if lim.get("hcaObjects") is not None:
+            parts.append(f"hca_object={lim['hcaObjects']}")
+        if len(parts) > 1:
+            steps.append(step_write("rdma", [("rdma.max", " ".join(parts))], f"{field}.rdma[{name!r}]"))
+
+    if res.get("devices") is not None:
+        steps.append(("devices", res["devices"]))
+
+    # verbatim v2 keys last, so they win over the converted values above
+    for key, value in (res.get("unified") or {}).items():
+        steps.append(step_write(key.split(".", 1)[0], [(key, value)], f"{field}.unified[{key!r}]"))
+    return steps
+
+
+def controllers_needed(steps):
+    out = []
+    for s in steps:
+        ctrl = s[1] if s[0] == "w" else {"cpu_max": "cpu", "check_memory": "memory"}.get(s[0])
+        if ctrl and ctrl != "cgroup" and ctrl not in out:
+            out.append(ctrl)
+    return out
+
+
+class V2Manager(common.Manager):
+    __slots__ = ()
+
+    def __init__(self, root, path, container_id, mode="unified"):
+        super().__init__(root, path, container_id, "unified")
+
+    @classmethod
+    def from_dict(cls, d):
+        from ocirun.cgroups import clean_path
+
+        root, path = d["root"], d["path"]
+        if not isinstance(root, str) or not os.path.isabs(root) or clean_path(path, None) != path:
+            raise ValueError("bad root or path")
+        m = cls(root, path, d.get("container_id"))
+        m.created = common.check_created(d.get("created", []), set(common.dirs_of(m.root, path)))
+        return m
+
+    @property
+    def leaf(self):
+        return self.root + self.path
+
+    def _bases(self):
+        return [self.root]
+
+    def _leaf_dirs(self):
+        return [self.leaf]
+
+    def _procs_dir(self):
+        return self.leaf
+
+    def _enable_controllers(self, wanted):
+        """Make `wanted` controllers available in the leaf: each ancestor must list them in
+        cgroup.subtree_control. Only what is missing is written, so on a host where the
+        parents are already set up (systemd does this) no foreign cgroup is touched."""
+        chain = [self.root] + common.dirs_of(self.root, self.path)[:-1]
+        for d in chain:
+            have = set((read_file(d, "cgroup.subtree_control") or "").split())
+            avail = set((read_file(d, "cgroup.controllers") or "").split())
+            missing = [c for c in wanted if c in avail and c not in have]
+            if not missing:
+                continue
+            try:
+                write_checked(d, "cgroup.subtree_control", " ".join("+" + c for c in missing))
+            except OciError as e:
+                # the limit write that needed it reports the failure with its field name
+                log.warning(f"enable controllers: {e}")
+
+    def _set(self, res, update):
+        steps = plan_v2(res, update)
+        self._enable_controllers(controllers_needed(steps))
+        d = self.leaf
+        for step in steps:
+            kind = step[0]
+            if kind == "warn":
+                log.warning(step[1])
+            elif kind == "check_memory":
+                usage = read_uint(d, "memory.current")
+                if step[1] < usage:
+                    raise OciError(f"linux.resources.memory.limit: {step[1]} is below the current "
+                                   f"usage {usage} (checkBeforeUpdate)")
+            elif kind == "cpu_max":
+                self._set_cpu_max(step[1], step[2])
+            elif kind == "devices":
+                from ocirun.cgroups import devices_bpf
+                devices_bpf.apply(d, step[1])
+            else:
+                _, ctrl, cands, policy, label = step
+                do_write(d, ctrl, cands, policy, label)
+
+    def _set_cpu_max(self, quota, period):
+        """cpu.max holds quota and period together; a value left out keeps its current one
+        (an update of only the period must not lift the quota)."""
+        d = self.leaf
+        cur = (read_file(d, "cpu.max") or "").split()
+        if not quota and len(cur) == 2:
+            quota = -1 if cur[0] == "max" else int(cur[0])
+        text = convert.cpu_max(quota, period)
+        if text:
+            do_write(d, "cpu", [("cpu.max", text)], "required", "linux.resources.cpu.quota")
+
+    # -- freezer ---------------------------------------------------------------------------
+
+    def freeze(self):
+        import time
+
+        d = self.leaf
+        if not common.exists(d, "cgroup.freeze"):
+            raise OciError(f"freeze {d}: cgroup.freeze does not exist (kernel older than 5.2?)")
+        write_checked(d, "cgroup.freeze", "1")
+        deadline = time.monotonic() + common.FREEZE_TIMEOUT
+        delay = 0.001
+        while common.parse_flat(read_file(d, "cgroup.events")).get("frozen") != 1:
+            if time.monotonic() >= deadline:
+                write_checked(d, "cgroup.freeze", "0")
+                raise OciError(f"freeze {d}: the cgroup did not freeze within {common.FREEZE_TIMEOUT:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def thaw(self):
+        write_checked(self.leaf, "cgroup.freeze", "0")
+
+    def state(self):
+        ev = common.parse_flat(read_file(self.leaf, "cgroup.events"))
+        return "paused" if ev.get("frozen") == 1 else "running"
+
+    def _cgroup_kill(self):
+        if common.exists(self.leaf, "cgroup.kill"):
+            write_checked(self.leaf, "cgroup.kill", "1")
+            return True
+        return False
+
+    # -- stats -----------------------------------------------------------------------------
+
+    def stats(self):
+        d = self.leaf
+        out = common.empty_stats()
+        st = common.parse_flat(read_file(d, "cpu.stat"))
+        out["cpu"] = common.cpu_stats(
+            st.get("usage_usec", 0) * 1000, [], [], [], st.get("system_usec", 0) * 1000,
+            st.get("user_usec", 0) * 1000, st.get("nr_periods", 0), st.get("nr_throttled", 0),
+            st.get("throttled_usec", 0) * 1000)
+        if common.exists(d, "memory.current"):
+            raw = common.parse_flat(read_file(d, "memory.stat"))
+            mem = {}
+            common.put_nonzero(mem, "cache", raw.get("file", 0))
+            usage = read_uint(d, "memory.current")
+            limit = read_uint(d, "memory.max", UINT64_MAX)
+            events = common.parse_flat(read_file(d, "memory.events"))
+            common.put_nonzero(mem, "usage", common.mem_entry(
+                limit, usage, read_uint(d, "memory.peak"), events.get("max", 0)))
+            if common.exists(d, "memory.swap.current"):
+                # reported as memory+swap, like the v1 memsw numbers callers expect
+                swap = read_uint(d, "memory.swap.current")
+                swap_max = read_uint(d, "memory.swap.max", UINT64_MAX)
+                total_limit = UINT64_MAX if UINT64_MAX in (limit, swap_max) else limit + swap_max
+                sev = common.parse_flat(read_file(d, "memory.swap.events"))
+                common.put_nonzero(mem, "swap", common.mem_entry(total_limit, swap + usage, 0, sev.get("max", 0)))
+            common.put_nonzero(mem, "raw", raw)
+            out["memory"] = mem
+        if common.exists(d, "pids.current"):
+            pids = {}
+            common.put_nonzero(pids, "current", read_uint(d, "pids.current"))
+            common.put_nonzero(pids, "limit", read_uint(d, "pids.max"))
+            out["pids"] = pids
+        text = read_file(d, "io.stat")
+        if text:
+            nbytes, nios = [], []
+            for line in text.splitlines():
+                parts = line.split()
+                if not parts or ":" not in parts[0]:
+                    continue
+                major, _, minor = parts[0].partition(":")
+                kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+                try:
+                    major, minor = int(major), int(minor)
+                    for op, b, n in (("Read", "rbytes", "rios"), ("Write", "wbytes", "wios")):
+                        nbytes.append(common.blkio_entry(major, minor, op, int(kv.get(b, 0))))
+                        nios.append(common.blkio_entry(major, minor, op, int(kv.get(n, 0))))
+                except ValueError:
+                    continue
+            blk = {}
+            common.put_nonzero(blk, "ioServiceBytesRecursive", nbytes)
+            common.put_nonzero(blk, "ioServicedRecursive", nios)
+            out["blkio"] = blk
+        huge = {}
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            names = []
+        for name in names:
+            if name.startswith("hugetlb.") and name.endswith(".current") and name.count(".") == 2:
+                size = name.split(".")[1]
+                h = {}
+                common.put_nonzero(h, "usage", read_uint(d, name))  # v2 keeps no peak
+                h["failcnt"] = common.parse_flat(read_file(d, f"hugetlb.{size}.events")).get("max", 0)
+                huge[size] = h
+        out["hugetlb"] = huge
+        return out
