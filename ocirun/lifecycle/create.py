@@ -82,7 +82,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         if manager is not None:
             manager.create()
             st.cgroup = manager.to_dict()
-            resources = linux.get("resources")
+            resources = device_rules(linux)
             if resources:
                 manager.apply(resources)
         chan, child_chan = sync.pair()
@@ -201,13 +201,30 @@ def _write_pid_file(path, pid):
 
 
 def _cgroup_manager(kind, linux, cid):
+    """The container's cgroup manager (None when cgroups are disabled). Resources
+    are validated here, before anything exists that would need undoing."""
     if kind == "disabled":
         return None
-    try:
-        from ocirun import cgroups
-    except ImportError:
-        return None
-    return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid)
+    from ocirun import cgroups
+    return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid,
+                                resources=linux.get("resources"))
+
+
+def device_rules(linux):
+    """The device cgroup rules: the config's, then allow the default devices and
+    every device in linux.devices (config-linux.md: the runtime MUST supply them)."""
+    resources = linux.get("resources")
+    if not resources or "devices" not in resources:
+        return resources
+    from ocirun.cgroups.devices_bpf import DEFAULT_ALLOWED
+    rules = list(resources["devices"]) + DEFAULT_ALLOWED
+    for d in linux.get("devices") or ():
+        if d.get("type") in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
+                          "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
+    resources = dict(resources)
+    resources["devices"] = rules
+    return resources
 
 
 def _undo(pid, init_pid, chan, manager, cdir):

@@ -55,7 +55,7 @@ def delete(root, cid, force=False):
         raise StateError(f"cannot delete container `{cid}` that is not stopped: {status}")
     if status != "stopped":
         if status == "paused" and st.cgroup:
-            from ocirun.cgroups import open_saved
+            from ocirun.cgroups import from_dict as open_saved
             open_saved(st.cgroup).thaw()
         process.kill_container(st)
     destroy(st)
@@ -65,7 +65,7 @@ def destroy(st):
     """Remove what the container holds: cgroup, then the state directory. Poststop
     hooks run here (runtime.md: after the container is deleted)."""
     if st.cgroup:
-        from ocirun.cgroups import open_saved
+        from ocirun.cgroups import from_dict as open_saved
         try:
             open_saved(st.cgroup).destroy()
         except OciError as e:

@@ -55,7 +55,7 @@ def pidns_members(pid):
 
 def signal_all(st, sig):
     if st.cgroup:
-        from ocirun.cgroups import open_saved
+        from ocirun.cgroups import from_dict as open_saved
         open_saved(st.cgroup).kill_all(sig)
         return
     for pid in pidns_members(st.pid):

@@ -123,7 +123,7 @@ def _run(plan, chan, fifo_fd, parent_did):
         _step("chroot", os.chroot, plan.rootfs)
         os.chdir("/")
 
-    _step(f"chdir to cwd `{plan.cwd}`", os.chdir, plan.cwd)
+    _step(f"process.cwd `{plan.cwd}`", os.chdir, plan.cwd)
     cwd = os.getcwd()
     if not cwd.startswith("/"):  # "(unreachable)": outside the container (CVE-2024-21626)
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")

@@ -115,7 +115,7 @@ class State:
         if not self.started and os.path.exists(f"{self.dir}/{FIFO}"):
             return "created"
         if self.cgroup:
-            from ocirun.cgroups import open_saved
+            from ocirun.cgroups import from_dict as open_saved
             try:
                 if open_saved(self.cgroup).state() == "paused":
                     return "paused"

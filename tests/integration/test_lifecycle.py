@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import OCIRUN
+from support import OCIRUN
 
 
 def _wait_status(bundle, cid, want, timeout=5):
@@ -19,10 +19,8 @@ def _wait_status(bundle, cid, want, timeout=5):
 
 def test_create_start_kill_delete(bundle):
     bundle.config["process"]["args"] = ["sleep", "60"]
-    bundle.write()
-    cid = bundle.new_id()
     pidfile = f"{bundle.path}/init.pid"
-    r = bundle.ocirun("create", "--bundle", bundle.path, "--pid-file", pidfile, cid)
+    cid, r = bundle.create(None, "--pid-file", pidfile)
     assert r.returncode == 0, r.stderr
     st = bundle.state(cid)
     assert st["status"] == "created"
@@ -68,10 +66,8 @@ def test_delete_force_running(bundle):
 
 
 def test_delete_created_container(bundle):
-    bundle.write()
-    cid = bundle.new_id()
-    assert bundle.ocirun("create", "-b", bundle.path, cid).returncode == 0
-    pid = bundle.state(cid)["pid"]
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
     assert bundle.ocirun("delete", cid).returncode == 0
     assert not os.path.exists(f"{bundle.root}/{cid}")
 

@@ -102,7 +102,7 @@ def test_preserve_fds(bundle):
     bundle.config["process"]["args"] = ["sh", "-c", "echo through >&3"]
     bundle.write()
     import subprocess
-    from conftest import OCIRUN
+    from support import OCIRUN
     p = subprocess.run([OCIRUN, "--root", bundle.root, "run", "--preserve-fds", "1", "-b", bundle.path, "pf1"],
                        preexec_fn=lambda: os.dup2(w_fd, 3), close_fds=False, capture_output=True, text=True)
     os.close(w_fd)

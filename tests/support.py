@@ -1,0 +1,122 @@
+"""Test support: paths, a busybox rootfs builder and the Bundle helper."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("OCIRUN_SHARED", os.path.join(os.path.dirname(REPO), "shared"))
+OCIRUN = os.path.join(REPO, "bin", "ocirun")
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+sys.path.insert(0, REPO)
+
+
+def need_root():
+    if os.getuid() != 0:
+        pytest.skip("integration test needs root (creates real containers)")
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
+
+
+def make_rootfs(path):
+    """A busybox rootfs: the static binary plus one symlink per applet."""
+    os.makedirs(f"{path}/bin")
+    shutil.copy2(BUSYBOX, f"{path}/bin/busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True).stdout.split()
+    for a in applets:
+        if a != "busybox":
+            os.symlink("busybox", f"{path}/bin/{a}")
+    for d in ("proc", "sys", "dev", "etc", "tmp", "root"):
+        os.makedirs(f"{path}/{d}", exist_ok=True)
+    with open(f"{path}/etc/passwd", "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    with open(f"{path}/etc/group", "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\n")
+
+
+
+
+def base_config(args):
+    with open(os.path.join(SHARED, "fixtures", "bench-config-noseccomp.json")) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = args
+    return cfg
+
+
+class Bundle:
+    """A bundle directory plus a private state root; `run`/`ocirun` call the CLI."""
+
+    def __init__(self, path, root, template):
+        self.path = path
+        self.root = root
+        self.rootfs = f"{path}/rootfs"
+        shutil.copytree(template, self.rootfs, symlinks=True)
+        self.config = base_config(["/bin/true"])
+        self.ids = []
+
+    def write(self):
+        with open(f"{self.path}/config.json", "w") as f:
+            json.dump(self.config, f)
+
+    def ocirun(self, *args, input=None, timeout=60, global_args=()):
+        return subprocess.run([OCIRUN, "--root", self.root, *global_args, *args],
+                              capture_output=True, text=True, input=input, timeout=timeout,
+                              cwd=self.path)
+
+    def detach(self, args, cid=None, extra=()):
+        """`run -d`: the container keeps our stdio, so give it files, not pipes
+        (a pipe would stay open until the container exits)."""
+        self.config["process"]["args"] = args
+        self.write()
+        cid = cid or self.new_id()
+        if cid not in self.ids:
+            self.ids.append(cid)
+        with open(f"{self.path}/detach.err", "w+") as err:
+            r = subprocess.run([OCIRUN, "--root", self.root, "run", "-d", *extra, "-b", self.path, cid],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                               timeout=60)
+            err.seek(0)
+            assert r.returncode == 0, err.read()
+        return cid
+
+    def create(self, cid=None, *extra):
+        """`create` leaves the init holding our stdio: give it files, not pipes."""
+        self.write()
+        cid = cid or self.new_id()
+        if cid not in self.ids:
+            self.ids.append(cid)
+        with open(f"{self.path}/create.err", "w+") as err:
+            r = subprocess.run([OCIRUN, "--root", self.root, "create", *extra, "-b", self.path, cid],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                               timeout=60)
+            err.seek(0)
+            r.stderr = err.read()
+        return cid, r
+
+    def state(self, cid):
+        r = self.ocirun("state", cid)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def new_id(self):
+        cid = "t" + uuid.uuid4().hex[:12]
+        self.ids.append(cid)
+        return cid
+
+    def run(self, args=None, extra=(), **kw):
+        if args is not None:
+            self.config["process"]["args"] = args
+        self.write()
+        return self.ocirun("run", *extra, "-b", self.path, self.new_id(), **kw)
+
+    def cleanup(self):
+        for cid in self.ids:
+            subprocess.run([OCIRUN, "--root", self.root, "delete", "-f", cid],
+                           capture_output=True)
+
+
