@@ -24,7 +24,7 @@ class Plan:
         "args", "env", "path_env", "cwd", "uid", "gid", "gids", "umask",
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
         "last_cap", "rlimits", "nnp", "oom_score_adj", "seccomp", "terminal",
-        "preserve_fds", "mount_ns", "cgroupns", "hooks",
+        "preserve_fds", "mount_ns", "cgroupns", "hooks", "console_fd", "console_size",
     )
 
 
@@ -89,7 +89,14 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.hostname = spec.get("hostname")
     p.domainname = spec.get("domainname")
 
-    proc = spec.get("process") or {}
+    fill_process(p, spec.get("process") or {}, preserve_fds)
+    p.seccomp = None
+    p.hooks = spec.get("hooks") or {}
+    return p
+
+
+def fill_process(p, proc, preserve_fds=0):
+    """The process part of a Plan (shared by create and exec)."""
     p.args = proc.get("args") or []
     p.env = proc.get("env") or []
     p.path_env = next((e[5:] for e in p.env if e.startswith("PATH=")),
@@ -112,7 +119,7 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.nnp = bool(proc.get("noNewPrivileges"))
     p.oom_score_adj = proc.get("oomScoreAdj")
     p.terminal = bool(proc.get("terminal"))
+    p.console_fd = None
+    size = proc.get("consoleSize")
+    p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
     p.preserve_fds = preserve_fds
-    p.seccomp = None
-    p.hooks = spec.get("hooks") or {}
-    return p

@@ -2,7 +2,7 @@
 import os
 
 from ocirun import kernel
-from ocirun.config.load import load_config
+from ocirun.config.load import parse_config, read_file
 from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
@@ -13,15 +13,17 @@ from ocirun.state import FIFO, State, check_id, proc_start_time, remove_dir, wri
 
 
 class Created:
-    """What `run` needs after create: the state and the channel to the init."""
+    """What `run` needs after create: the state, the channel to the init, and the
+    pty master when `run` relays the terminal itself."""
 
-    __slots__ = ("state", "chan", "spec", "manager")
+    __slots__ = ("state", "chan", "spec", "manager", "pty_master")
 
-    def __init__(self, state, chan, spec, manager):
+    def __init__(self, state, chan, spec, manager, pty_master=None):
         self.state = state
         self.chan = chan
         self.spec = spec
         self.manager = manager
+        self.pty_master = pty_master
 
 
 def now_rfc3339():
@@ -31,14 +33,19 @@ def now_rfc3339():
 
 
 def create(root, cid, bundle=None, config_path=None, pid_file=None, console_socket=None,
-           no_pivot=False, preserve_fds=0, cgroup_manager="cgroupfs", for_run=False):
+           no_pivot=False, preserve_fds=0, cgroup_manager="cgroupfs", for_run=False,
+           detach=False):
     check_id(cid)
     bundle = os.path.abspath(bundle or ".")
     if config_path is None:
         config_path = f"{bundle}/config.json"
     elif not config_path.startswith("/"):
         config_path = f"{bundle}/{config_path}"
-    spec = load_config(config_path)
+    raw = read_file(config_path, "config.json")
+    try:
+        spec = parse_config(raw.decode(), "config.json")
+    except UnicodeDecodeError:
+        raise OciError("config.json: not valid UTF-8") from None
     validate(spec)
     if not spec.get("process"):
         raise OciError("process: a process is required to create a container")
@@ -47,6 +54,19 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     if linux.get("seccomp"):
         from ocirun import seccomp
         plan.seccomp = seccomp.prepare(linux["seccomp"], f"{root}/.cache/seccomp")
+    relay_fd = None
+    if plan.terminal:
+        from ocirun.linux import terminal
+        if console_socket:
+            plan.console_fd = terminal.connect_socket(console_socket)
+        elif for_run and not detach:
+            import _socket
+            a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            relay_fd, plan.console_fd = a.detach(), b.detach()
+        else:
+            raise OciError("process.terminal is true: a detached container needs --console-socket")
+    elif console_socket:
+        raise OciError("--console-socket given but process.terminal is false")
     manager = _cgroup_manager(cgroup_manager, linux, cid)
 
     try:
@@ -73,6 +93,9 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     chan = None
     try:
         st.save()
+        # exec takes the container's process defaults and seccomp profile from this
+        # copy: the bundle may change after create.
+        write_atomic(f"{cdir}/config.json", raw)
         fifo_fd = None
         if not for_run:
             os.mkfifo(f"{cdir}/{FIFO}", 0o600)
@@ -90,6 +113,9 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         child_chan.close()
         if fifo_fd is not None:
             os.close(fifo_fd)
+        if plan.console_fd is not None:
+            os.close(plan.console_fd)
+            plan.console_fd = None
         init_pid = pid
         if manager is not None:
             manager.add(pid)
@@ -116,8 +142,16 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         st.save()
         if pid_file:
             _write_pid_file(pid_file, init_pid)
-        return Created(st, chan, spec, manager)
+        master = None
+        if relay_fd is not None:
+            from ocirun.linux.terminal import recv_fd
+            master, _ = recv_fd(relay_fd)
+            os.close(relay_fd)
+        return Created(st, chan, spec, manager, master)
     except BaseException:
+        for fd in (relay_fd, plan.console_fd):
+            if fd is not None:
+                os.close(fd)
         _undo(pid, init_pid, chan, manager, cdir)
         raise
 

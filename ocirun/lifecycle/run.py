@@ -17,7 +17,7 @@ def run(root, cid, detach=False, keep=False, **create_args):
     # A subreaper: an init forked by an intermediate process (user namespaces) is
     # reparented to us, so we can wait for it.
     kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
-    c = create(root, cid, for_run=True, **create_args)
+    c = create(root, cid, for_run=True, detach=detach, **create_args)
     st = c.state
     pending = []
     init_pid = st.pid
@@ -48,6 +48,9 @@ def run(root, cid, detach=False, keep=False, **create_args):
         raise
     if detach:
         return 0
+    if c.pty_master is not None:
+        from ocirun.lifecycle.tty_relay import relay
+        relay(c.pty_master, init_pid)
     status = _reap(init_pid)
     if not keep:
         destroy(st)

@@ -17,6 +17,7 @@ from ocirun.kernel import (
     PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
 )
+from ocirun.linux import paths, terminal
 from ocirun.linux import rootfs as rootfs_mod
 from ocirun.linux.namespaces import JOIN_ORDER
 
@@ -119,6 +120,8 @@ def _run(plan, chan, fifo_fd, parent_did):
     if plan.mount_ns:
         state_json = _setup_rootfs(plan, chan)
     else:
+        if plan.terminal:
+            raise InitError("process.terminal needs a mount namespace (for /dev/pts and /dev/console)")
         state_json = _hooks_before_pivot(plan, chan)
         _step("chroot", os.chroot, plan.rootfs)
         os.chdir("/")
@@ -187,6 +190,8 @@ def _setup_rootfs(plan, chan):
         rootfs_mod.make_devices(rootfd, plan.devices, plan.dev_from_host)
     if plan.dev_symlinks:
         _step("create /dev symlinks", rootfs_mod.make_dev_symlinks, rootfd)
+    if plan.terminal:
+        _step("set up the terminal", _setup_terminal, plan, rootfd)
     rootfs_mod.mask_paths(rootfd, plan.masked)
     rootfs_mod.readonly_paths(rootfd, plan.readonly_paths)
     state_json = _hooks_before_pivot(plan, chan)
@@ -194,6 +199,25 @@ def _setup_rootfs(plan, chan):
     os.close(rootfd)
     _step("finish rootfs", rootfs_mod.finish_root, plan.readonly, plan.root_propagation)
     return state_json
+
+
+def _setup_terminal(plan, rootfd):
+    """A pty of the container's devpts: /dev/console is its peer, the master goes to
+    the caller over the console socket, the peer becomes our stdio."""
+    master, peer = terminal.open_pty(rootfd)
+    console = paths.create_file(rootfd, "/dev/console", 0o600)
+    try:
+        rootfs_mod.bind(peer, console, None, False)
+    finally:
+        os.close(console)
+    if plan.console_size:
+        terminal.set_size(master, *plan.console_size)
+    terminal.send_fd(plan.console_fd, master, terminal.pty_name(master))
+    os.close(master)
+    os.close(plan.console_fd)
+    terminal.make_stdio(peer)
+    if peer > 2:
+        os.close(peer)
 
 
 def find_executable(arg0, path_env):
