@@ -216,9 +216,15 @@ class Manager:
     def _after_create(self, made):
         pass
 
-    def add(self, pid):
-        """Move pid into the container's cgroup (every hierarchy)."""
+    def add(self, pid, sub=None):
+        """Move pid into the container's cgroup (every hierarchy), or into the
+        existing sub-cgroup `sub` of it (exec --cgroup)."""
         for d in self._leaf_dirs():
+            if sub:
+                parts = [x for x in sub.split("/") if x]
+                if not parts or any(x in (".", "..") for x in parts):
+                    raise OciError(f"--cgroup: `{sub}` must name a sub-cgroup of the container")
+                d = d + "/" + "/".join(parts)
             write_checked(d, "cgroup.procs", str(pid))
 
     def apply(self, resources):
@@ -312,7 +318,7 @@ class DisabledManager:
     def create(self):
         return self
 
-    def add(self, pid):
+    def add(self, pid, sub=None):
         pass
 
     def apply(self, resources):

@@ -1,0 +1,68 @@
+"""The child of `exec`: joins the container's namespaces and root, then becomes the
+new process. Shares the privilege and exec steps with the container init."""
+import os
+
+from ocirun import kernel
+from ocirun.errors import OciError
+from ocirun.kernel import PR_SET_DUMPABLE, PR_SET_PDEATHSIG
+from ocirun.linux import init as init_mod
+from ocirun.linux import terminal
+from ocirun.linux.init import InitError, _step
+
+
+def exec_main(plan, chan, pidfd, ns_flags, root_fd):
+    try:
+        _run(plan, chan, pidfd, ns_flags, root_fd)
+    except BaseException as e:
+        msg = e.msg if isinstance(e, OciError) else (
+            e.strerror if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
+        try:
+            chan.send("ERROR", msg)
+        except BaseException:
+            pass
+    os._exit(1)
+
+
+def _run(plan, chan, pidfd, ns_flags, root_fd):
+    # Non-dumpable before entering: a process of the container must not reach our
+    # /proc/PID/exe, the host's interpreter (CVE-2019-5736).
+    kernel.prctl(PR_SET_DUMPABLE, 0)
+    kernel.prctl(PR_SET_PDEATHSIG, 9)
+    tag, _ = chan.recv()  # the runtime has put us in the container's cgroup
+    if tag != "GO":
+        os._exit(1)
+    import resource
+    for res, soft, hard in plan.rlimits:
+        _step(f"setrlimit {res}", resource.setrlimit, res, (init_mod._rl(soft), init_mod._rl(hard)))
+    if plan.oom_score_adj is not None:
+        _step("write oom_score_adj", init_mod._write_proc, "/proc/self/oom_score_adj",
+              str(plan.oom_score_adj))
+    if ns_flags:
+        # One setns(pidfd) joins them all at once, the user namespace first.
+        _step("join the container's namespaces", kernel.setns, pidfd, ns_flags)
+    os.close(pidfd)
+    # The container's root: after pivot_root it is the mount namespace's root, but
+    # with --no-pivot (chroot) only the init's root says where it is.
+    os.fchdir(root_fd)
+    _step("chroot into the container", os.chroot, ".")
+    if plan.terminal:
+        master, peer = terminal.open_pty(root_fd)
+        if plan.console_size:
+            terminal.set_size(master, *plan.console_size)
+        terminal.send_fd(plan.console_fd, master, terminal.pty_name(master))
+        os.close(master)
+        os.close(plan.console_fd)
+        terminal.make_stdio(peer)
+        if peer > 2:
+            os.close(peer)
+    os.close(root_fd)
+    _step(f"process.cwd `{plan.cwd}`", os.chdir, plan.cwd)
+    if not os.getcwd().startswith("/"):
+        raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
+    exe = init_mod.find_executable(plan.args[0], plan.path_env)
+    kernel.prctl(PR_SET_PDEATHSIG, 0)
+    init_mod._finalize(plan)
+    try:
+        os.execve(exe, plan.args, init_mod._env_dict(plan.env))
+    except OSError as e:
+        raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None
