@@ -120,13 +120,23 @@ def main(argv=None):
         if mod is None:
             raise UsageError(f"unknown command `{verb}` (see `ocirun --help`)")
         g = _globals(o)
+        if g.timings:
+            from ocirun import timings
+            env = os.environ.get("OCIRUN_TIMINGS", "")
+            timings.enable(env if env not in ("", "1") else None)
         module = __import__("ocirun.cli." + mod, fromlist=["main"])
         args = pos[1:]
         if "--help" in args[:1] or "-h" in args[:1] or (args and args[-1] in ("--help", "-h")
                                                          and verb not in ("exec",)):
             sys.stdout.write(module.HELP)
             return 0
-        return module.main(g, args) or 0
+        try:
+            return module.main(g, args) or 0
+        finally:
+            if g.timings:
+                from ocirun import timings
+                timings.mark("exit")
+                timings.report()
     except OciError as e:
         log.error(e.msg)
         return e.exit_code

@@ -25,6 +25,7 @@ class Plan:
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
         "last_cap", "rlimits", "nnp", "oom_score_adj", "seccomp", "terminal",
         "preserve_fds", "mount_ns", "cgroupns", "hooks", "console_fd", "console_size",
+        "timings",
     )
 
 
@@ -92,6 +93,8 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     fill_process(p, spec.get("process") or {}, preserve_fds)
     p.seccomp = None
     p.hooks = spec.get("hooks") or {}
+    from ocirun import timings
+    p.timings = timings.enabled()
     return p
 
 

@@ -1,7 +1,7 @@
 """create: validate -> plan -> state dir -> cgroup -> fork init -> sync -> state."""
 import os
 
-from ocirun import kernel
+from ocirun import kernel, timings
 from ocirun.config.load import parse_config, read_file
 from ocirun.config.plan import build
 from ocirun.config.validate import validate
@@ -46,14 +46,18 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         spec = parse_config(raw.decode(), "config.json")
     except UnicodeDecodeError:
         raise OciError("config.json: not valid UTF-8") from None
+    timings.mark("config load")
     validate(spec)
+    timings.mark("config validate")
     if not spec.get("process"):
         raise OciError("process: a process is required to create a container")
     plan = build(spec, bundle, no_pivot, preserve_fds or 0)
+    timings.mark("plan")
     linux = spec.get("linux") or {}
     if linux.get("seccomp"):
         from ocirun import seccomp
         plan.seccomp = seccomp.prepare(linux["seccomp"], f"{root}/.cache/seccomp")
+        timings.mark("seccomp prepare (key + cache or compile)")
     relay_fd = None
     if plan.terminal:
         from ocirun.linux import terminal
@@ -68,6 +72,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     elif console_socket:
         raise OciError("--console-socket given but process.terminal is false")
     manager = _cgroup_manager(cgroup_manager, linux, cid)
+    timings.mark("cgroup manager")
 
     try:
         os.makedirs(root, 0o711, exist_ok=True)
@@ -108,8 +113,11 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
             resources = device_rules(linux)
             if resources:
                 manager.apply(resources)
+            timings.mark("cgroup create + resources")
         chan, child_chan = sync.pair()
+        timings.mark("state dir")
         pid, parent_did = _fork(plan, child_chan, fifo_fd)
+        timings.mark("fork")
         child_chan.close()
         if fifo_fd is not None:
             os.close(fifo_fd)
@@ -122,6 +130,10 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         chan.send("GO")
         while True:
             tag, payload = chan.recv()
+            if tag == "T":
+                name, _, ns = payload.rpartition(" ")
+                timings.add("init: " + name, int(ns))
+                continue
             if tag == "READY":
                 break
             if tag == "USERNS":
@@ -142,6 +154,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         st.save()
         if pid_file:
             _write_pid_file(pid_file, init_pid)
+        timings.mark("state write")
         master = None
         if relay_fd is not None:
             from ocirun.linux.terminal import recv_fd

@@ -4,7 +4,7 @@ import os
 
 import _signal
 
-from ocirun import kernel
+from ocirun import kernel, timings
 from ocirun.errors import OciError
 from ocirun.lifecycle.create import create
 from ocirun.lifecycle.ops import destroy, run_poststart
@@ -35,7 +35,13 @@ def run(root, cid, detach=False, keep=False, **create_args):
         st.started = True
         st.save()
         c.chan.send("START")
-        tag, payload = c.chan.recv()  # EOF: execve closed the pipe
+        while True:
+            tag, payload = c.chan.recv()  # EOF: execve closed the pipe
+            if tag != "T":
+                break
+            name, _, ns = payload.rpartition(" ")
+            timings.add("init: " + name, int(ns))
+        timings.mark("execve done")
         c.chan.close()
         if tag == "ERROR":
             raise OciError(payload)
@@ -52,8 +58,10 @@ def run(root, cid, detach=False, keep=False, **create_args):
         from ocirun.lifecycle.tty_relay import relay
         relay(c.pty_master, init_pid)
     status = _reap(init_pid)
+    timings.mark("container exited")
     if not keep:
         destroy(st)
+        timings.mark("delete")
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 

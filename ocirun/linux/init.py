@@ -6,6 +6,7 @@ inside the runtime (SECURITY.md K).
 """
 import os
 import stat
+import time
 
 import _signal
 
@@ -63,6 +64,7 @@ def _run(plan, chan, fifo_fd, parent_did):
     tag, _ = chan.recv()
     if tag != "GO":
         os._exit(1)
+    _tmark(plan, chan, "started")
     os.umask(0)
     # rlimits first: in a new user namespace we could no longer raise them.
     for res, soft, hard in plan.rlimits:
@@ -98,6 +100,7 @@ def _run(plan, chan, fifo_fd, parent_did):
     rest = plan.ns_new & ~CLONE_NEWUSER & ~parent_did
     if rest:
         _step("unshare namespaces", kernel.unshare, rest)
+    _tmark(plan, chan, "namespaces")
     if rest & (CLONE_NEWPID | CLONE_NEWTIME):
         # A new pid (or time) namespace applies to children only: fork the init.
         if rest & CLONE_NEWTIME and plan.time_offsets:
@@ -131,6 +134,7 @@ def _run(plan, chan, fifo_fd, parent_did):
     if not cwd.startswith("/"):  # "(unreachable)": outside the container (CVE-2024-21626)
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
     exe = find_executable(plan.args[0], plan.path_env)
+    _tmark(plan, chan, "cwd + executable lookup")
 
     kernel.prctl(PR_SET_PDEATHSIG, 0)
     chan.send("READY")
@@ -146,10 +150,16 @@ def _run(plan, chan, fifo_fd, parent_did):
     if plan.hooks.get("startContainer"):
         run_hooks("startContainer", plan.hooks["startContainer"], state_json)
     _finalize(plan)
+    _tmark(plan, chan, "user, caps, seccomp (execve next)")
     try:
         os.execve(exe, plan.args, _env_dict(plan.env))
     except OSError as e:
         raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None
+
+
+def _tmark(plan, chan, name):
+    if plan.timings:
+        chan.send("T", f"{name} {time.perf_counter_ns()}")
 
 
 def _rl(v):
@@ -184,20 +194,25 @@ def _hooks_before_pivot(plan, chan):
 
 def _setup_rootfs(plan, chan):
     rootfd = _step("prepare rootfs", rootfs_mod.prepare_root, plan.rootfs, plan.root_propagation)
+    _tmark(plan, chan, "rootfs bind + propagation")
     for m, mo in plan.mounts:
         rootfs_mod.mount_one(rootfd, m, mo, plan.cgroupns)
+    _tmark(plan, chan, f"mounts ({len(plan.mounts)})")
     if plan.devices:
         rootfs_mod.make_devices(rootfd, plan.devices, plan.dev_from_host)
     if plan.dev_symlinks:
         _step("create /dev symlinks", rootfs_mod.make_dev_symlinks, rootfd)
     if plan.terminal:
         _step("set up the terminal", _setup_terminal, plan, rootfd)
+    _tmark(plan, chan, "devices")
     rootfs_mod.mask_paths(rootfd, plan.masked)
     rootfs_mod.readonly_paths(rootfd, plan.readonly_paths)
+    _tmark(plan, chan, "masked + readonly paths")
     state_json = _hooks_before_pivot(plan, chan)
     _step("pivot_root", rootfs_mod.pivot, rootfd, plan.no_pivot)
     os.close(rootfd)
     _step("finish rootfs", rootfs_mod.finish_root, plan.readonly, plan.root_propagation)
+    _tmark(plan, chan, "pivot_root")
     return state_json
 
 

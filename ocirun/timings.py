@@ -1,0 +1,56 @@
+"""Per-phase timings (`ocirun --timings`, or OCIRUN_TIMINGS=1 or =FILE.json).
+
+Off by default and then nearly free: mark() is one global test. The container init
+reports its own marks to the runtime over the sync pipe (`T name ns`), so one table
+covers both processes."""
+import time
+
+_marks = None
+_dest = None
+_t0 = 0
+
+
+def enable(dest=None):
+    """Start recording; the first phase is the interpreter's own start (its CPU time
+    so far: wall time since exec is not available at this precision)."""
+    global _marks, _dest, _t0
+    now = time.perf_counter_ns()
+    _t0 = now - time.process_time_ns()
+    _marks = [("interpreter start (cpu time)", now)]
+    _dest = dest
+
+
+def enabled():
+    return _marks is not None
+
+
+def mark(name):
+    if _marks is not None:
+        _marks.append((name, time.perf_counter_ns()))
+
+
+def add(name, ns):
+    """A mark taken in another process (same monotonic clock)."""
+    if _marks is not None:
+        _marks.append((name, ns))
+
+
+def report():
+    if _marks is None:
+        return
+    marks = sorted(_marks, key=lambda m: m[1])
+    rows = []
+    prev = _t0
+    for name, t in marks:
+        rows.append((name, (t - prev) / 1e6, (t - _t0) / 1e6))
+        prev = t
+    if _dest:
+        from ocirun.state import _dumps, write_atomic
+        write_atomic(_dest, _dumps([{"phase": n, "ms": round(d, 3), "total_ms": round(c, 3)}
+                                    for n, d, c in rows]).encode(), 0o644)
+        return
+    import sys
+    w = max(len(r[0]) for r in rows)
+    out = [f"{'phase'.ljust(w)}  {'ms':>8}  {'total':>8}"]
+    out += [f"{n.ljust(w)}  {d:8.3f}  {c:8.3f}" for n, d, c in rows]
+    sys.stderr.write("\n".join(out) + "\n")
