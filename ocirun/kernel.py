@@ -1,28 +1,56 @@
-"""The only module that touches ctypes: one function per syscall the runtime needs.
+"""The only module that makes raw syscalls: one function per syscall the runtime needs.
 
-Everything here raises OSError (with errno) like the os module does, so callers
-handle both the same way. ctypes is imported when this module is first imported,
-which the CLI does only for verbs that need it (create/run/exec): `state`, `kill`,
-`list` and `delete` never pay for it.
-"""
-import ctypes
+Syscalls go through ocirun._sys.syscall, a tiny C function built at install time; where
+it is not built, through ctypes (whose import alone costs ~1.5-3 ms, more than every
+other import of `ocirun run`). Structures are packed with `struct`. Everything raises
+OSError with errno, like the os module."""
 import os
+import struct
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+try:
+    from ocirun._sys import address as _address
+    from ocirun._sys import syscall as _raw
+except ImportError:  # no C compiler at install: the same interface over ctypes
+    import ctypes as _ct
 
-# Syscalls glibc 2.36 has no wrapper for, per machine (asm/unistd_64.h and
-# asm-generic/unistd.h).
+    _libc = _ct.CDLL(None, use_errno=True)
+    _libc.syscall.restype = _ct.c_long
+    _keep = []
+
+    def _arg(a):
+        if a is None or isinstance(a, int):
+            return _ct.c_long(a or 0 if a is None or a < 1 << 63 else a - (1 << 64))
+        if isinstance(a, bytes):
+            return _ct.c_char_p(a)
+        buf = (_ct.c_char * len(a)).from_buffer(a)
+        _keep.append(buf)
+        return buf
+
+    def _raw(nr, *args):
+        ret = _libc.syscall(_ct.c_long(nr), *[_arg(a) for a in args])
+        _keep.clear()
+        if ret == -1:
+            err = _ct.get_errno()
+            raise OSError(err, os.strerror(err))
+        return ret
+
+    def _address(obj):
+        if isinstance(obj, bytes):
+            return _ct.cast(_ct.c_char_p(obj), _ct.c_void_p).value
+        return _ct.addressof((_ct.c_char * len(obj)).from_buffer(obj))
+
+# Syscall numbers per machine (asm/unistd_64.h; asm-generic/unistd.h for aarch64).
 _NR = {
-    "x86_64": dict(pivot_root=155, capget=125, capset=126, seccomp=317,
-                   pidfd_send_signal=424, open_tree=428, move_mount=429,
-                   fsopen=430, pidfd_open=434, close_range=436, openat2=437,
-                   mount_setattr=442, bpf=321),
-    "aarch64": dict(pivot_root=41, capget=90, capset=91, seccomp=277,
-                    pidfd_send_signal=424, open_tree=428, move_mount=429,
-                    fsopen=430, pidfd_open=434, close_range=436, openat2=437,
-                    mount_setattr=442, bpf=280),
+    "x86_64": dict(mount=165, umount2=166, unshare=272, setns=308, pivot_root=155,
+                   sethostname=170, setdomainname=171, prctl=157, capget=125, capset=126,
+                   seccomp=317, bpf=321, memfd_create=319, execveat=322,
+                   pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
+                   pidfd_open=434, close_range=436, openat2=437, mount_setattr=442),
+    "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
+                    sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
+                    seccomp=277, bpf=280, memfd_create=279, execveat=281,
+                    pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
+                    pidfd_open=434, close_range=436, openat2=437, mount_setattr=442),
 }[os.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
@@ -94,119 +122,91 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-def _check(ret):
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
-
-
 def _b(path):
-    return path if path is None or isinstance(path, bytes) else os.fsencode(path)
+    """A NUL-terminated path for the kernel (None stays NULL)."""
+    if path is None:
+        return None
+    return (path if isinstance(path, bytes) else os.fsencode(path)) + b"\0"
 
 
 def mount(source, target, fstype, flags=0, data=None):
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)))
+    _raw(_NR["mount"], _b(source), _b(target), _b(fstype), flags, _b(data))
 
 
 def umount2(target, flags=0):
-    _check(_libc.umount2(_b(target), flags))
+    _raw(_NR["umount2"], _b(target), flags)
 
 
 def unshare(flags):
-    _check(_libc.unshare(flags))
+    _raw(_NR["unshare"], flags)
 
 
 def setns(fd, nstype=0):
-    _check(_libc.setns(fd, nstype))
+    _raw(_NR["setns"], fd, nstype)
 
 
 def pivot_root(new_root, put_old):
-    _check(_syscall(_NR["pivot_root"], _b(new_root), _b(put_old)))
+    _raw(_NR["pivot_root"], _b(new_root), _b(put_old))
 
 
 def sethostname(name):
     b = name.encode()
-    _check(_libc.sethostname(b, len(b)))
+    _raw(_NR["sethostname"], b, len(b))
 
 
 def setdomainname(name):
     b = name.encode()
-    _check(_libc.setdomainname(b, len(b)))
+    _raw(_NR["setdomainname"], b, len(b))
 
 
 def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
-    return _check(_libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                              ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)))
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    return _raw(_NR["prctl"], option, arg2, arg3, arg4, arg5)
 
 
 def mount_setattr(dirfd, path, flags, attr_set, attr_clr=0, propagation=0):
-    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
-    _check(_syscall(_NR["mount_setattr"], dirfd, _b(path), ctypes.c_uint(flags),
-                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))))
+    attr = struct.pack("QQQQ", attr_set, attr_clr, propagation, 0)  # struct mount_attr
+    _raw(_NR["mount_setattr"], dirfd, _b(path), flags, attr, len(attr))
 
 
 def open_tree(dirfd, path, flags):
-    return _check(_syscall(_NR["open_tree"], dirfd, _b(path), ctypes.c_uint(flags)))
+    return _raw(_NR["open_tree"], dirfd, _b(path), flags)
 
 
 def move_mount(from_dirfd, from_path, to_dirfd, to_path, flags):
-    _check(_syscall(_NR["move_mount"], from_dirfd, _b(from_path), to_dirfd, _b(to_path),
-                    ctypes.c_uint(flags)))
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+    _raw(_NR["move_mount"], from_dirfd, _b(from_path), to_dirfd, _b(to_path), flags)
 
 
 def openat2(dirfd, path, flags, mode=0, resolve=0):
-    how = _OpenHow(flags, mode, resolve)
-    return _check(_syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how),
-                           ctypes.c_size_t(ctypes.sizeof(how))))
+    how = struct.pack("QQQ", flags, mode, resolve)  # struct open_how
+    return _raw(_NR["openat2"], dirfd, _b(path), how, len(how))
 
 
 def pidfd_open(pid, flags=0):
-    return _check(_syscall(_NR["pidfd_open"], pid, flags))
+    return _raw(_NR["pidfd_open"], pid, flags)
 
 
 def pidfd_send_signal(pidfd, sig):
-    _check(_syscall(_NR["pidfd_send_signal"], pidfd, sig, None, 0))
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _raw(_NR["pidfd_send_signal"], pidfd, sig, None, 0)
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 def capset(effective, permitted, inheritable):
-    """Set the three per-thread sets from 64-bit masks."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)(
-        _CapData(effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF),
-        _CapData(effective >> 32, permitted >> 32, inheritable >> 32))
-    _check(_syscall(_NR["capset"], ctypes.byref(hdr), data))
+    """Set the three per-thread capability sets from 64-bit masks."""
+    hdr = struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    lo, hi = 0xFFFFFFFF, 32
+    data = struct.pack("IIIIII", effective & lo, permitted & lo, inheritable & lo,
+                       effective >> hi, permitted >> hi, inheritable >> hi)
+    _raw(_NR["capset"], hdr, data)
 
 
 def seccomp(operation, flags, prog):
-    """seccomp(2) with `prog` a bytes object of packed sock_filter instructions."""
-    class _SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
-    fprog = _SockFprog(len(prog) // 8, prog)
-    return _check(_syscall(_NR["seccomp"], ctypes.c_uint(operation), ctypes.c_uint(flags),
-                           ctypes.byref(fprog)))
+    """seccomp(2) with `prog` a bytes object of packed struct sock_filter."""
+    fprog = struct.pack("HxxxxxxQ", len(prog) // 8, _address(prog))  # struct sock_fprog
+    ret = _raw(_NR["seccomp"], operation, flags, fprog)
+    del prog  # the filter had to stay alive until here
+    return ret
 
 
 CLOSE_RANGE_CLOEXEC = 4
@@ -214,15 +214,18 @@ CLOSE_RANGE_CLOEXEC = 4
 
 def close_range(first, last=0xFFFFFFFF, flags=0):
     """close_range(2); with CLOSE_RANGE_CLOEXEC the fds close at execve instead."""
-    _check(_syscall(_NR["close_range"], ctypes.c_uint(first),
-                    ctypes.c_uint(last), ctypes.c_uint(flags)))
+    _raw(_NR["close_range"], first, last, flags)
+
+
+def memfd_create(name, flags):
+    return _raw(_NR["memfd_create"], _b(name), flags)
+
 
 
 def bpf(cmd, attr):
-    """bpf(2) with `attr` a bytes-like union bpf_attr prefix; returns the result (an fd for
-    BPF_PROG_LOAD). The buffer is copied, so pointers inside `attr` must stay alive."""
-    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
-    return _check(_syscall(_NR["bpf"], ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr))))
+    """bpf(2) with `attr` the bytes of a union bpf_attr prefix; returns the result."""
+    buf = bytearray(attr)
+    return _raw(_NR["bpf"], cmd, buf, len(buf))
 
 
 # <linux/bpf.h>
@@ -238,44 +241,31 @@ BPF_F_ALLOW_MULTI = 2
 def bpf_prog_load(prog_type, insns, license="GPL", expected_attach_type=0, log_size=65536):
     """BPF_PROG_LOAD of packed struct bpf_insn bytes; returns the program fd (O_CLOEXEC by
     the kernel). On failure the OSError's strerror carries the verifier log."""
-    code = ctypes.create_string_buffer(bytes(insns), len(insns))
-    lic = ctypes.create_string_buffer(license.encode())
-    logbuf = ctypes.create_string_buffer(log_size)
-
-    class _Load(ctypes.Structure):
-        _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
-                    ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
-                    ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
-                    ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
-                    ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
-                    ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
+    code = bytes(insns)
+    lic = license.encode() + b"\0"
+    logbuf = bytearray(log_size)
 
     def load(level):
-        attr = _Load(prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(lic),
-                     level, log_size if level else 0, ctypes.addressof(logbuf) if level else 0,
-                     0, 0, b"", 0, expected_attach_type)
-        return _syscall(_NR["bpf"], ctypes.c_int(BPF_PROG_LOAD), ctypes.byref(attr),
-                        ctypes.c_uint(ctypes.sizeof(attr)))
+        attr = struct.pack("IIQQIIQII16sII", prog_type, len(code) // 8, _address(code),
+                           _address(lic), level, log_size if level else 0,
+                           _address(logbuf) if level else 0, 0, 0, b"", 0, expected_attach_type)
+        return _raw(_NR["bpf"], BPF_PROG_LOAD, attr, len(attr))
 
-    fd = load(0)
-    if fd >= 0:
-        return fd
-    err = ctypes.get_errno()
-    if err in (1, 22):  # EPERM/EINVAL: reload with the verifier log for the message
-        fd = load(1)
-        if fd >= 0:  # a transient failure: the retry loaded it
-            return fd
-        verifier = logbuf.value.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise OSError(err, f"{os.strerror(err)}: {' | '.join(verifier)}")
-    raise OSError(err, os.strerror(err))
+    try:
+        return load(0)
+    except OSError as e:
+        if e.errno not in (1, 22):  # only EPERM/EINVAL come with a verifier log
+            raise
+        err = e.errno
+    try:
+        return load(1)  # a transient failure: the retry loaded it
+    except OSError:
+        pass
+    verifier = logbuf.split(b"\0", 1)[0].decode("utf-8", "replace").strip().splitlines()[-3:]
+    raise OSError(err, f"{os.strerror(err)}: {' | '.join(verifier)}")
 
 
 def bpf_prog_attach(target_fd, prog_fd, attach_type, flags=0):
     """BPF_PROG_ATTACH: attach prog_fd to the cgroup open at target_fd."""
-    class _Attach(ctypes.Structure):
-        _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
-                    ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
-                    ("replace_bpf_fd", ctypes.c_uint32)]
-    attr = _Attach(target_fd, prog_fd, attach_type, flags, 0)
-    _check(_syscall(_NR["bpf"], ctypes.c_int(BPF_PROG_ATTACH), ctypes.byref(attr),
-                    ctypes.c_uint(ctypes.sizeof(attr))))
+    attr = struct.pack("IIIII", target_fd, prog_fd, attach_type, flags, 0)
+    _raw(_NR["bpf"], BPF_PROG_ATTACH, attr, len(attr))

@@ -5,6 +5,8 @@ set -eu
 cd "$(dirname "$0")/.."
 missing=""
 [ -x /bin/busybox ] || missing="$missing busybox-static"
+command -v cc >/dev/null 2>&1 || missing="$missing gcc"
+[ -f /usr/include/python3.11/Python.h ] || missing="$missing python3-dev"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$missing python3-pytest"
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing="$missing python3-seccomp"
 for tool in runc crun hyperfine podman containerd tmux; do
@@ -15,4 +17,6 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
+# The syscall extension, as install.sh builds it (the tests cover the fallback too).
+./scripts/build-ext.sh /usr/bin/python3 ocirun || true
 exec /usr/bin/python3 -m pytest -q -rs tests "$@"
