@@ -39,8 +39,8 @@ cat > "$PREFIX/bin/ocirun.new" <<LAUNCHER
 #!$PYTHON -IS
 import sys
 sys.path.insert(0, "$LIB")
-from ocirun.cli.main import main
-sys.exit(main())
+from ocirun.cli.main import run_and_exit
+run_and_exit()
 LAUNCHER
 chmod 755 "$PREFIX/bin/ocirun.new"
 mv "$PREFIX/bin/ocirun.new" "$PREFIX/bin/ocirun"

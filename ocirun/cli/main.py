@@ -155,3 +155,16 @@ def main(argv=None):
 
 def o_debug(argv):
     return "--debug" in argv
+
+
+def run_and_exit():
+    """The command's entry: main(), flush, then _exit. Skipping the interpreter's
+    teardown (module and object finalization) saves about a millisecond per command;
+    nothing of ours needs it."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        code = code or 1
+    os._exit(code)

@@ -6,7 +6,7 @@ from ocirun import kernel
 from ocirun.errors import OciError
 from ocirun.kernel import PR_SET_DUMPABLE, PR_SET_PDEATHSIG
 from ocirun.linux import init as init_mod
-from ocirun.linux import terminal
+from ocirun.linux import terminal, trampoline
 from ocirun.linux.init import InitError, _step
 
 
@@ -61,8 +61,9 @@ def _run(plan, chan, pidfd, ns_flags, root_fd):
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
     exe = init_mod.find_executable(plan.args[0], plan.path_env)
     kernel.prctl(PR_SET_PDEATHSIG, 0)
+    memfd = trampoline.prepare()
     init_mod._finalize(plan)
     try:
-        os.execve(exe, plan.args, init_mod._env_dict(plan.env))
+        trampoline.execve(memfd, exe, plan.args, init_mod._env_dict(plan.env))
     except OSError as e:
         raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None

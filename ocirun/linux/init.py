@@ -18,7 +18,7 @@ from ocirun.kernel import (
     PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
 )
-from ocirun.linux import paths, terminal
+from ocirun.linux import paths, terminal, trampoline
 from ocirun.linux import rootfs as rootfs_mod
 from ocirun.linux.namespaces import JOIN_ORDER
 
@@ -149,10 +149,11 @@ def _run(plan, chan, fifo_fd, parent_did):
             os._exit(1)
     if plan.hooks.get("startContainer"):
         run_hooks("startContainer", plan.hooks["startContainer"], state_json)
+    memfd = trampoline.prepare()
     _finalize(plan)
     _tmark(plan, chan, "user, caps, seccomp (execve next)")
     try:
-        os.execve(exe, plan.args, _env_dict(plan.env))
+        trampoline.execve(memfd, exe, plan.args, _env_dict(plan.env))
     except OSError as e:
         raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None
 

@@ -57,24 +57,31 @@ def mkdir_all(rootfd, path, mode=0o755):
     return parent
 
 
-def create_file(rootfd, path, mode=0o644):
+def create_file(rootfd, path, mode=0o644, _depth=0):
     """Make sure a regular file (a bind-mount target) exists at `path` inside the
-    rootfs; return an O_PATH fd of it. Created with O_EXCL|O_NOFOLLOW."""
+    rootfs; return an O_PATH fd of it. Created with O_EXCL|O_NOFOLLOW; a dangling
+    symlink in the way has its target created, inside the rootfs."""
     try:
         return open_in_root(rootfd, path, O_PATH)
     except FileNotFoundError:
         pass
     parent, _, name = path.rstrip("/").rpartition("/")
     pfd = mkdir_all(rootfd, parent or "/")
+    target = None
     try:
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          mode, dir_fd=pfd)
             os.close(fd)
         except FileExistsError:
-            pass
+            target = os.readlink(name, dir_fd=pfd)
     finally:
         os.close(pfd)
+    if target is not None:
+        if _depth >= 40:
+            raise OSError(40, f"too many levels of symbolic links at {path}")
+        return create_file(rootfd, target if target.startswith("/") else f"{parent}/{target}",
+                           mode, _depth + 1)
     return open_in_root(rootfd, path, O_PATH)
 
 

@@ -1,0 +1,89 @@
+"""The last execve goes through a sealed memfd (CVE-2019-5736).
+
+Until its execve, the container's process runs the host's Python interpreter, and an
+image can name `/proc/self/exe` as its entrypoint or script interpreter: the kernel
+would then run (and expose for writing, once we exit) the host's interpreter. So the
+process first becomes a 38-byte program held in a sealed memfd, which execs the real
+entrypoint; at that execve /proc/self/exe is the memfd, which cannot be written.
+
+The program (x86_64), entered with argv = ["ocirun-exec", path, arg0, arg1, ...]; it
+refuses anything else (a script naming it as interpreter gets argv[0] from the kernel):
+    mov  rax, [rsp]              ; argc
+    cmp  rax, 3
+    jb   fail
+    mov  rbx, [rsp+8]            ; argv[0] must start with "ocirun-e"
+    mov  rcx, [rbx]
+    mov  rbx, "ocirun-e"
+    cmp  rcx, rbx
+    jne  fail
+    mov  rdi, [rsp+16]           ; argv[1]: path
+    lea  rsi, [rsp+24]           ; &argv[2]: the real argv
+    lea  rdx, [rsp+rax*8+16]     ; envp
+    mov  eax, 59                 ; execve(path, argv, envp)
+    syscall
+fail:
+    mov  edi, 127                ; exit_group(127)
+    mov  eax, 231
+    syscall
+"""
+import fcntl
+import os
+import struct
+
+from ocirun import kernel
+
+_CODE = {
+    "x86_64": bytes.fromhex(
+        "488b0424" "4883f803" "722d" "488b5c2408" "488b0b" "48bb") + b"ocirun-e" + bytes.fromhex(
+        "4839d9" "7516" "488b7c2410" "488d742418" "488d54c410" "b83b000000" "0f05"
+        "bf7f000000" "b8e7000000" "0f05"),
+}
+_MACHINE = {"x86_64": 0x3E}
+_BASE = 0x400000
+MFD_CLOEXEC = 1
+MFD_ALLOW_SEALING = 2
+MFD_EXEC = 0x10
+F_ADD_SEALS = 1033
+F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 1, 2, 4, 8
+
+
+def elf(machine):
+    """A static ELF64 executable: header, one PT_LOAD segment, the code."""
+    code = _CODE[machine]
+    size = 64 + 56 + len(code)
+    ident = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, _MACHINE[machine], 1, _BASE + 120,
+                       64, 0, 0, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, _BASE, _BASE, size, size, 0x1000)
+    return ehdr + phdr + code
+
+
+_PROGRAM = elf(os.uname().machine) if os.uname().machine in _CODE else None
+
+
+def prepare():
+    """A sealed, executable memfd holding the program (None where unsupported).
+    Call before seccomp is loaded: the profile may not allow memfd_create."""
+    if _PROGRAM is None:
+        return None
+    try:
+        try:
+            fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
+        except OSError:  # kernels before 6.3 have no MFD_EXEC
+            fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+        os.write(fd, _PROGRAM)
+        fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+        return fd
+    except OSError:
+        return None
+
+
+def execve(memfd, path, args, env):
+    """Exec `path` through the memfd program; directly if the kernel or the seccomp
+    profile refuses execveat (the error of the direct execve is the one reported)."""
+    if memfd is not None:
+        try:
+            os.execve(memfd, ["ocirun-exec", path, *args], env)
+        except OSError:
+            pass
+    os.execve(path, args, env)

@@ -1,0 +1,165 @@
+"""Black-box attack tests (SECURITY.md): build the malicious bundle, run the real
+CLI as root, assert the host is unchanged and the attack failed."""
+import hashlib
+import os
+import sys
+
+import pytest
+
+
+def _sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_A_proc_self_exe_entrypoint_never_reaches_the_host_interpreter(bundle):
+    # CVE-2019-5736: an entrypoint of #!/proc/self/exe would run whatever the
+    # execing process is; the runtime's process is the host's python3.
+    host_python = os.path.realpath("/usr/bin/python3")
+    before = _sha(host_python)
+    with open(f"{bundle.rootfs}/evil", "w") as f:
+        f.write("#!/proc/self/exe\n")
+    os.chmod(f"{bundle.rootfs}/evil", 0o755)
+    r = bundle.run(["/evil"])
+    # the memfd program is the "interpreter" now: it gets no usable arguments
+    assert r.returncode != 0
+    assert "Python" not in r.stdout + r.stderr
+    r = bundle.run(["sh", "-c", "readlink /proc/self/exe; exec 3</proc/self/exe && echo opened"])
+    assert r.stdout.splitlines()[0] == "/bin/busybox"
+    assert _sha(host_python) == before
+
+
+def test_A_exec_cannot_open_exe_of_runtime_processes(bundle):
+    # the init while it waits for `start` runs the host interpreter: not dumpable,
+    # so nothing in the container can open its /proc/PID/exe
+    bundle.config["process"]["args"] = ["true"]
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    pid = bundle.state(cid)["pid"]
+    status = open(f"/proc/{pid}/status").read()
+    # 'dumpable' is not in status; the mode of /proc/PID/exe access shows it instead
+    r2 = bundle.ocirun("exec", cid, "sh", "-c", "cat /proc/1/exe > /dev/null 2>&1 && echo readable || echo denied")
+    assert r2.stdout.strip() == "denied", r2.stdout + r2.stderr
+
+
+def test_B_cwd_through_leaked_fd_fails(bundle):
+    for n in range(3, 12):
+        bundle.config["process"]["cwd"] = f"/proc/self/fd/{n}"
+        r = bundle.run(["pwd"])
+        assert r.returncode != 0 or not r.stdout.startswith("/proc/self/fd") and "(unreachable)" not in r.stdout
+
+
+def test_C_symlink_mount_destination_stays_inside(bundle, tmp_path):
+    marker = f"/tmp/h-{os.getpid()}-{id(bundle)}"
+    assert not os.path.exists(marker)
+    os.makedirs(f"{bundle.rootfs}/etc", exist_ok=True)
+    os.symlink(marker, f"{bundle.rootfs}/etc/hosts")
+    src = tmp_path / "hosts"
+    src.write_text("127.0.0.1 x\n")
+    bundle.config["mounts"].append({"destination": "/etc/hosts", "type": "bind", "source": str(src),
+                                    "options": ["bind", "ro"]})
+    r = bundle.run(["cat", "/etc/hosts"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "127.0.0.1 x\n"
+    assert not os.path.exists(marker), "the bind mount followed the symlink onto the host"
+    assert os.path.exists(f"{bundle.rootfs}{marker}")
+
+
+def test_C_symlinked_proc_is_refused_or_contained(bundle):
+    os.rmdir(f"{bundle.rootfs}/proc")
+    os.symlink("/", f"{bundle.rootfs}/proc")
+    host_mounts = open("/proc/self/mountinfo").read().count("\n")
+    r = bundle.run(["true"])
+    assert open("/proc/self/mountinfo").read().count("\n") == host_mounts
+
+
+def test_D_dev_null_symlink_does_not_unmask(bundle):
+    # maskedPaths binds /dev/null: if /dev/null were a symlink to a host file the
+    # mask would expose it. The runtime checks it is char 1:3.
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] not in ("/dev", "/dev/pts", "/dev/shm", "/dev/mqueue")]
+    os.makedirs(f"{bundle.rootfs}/dev", exist_ok=True)
+    os.symlink("/proc/sys/kernel/core_pattern", f"{bundle.rootfs}/dev/null")
+    before = open("/proc/sys/kernel/core_pattern").read()
+    r = bundle.run(["sh", "-c", "echo '|/tmp/pwn' > /proc/sys/kernel/core_pattern"])
+    assert open("/proc/sys/kernel/core_pattern").read() == before
+
+
+def test_E_sysctl_outside_namespaces_refused(bundle):
+    before = open("/proc/sys/kernel/core_pattern").read()
+    bundle.config["linux"]["sysctl"] = {"kernel.core_pattern": "|/tmp/pwn"}
+    r = bundle.run(["true"])
+    assert r.returncode == 1 and "kernel.core_pattern" in r.stderr
+    assert open("/proc/sys/kernel/core_pattern").read() == before
+
+
+def test_E_mount_over_proc_paths_refused(bundle):
+    bundle.config["mounts"].append({"destination": "/proc/self/attr", "type": "tmpfs", "source": "tmpfs"})
+    r = bundle.run(["true"])
+    assert r.returncode == 1 and "/proc/self/attr" in r.stderr
+
+
+def test_E_net_sysctl_without_netns_refused(bundle):
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "network"]
+    bundle.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    before = open("/proc/sys/net/ipv4/ip_forward").read()
+    r = bundle.run(["true"])
+    assert r.returncode == 1 and "net.ipv4.ip_forward" in r.stderr
+    assert open("/proc/sys/net/ipv4/ip_forward").read() == before
+
+
+def test_G_hostname_without_uts_refused(bundle):
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "uts"]
+    bundle.config["hostname"] = "pwned"
+    host = os.uname().nodename
+    r = bundle.run(["true"])
+    assert r.returncode == 1 and "hostname" in r.stderr
+    assert os.uname().nodename == host
+
+
+def test_I_userns_host_file_not_readable(bundle, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("top secret\n")
+    os.chmod(secret, 0o600)
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    d = bundle.path
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o011)
+        d = os.path.dirname(d)
+    bundle.config["mounts"].append({"destination": "/secret", "type": "bind", "source": str(secret),
+                                    "options": ["bind"]})
+    r = bundle.run(["cat", "/secret"])
+    assert "top secret" not in r.stdout
+    assert "Permission denied" in r.stderr, r.stderr
+
+
+def test_J_no_new_privs_and_inheritable(bundle):
+    bundle.config["process"]["noNewPrivileges"] = True
+    bundle.config["process"]["capabilities"]["inheritable"] = []
+    r = bundle.run(["grep", "-E", "NoNewPrivs|CapInh", "/proc/self/status"])
+    assert "NoNewPrivs:\t1" in r.stdout and "CapInh:\t0000000000000000" in r.stdout
+
+
+def test_K_no_code_from_the_rootfs_runs_in_the_runtime(bundle):
+    # a trojan encodings package / sitecustomize / NSS module in the image
+    marker = f"/tmp/k-{os.getpid()}"
+    for rel in ("usr/lib/python3.11/encodings/__init__.py", "usr/lib/python3.11/sitecustomize.py",
+                "usr/lib/python3/dist-packages/sitecustomize.py"):
+        os.makedirs(os.path.dirname(f"{bundle.rootfs}/{rel}"), exist_ok=True)
+        with open(f"{bundle.rootfs}/{rel}", "w") as f:
+            f.write(f"open({marker!r}, 'w').write('owned')\n")
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    r = bundle.run(["id"])
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(marker)
+    assert not os.path.exists(f"{bundle.rootfs}{marker}")
+
+
+def test_K_fifo_at_etc_passwd_does_not_hang(bundle):
+    os.mkfifo(f"{bundle.rootfs}/etc/passwd.fifo")
+    os.rename(f"{bundle.rootfs}/etc/passwd.fifo", f"{bundle.rootfs}/etc/passwd")
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    r = bundle.run(["true"], timeout=20)
+    assert r.returncode == 0, r.stderr
