@@ -1,7 +1,9 @@
-"""Go-style sizes and durations."""
+"""Go-style sizes and durations, and `update` flags turned into linux.resources."""
 import pytest
 
+from ocirun.cli.opts import parse
 from ocirun.cli.units import parse_duration, ram_in_bytes
+from ocirun.cli import update
 from ocirun.errors import UsageError
 
 K, M, G = 1 << 10, 1 << 20, 1 << 30
@@ -39,3 +41,28 @@ def test_parse_duration_refuses(text, msg):
     with pytest.raises(UsageError, match=msg):
         parse_duration(text, "--interval")
 
+
+def test_update_flags_to_resources():
+    o, pos = parse(["--memory", "64m", "--memory-swap", "-1", "--cpu-share", "256",
+                    "--cpu-quota", "-1", "--cpuset-cpus", "0-1", "--pids-limit", "50",
+                    "--blkio-weight=500", "--cpu-rt-runtime", "950000", "--kernel-memory-tcp", "1g",
+                    "c1"], update.OPTIONS)
+    assert pos == ["c1"]
+    assert update.resources_from_flags(o) == {
+        "memory": {"limit": 64 * M, "swap": -1, "kernelTCP": G},
+        "cpu": {"shares": 256, "quota": -1, "cpus": "0-1", "realtimeRuntime": 950000},
+        "pids": {"limit": 50},
+        "blockIO": {"weight": 500},
+    }
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--cpu-share", "x"], "--cpu-share: `x` is not an integer"),
+    (["--cpu-period", "-5"], "--cpu-period: -5 is out of range"),
+    (["--blkio-weight", "65536"], "--blkio-weight: 65536 is out of range"),
+    (["--memory", "lots"], "--memory: invalid size `lots`"),
+])
+def test_update_flag_errors(argv, msg):
+    o, _ = parse(argv + ["c1"], update.OPTIONS)
+    with pytest.raises(UsageError, match=msg):
+        update.resources_from_flags(o)
