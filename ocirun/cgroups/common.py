@@ -270,6 +270,11 @@ class Manager:
     def _cgroup_kill(self):
         return False
 
+    def oom_kills(self):
+        """How many processes the kernel's OOM killer has killed in this cgroup (0 where
+        the kernel does not count them)."""
+        return 0
+
     def destroy(self):
         """Remove the directories create() made, deepest first (the container's own leaf
         recursively, with the sub-cgroups its processes made). Parents shared with other
@@ -347,6 +352,9 @@ class DisabledManager:
 
     def stats(self):
         return {}
+
+    def oom_kills(self):
+        return 0
 
     def destroy(self):
         pass

@@ -188,6 +188,12 @@ def set_memory_v1(d, limit, swap, check_usage):
             raise OciError("cannot set linux.resources.memory.swap: memory.memsw.limit_in_bytes "
                            "does not exist (swap accounting is off in this kernel)")
         swap = 0
+    if limit > 0 and not swap and has_memsw:
+        # A container without swap (memsw == limit) keeps none when only its memory limit
+        # changes; writing the limit alone above memsw would fail with EINVAL.
+        cur_limit = read_uint(d, "memory.limit_in_bytes", UNLIMITED)
+        if cur_limit < UNLIMITED and read_uint(d, "memory.memsw.limit_in_bytes", UNLIMITED) == cur_limit:
+            swap = limit
     if check_usage and limit > 0:
         usage = read_uint(d, "memory.usage_in_bytes")
         if limit < usage:
@@ -337,6 +343,11 @@ class V1Manager(common.Manager):
                 write_checked(d, "cgroup.kill", "1")
                 return True
         return False
+
+    def oom_kills(self):
+        d = self.dir("memory")
+        # "oom_kill N" in memory.oom_control since Linux 4.13
+        return common.parse_flat(read_file(d, "memory.oom_control")).get("oom_kill", 0) if d else 0
 
     # -- stats -----------------------------------------------------------------------------
 

@@ -236,6 +236,9 @@ class V2Manager(common.Manager):
             return True
         return False
 
+    def oom_kills(self):
+        return common.parse_flat(read_file(self.leaf, "memory.events")).get("oom_kill", 0)
+
     # -- stats -----------------------------------------------------------------------------
 
     def stats(self):

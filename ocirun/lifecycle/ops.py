@@ -40,12 +40,18 @@ def run_poststart(st):
 
 def kill(root, cid, sig, all_procs=False):
     st = load(root, cid)
-    if st.status() in ("stopped", "creating"):
+    status = st.status()
+    if status in ("stopped", "creating"):
         raise StateError("container not running")
     if all_procs:
         process.signal_all(st, sig)
     else:
         process.signal_init(st, sig)
+    if sig == 9 and status == "paused":
+        # A frozen task cannot act on SIGKILL: thaw, or the kill (and a caller waiting
+        # for the exit) would hang until someone resumes the container.
+        from ocirun.cgroups import from_dict as open_saved
+        open_saved(st.cgroup).thaw()
 
 
 def delete(root, cid, force=False):

@@ -112,8 +112,7 @@ class State:
             return "creating"
         if not self.alive():
             return "stopped"
-        if not self.started and os.path.exists(f"{self.dir}/{FIFO}"):
-            return "created"
+        # frozen before created: a created container can be paused as well
         if self.cgroup:
             from ocirun.cgroups import from_dict as open_saved
             try:
@@ -121,6 +120,8 @@ class State:
                     return "paused"
             except OciError:
                 pass
+        if not self.started and os.path.exists(f"{self.dir}/{FIFO}"):
+            return "created"
         return "running"
 
     def oci_state(self):

@@ -234,3 +234,16 @@ def test_round_trip_and_tamper(v1root):
         cg.from_dict(bad)
     destroy(m2)
     assert not (v1root / "memory" / "ocirun-test").exists()
+
+
+def test_memory_limit_alone_keeps_a_swapless_container_swapless(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "memory.limit_in_bytes").write_text(str(100 << 20))
+    (d / "memory.memsw.limit_in_bytes").write_text(str(100 << 20))
+    set_memory_v1(str(d), 200 << 20, 0, False)  # memsw == limit: no swap, before and after
+    assert (d / "memory.memsw.limit_in_bytes").read_text() == str(200 << 20)
+    assert (d / "memory.limit_in_bytes").read_text() == str(200 << 20)
+    (d / "memory.memsw.limit_in_bytes").write_text(str(500 << 20))
+    set_memory_v1(str(d), 300 << 20, 0, False)  # some swap allowed: memsw is left alone
+    assert (d / "memory.memsw.limit_in_bytes").read_text() == str(500 << 20)
