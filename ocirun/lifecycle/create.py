@@ -115,6 +115,10 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
                 manager.apply(resources)
             timings.mark("cgroup create + resources")
         chan, child_chan = sync.pair()
+        if for_run and plan.userns_new and plan.ns_new & (CLONE_NEWPID | CLONE_NEWTIME):
+            # The init will be our grandchild: as a subreaper we inherit it when the
+            # intermediate process exits, and `run` can wait for it.
+            kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
         timings.mark("state dir")
         pid, parent_did = _fork(plan, child_chan, fifo_fd)
         timings.mark("fork")

@@ -4,7 +4,7 @@ import os
 
 import _signal
 
-from ocirun import kernel, timings
+from ocirun import timings
 from ocirun.errors import OciError
 from ocirun.lifecycle.create import create
 from ocirun.lifecycle.ops import destroy, run_poststart
@@ -13,22 +13,18 @@ FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
 
 
-def run(root, cid, detach=False, keep=False, **create_args):
-    # A subreaper: an init forked by an intermediate process (user namespaces) is
-    # reparented to us, so we can wait for it.
-    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
+def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args):
     c = create(root, cid, for_run=True, detach=detach, **create_args)
     st = c.state
-    pending = []
     init_pid = st.pid
 
     def forward(sig, frame):
         try:
             os.kill(init_pid, sig)
         except OSError:
-            pending.append(sig)
+            pass
 
-    if not detach:
+    if not detach and forward_signals:
         for sig in FORWARDED:
             _signal.signal(sig, forward)
     try:
@@ -67,11 +63,9 @@ def run(root, cid, detach=False, keep=False, **create_args):
 
 
 def _reap(init_pid):
-    """Wait for init, reaping any orphan handed to us on the way."""
-    while True:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            return 0
-        if pid == init_pid:
-            return status
+    """Wait for init: our child, or our grandchild handed to us as its subreaper
+    (create sets PR_SET_CHILD_SUBREAPER when a user namespace needs two forks)."""
+    try:
+        return os.waitpid(init_pid, 0)[1]
+    except ChildProcessError:
+        return 0
