@@ -24,6 +24,7 @@ from _blake2 import blake2b
 
 from ocirun.errors import ConfigError
 from ocirun.seccomp import cache as _cache
+from ocirun.seccomp.consts import COMPILER_VERSION as compiler_version
 from ocirun.seccomp.consts import (
     FLAGS, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_TSYNC,
     SECCOMP_FILTER_FLAG_TSYNC_ESRCH, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
@@ -72,7 +73,6 @@ def profile_key(seccomp, native=None):
         native = _NATIVE or os.uname().machine + ":" + sys.byteorder
         _NATIVE = native
     from ocirun.seccomp.tables import VERSION as table_version
-    from ocirun.seccomp.compile import VERSION as compiler_version
     try:
         body = "".join(_encode([seccomp.get(f) for f in _KEY_FIELDS], 0))
     except (TypeError, ValueError, RecursionError, AttributeError):

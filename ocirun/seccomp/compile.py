@@ -21,7 +21,7 @@ from ocirun.seccomp.consts import (
     BPF_W, SECCOMP_DATA_ARCH, SECCOMP_DATA_ARGS, SECCOMP_DATA_NR, SECCOMP_RET_KILL_THREAD,
 )
 
-VERSION = "1"      # part of the cache key: bump when the generated code changes
+from ocirun.seccomp.consts import COMPILER_VERSION as VERSION  # noqa: E402,F401
 
 LD_ABS = BPF_LD | BPF_W | BPF_ABS
 JEQ = BPF_JMP | BPF_JEQ | BPF_K

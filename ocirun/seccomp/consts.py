@@ -2,6 +2,9 @@
 <linux/filter.h>, plus the OCI names that map onto them (config-linux.md "Seccomp").
 Plain integers and dicts: this module is imported on every container start."""
 
+# Part of the cache key: bump it whenever the compiler's output for a profile changes.
+COMPILER_VERSION = "1"
+
 # <linux/seccomp.h>
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1 << 0
