@@ -99,21 +99,33 @@ class Asm:
 
     def assemble(self, little=None):
         """-> bytes, in the byte order of the kernel that loads it (default: ours)."""
-        self.resolve()
-        insns = self.insns
-        if len(insns) > BPF_MAXINSNS:
-            raise TooLarge(len(insns))
+        flat = self._flatten()
+        if flat is None:            # some jump is too far: add trampolines, then again
+            self.resolve()
+            flat = self._flatten()
+        n = len(flat) // 4
+        if n > BPF_MAXINSNS:
+            raise TooLarge(n)
+        order = "<" if (sys.byteorder == "little" if little is None else little) else ">"
+        return struct.pack(order + "HBBI" * n, *flat)
+
+    def _flatten(self):
+        """[code, jt, jf, k, ...] with offsets resolved, or None if one does not fit."""
         labels = self.labels
         out = []
-        pack = _PACK[sys.byteorder == "little" if little is None else little].pack
-        for i, (code, jt, jf, k) in enumerate(insns):
+        add = out.extend
+        for i, (code, jt, jf, k) in enumerate(self.insns):
             if jt is not None:
-                out.append(pack(code, labels[jt] - i - 1, labels[jf] - i - 1, k))
+                t = labels[jt] - i - 1
+                f = labels[jf] - i - 1
+                if t > 255 or f > 255:
+                    return None
+                add((code, t, f, k))
             elif code == _JMP_JA:
-                out.append(pack(code, 0, 0, labels[k] - i - 1))
+                add((code, 0, 0, labels[k] - i - 1))
             else:
-                out.append(pack(code, 0, 0, k))
-        return b"".join(out)
+                add((code, 0, 0, k))
+        return out
 
 
 def _no_fallthrough(ins):

@@ -103,31 +103,41 @@ def _ranges(g, model, archs, default, bad_arch, blocks):
     elif names == {"x32"}:
         regions = [(0, bad), (X32_SYSCALL_BIT, dflt)]
     points = {}
+    rets = g.rets
+    sec = g.sec
     for arch in archs:
         for nr, e in model.tables[arch.name].items():
             if type(e) is int:
-                points[nr] = g.ret(e)
+                if e not in rets:
+                    rets[e] = None
+                points[nr] = ("ret", sec, e)
             else:
                 label = ("args", arch.name, nr)
                 blocks.append((arch, label, e))
                 points[nr] = label
-    bps = {r[0] for r in regions}
-    bps.update(points)
-    bps.update(nr + 1 for nr in points if nr < U32)
+    # sweep the named numbers in order; region starts are keys too, so a gap between
+    # two keys lies in one region
+    keys = sorted(set(points).union(r[0] for r in regions))
     out = []
     ri = 0
     last = len(regions) - 1
-    for b in sorted(bps):
-        while ri < last and regions[ri + 1][0] <= b:
+    end = 0
+    for k in keys:
+        if k > end:
+            t = regions[ri][1]
+            if out[-1][1] != t:
+                out.append((end, t))
+        while ri < last and regions[ri + 1][0] <= k:
             ri += 1
-        _push(out, b, points.get(b, regions[ri][1]))
+        t = points.get(k) or regions[ri][1]
+        if not out or out[-1][1] != t:
+            out.append((k, t))
+        end = k + 1
+    if end <= U32:
+        t = regions[ri][1]
+        if out[-1][1] != t:
+            out.append((end, t))
     return out
-
-
-def _push(out, lo, target):
-    if out and out[-1][1] == target:
-        return
-    out.append((lo, target))
 
 
 def _tree(g, ranges, lo, hi):

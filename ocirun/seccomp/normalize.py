@@ -183,6 +183,8 @@ def _truncate(conds, rule, arch, warnings):
 
 def _finish(cands, default):
     """[(ret, conds, src)] for one syscall -> int ret or Entry (see module doc)."""
+    if len(cands) == 1 and not cands[0][1]:
+        return cands[0][0]                      # the common case: one plain rule
     fallback = None
     fsrc = None
     for ret, conds, src in cands:
@@ -215,39 +217,52 @@ def build(seccomp, native=None):
     arch_list = [_arches.ARCHES[n] for n in order]
     warnings = []
     tables = {}
-    known = set()
+    live = [r for r in rules if r.ret != default]
     explicit = {n for r in rules for n in r.names if n in ("socketcall", "ipc")}
+    names_by_arch = []
+    muxed = set()
     for arch in arch_list:
         table = _arches.load_table(arch).NAMES
+        names_by_arch.append(table)
+        get = table.get
+        wide = arch.bits == 64
         cands = {}
         muxes = [(table[m], subs) for m, subs in MUX if m in table and m not in explicit]
-        for rule in rules:
-            if rule.ret == default:
-                continue
+        for rule in live:
+            plain = rule.alts == [[]]
+            if plain:
+                items = [(rule.ret, (), rule.index)]
+            elif wide:
+                items = [(rule.ret, tuple(c), rule.index) for c in rule.alts]
+            else:
+                items = [(rule.ret, _truncate(c, rule, arch, warnings), rule.index)
+                         for c in rule.alts]
             for name in rule.names:
-                nr = table.get(name)
+                nr = get(name)
                 if nr is not None:
-                    known.add(name)
-                    lst = cands.setdefault(nr, [])
-                    for conds in rule.alts:
-                        if arch.bits == 32:
-                            conds = _truncate(conds, rule, arch, warnings)
-                        lst.append((rule.ret, tuple(conds), rule.index))
+                    lst = cands.get(nr)
+                    # lists are shared between names: never extend one in place
+                    cands[nr] = items if lst is None else lst + items
+            if muxes and plain:
                 for mux_nr, subs in muxes:
-                    sub = subs.get(name)
-                    if sub is not None:
-                        known.add(name)
-                        if rule.alts == [[]]:
-                            cands.setdefault(mux_nr, []).append(
-                                (rule.ret, ((0, "SCMP_CMP_EQ", sub, 0),), rule.index))
+                    for name in rule.names:
+                        sub = subs.get(name)
+                        if sub is not None:
+                            muxed.add(name)
+                            cands[mux_nr] = cands.get(mux_nr, []) + [
+                                (rule.ret, ((0, "SCMP_CMP_EQ", sub, 0),), rule.index)]
         out = {}
         for nr, lst in cands.items():
-            e = _finish(lst, default)
+            if len(lst) == 1 and not lst[0][1]:
+                e = lst[0][0]           # the common case: one plain rule
+            else:
+                e = _finish(lst, default)
             if e is not None and e != default:
                 out[nr] = e
         tables[arch.name] = out
-    for rule in rules:
+    known = muxed.union(*names_by_arch)
+    for rule in live:
         for name in rule.names:
-            if name not in known and rule.ret != default:
+            if name not in known:
                 warnings.append(f"{rule.label}: unknown syscall `{name}` skipped")
     return Model(default, arch_list, tables, warnings, rules)
