@@ -124,3 +124,25 @@ def test_notify_sends_fd_and_state(tmp_path):
     os.close(fd)
     conn.close()
     srv.close()
+
+
+def test_load_imports_nothing(tmp_path):
+    """load() runs after pivot_root, where an import could run the container's files."""
+    import builtins
+    p = prepare(profile("SCMP_ACT_ERRNO", errnoRet=38), None)
+
+    def body():
+        return 0
+
+    pid = os.fork()
+    if pid == 0:
+        def no_import(*a, **k):
+            os._exit(55)
+        builtins.__import__ = no_import
+        try:
+            load(p)
+        except BaseException:
+            os._exit(56)
+        os._exit(0)
+    st = os.waitpid(pid, 0)[1]
+    assert os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0
