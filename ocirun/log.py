@@ -40,7 +40,9 @@ def _write(level, msg):
                 os.close(fd)
         except OSError:
             pass
-    if level in ("error", "warning") or not _path:
+    # Errors always reach stderr; warnings only when there is no log file (engines
+    # that pass --log read it, and keep stderr for the container's own output).
+    if level == "error" or not _path:
         try:
             sys.stderr.write(f"ocirun: {msg}\n" if level == "error" else f"ocirun: {level}: {msg}\n")
             sys.stderr.flush()

@@ -8,6 +8,7 @@ import time
 _marks = None
 _dest = None
 _t0 = 0
+_fault = None
 
 
 def enable(dest=None):
@@ -20,6 +21,16 @@ def enable(dest=None):
     _dest = dest
 
 
+def enable_fault(phase):
+    """Test hook (OCIRUN_FAULT=PHASE): SIGKILL this runtime process when it reaches
+    the mark PHASE, so tests can check that `delete --force` cleans up after a
+    runtime that died at any point of create."""
+    global _fault
+    if _marks is None:
+        enable("/dev/null")
+    _fault = phase
+
+
 def enabled():
     return _marks is not None
 
@@ -27,12 +38,21 @@ def enabled():
 def mark(name):
     if _marks is not None:
         _marks.append((name, time.perf_counter_ns()))
+        if _fault == name:
+            _die()
 
 
 def add(name, ns):
     """A mark taken in another process (same monotonic clock)."""
     if _marks is not None:
         _marks.append((name, ns))
+        if _fault == name:
+            _die()
+
+
+def _die():
+    import os
+    os.kill(os.getpid(), 9)
 
 
 def report():
@@ -44,6 +64,8 @@ def report():
     for name, t in marks:
         rows.append((name, (t - prev) / 1e6, (t - _t0) / 1e6))
         prev = t
+    if _dest == "/dev/null":
+        return
     if _dest:
         from ocirun.state import _dumps, write_atomic
         write_atomic(_dest, _dumps([{"phase": n, "ms": round(d, 3), "total_ms": round(c, 3)}

@@ -124,6 +124,9 @@ def main(argv=None):
             from ocirun import timings
             env = os.environ.get("OCIRUN_TIMINGS", "")
             timings.enable(env if env not in ("", "1") else None)
+        if os.environ.get("OCIRUN_FAULT"):
+            from ocirun import timings
+            timings.enable_fault(os.environ["OCIRUN_FAULT"])
         module = __import__("ocirun.cli." + mod, fromlist=["main"])
         args = pos[1:]
         if "--help" in args[:1] or "-h" in args[:1] or (args and args[-1] in ("--help", "-h")

@@ -25,7 +25,7 @@ class Plan:
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
         "last_cap", "rlimits", "nnp", "oom_score_adj", "seccomp", "terminal",
         "preserve_fds", "mount_ns", "cgroupns", "hooks", "console_fd", "console_size",
-        "timings",
+        "timings", "state_json", "host_pid",
     )
 
 
@@ -92,6 +92,8 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
 
     fill_process(p, spec.get("process") or {}, preserve_fds)
     p.seccomp = None
+    p.state_json = None
+    p.host_pid = None
     p.hooks = spec.get("hooks") or {}
     from ocirun import timings
     p.timings = timings.enabled()

@@ -56,7 +56,9 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     linux = spec.get("linux") or {}
     if linux.get("seccomp"):
         from ocirun import seccomp
-        plan.seccomp = seccomp.prepare(linux["seccomp"], f"{root}/.cache/seccomp")
+        plan.seccomp = seccomp.prepare(linux["seccomp"], seccomp.cache_dir(root))
+        if plan.seccomp.notify:
+            seccomp.connect_listener(plan.seccomp)  # a host path: before fork and pivot
         timings.mark("seccomp prepare (key + cache or compile)")
     relay_fd = None
     if plan.terminal:
@@ -110,6 +112,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         if manager is not None:
             manager.create()
             st.cgroup = manager.to_dict()
+            st.save()  # a runtime killed from here on leaves a cgroup delete can find
             resources = device_rules(linux)
             if resources:
                 manager.apply(resources)
@@ -128,6 +131,8 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         if plan.console_fd is not None:
             os.close(plan.console_fd)
             plan.console_fd = None
+        if plan.seccomp is not None and plan.seccomp.listener is not None:
+            plan.seccomp.listener[0].close()  # the init holds its own copy
         init_pid = pid
         if manager is not None:
             manager.add(pid)
@@ -147,7 +152,8 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
                 init_pid = int(payload)
                 os.waitpid(pid, 0)  # the intermediate process has exited
             elif tag == "HOOKS":
-                chan.send("HOOKS_DONE", _run_create_hooks(st, init_pid, plan.hooks).decode())
+                state_json = _run_create_hooks(st, init_pid, plan.hooks).decode()
+                chan.send("HOOKS_DONE", f"{init_pid} {state_json}")
             elif tag == "ERROR":
                 raise OciError(payload)
             else:

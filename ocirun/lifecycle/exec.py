@@ -86,10 +86,16 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     p.last_cap = last_cap()
     p.hooks = {}
     p.seccomp = None
+    p.state_json = None
+    p.host_pid = None
     seccomp_cfg = (spec.get("linux") or {}).get("seccomp")
     if seccomp_cfg:
         from ocirun import seccomp
-        p.seccomp = seccomp.prepare(seccomp_cfg, f"{root}/.cache/seccomp")
+        p.seccomp = seccomp.prepare(seccomp_cfg, seccomp.cache_dir(root))
+        if p.seccomp.notify:
+            seccomp.connect_listener(p.seccomp)
+            from ocirun.hooks import encode_state
+            p.state_json = encode_state(st.oci_state())
     relay_fd = None
     if p.terminal:
         from ocirun.linux import terminal
@@ -152,7 +158,9 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         if st.cgroup:
             from ocirun.cgroups import from_dict
             from_dict(st.cgroup).add(pid, cgroup_sub)
-        chan.send("GO")
+        if p.seccomp is not None and p.seccomp.listener is not None:
+            p.seccomp.listener[0].close()
+        chan.send("GO", str(pid))
         master = None
         if relay_fd is not None:
             from ocirun.linux.terminal import recv_fd

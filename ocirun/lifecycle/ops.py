@@ -1,7 +1,7 @@
 """start, kill, delete, state, list: the operations on an existing container."""
 import os
 
-from ocirun.errors import OciError, StateError
+from ocirun.errors import NotFound, OciError, StateError
 from ocirun.lifecycle import process
 from ocirun.state import FIFO, list_ids, load, remove_dir
 
@@ -55,7 +55,14 @@ def kill(root, cid, sig, all_procs=False):
 
 
 def delete(root, cid, force=False):
-    st = load(root, cid)
+    try:
+        st = load(root, cid)
+    except NotFound:
+        if force:
+            return  # runc: `delete --force` of an unknown id succeeds (podman relies on it)
+        raise
+    if not st.pid and not st.cgroup:
+        st.cgroup = husk_cgroup(cid)
     status = st.status()
     if status in ("running", "paused") and not force:
         raise StateError(f"cannot delete container `{cid}` that is not stopped: {status}")
@@ -65,6 +72,23 @@ def delete(root, cid, force=False):
             open_saved(st.cgroup).thaw()
         process.kill_container(st)
     destroy(st)
+
+
+def husk_cgroup(cid):
+    """A container whose state was lost (runtime killed early, garbage state.json)
+    may still own the default cgroup /ocirun/<id>: a record of its leaf directories,
+    so that delete kills what runs there and removes them. None if there are none."""
+    try:
+        from ocirun import cgroups
+        m = cgroups.open_manager("cgroupfs", None, cid)
+        leaves = [d for d in m._leaf_dirs() if os.path.isdir(d)]
+    except (OciError, OSError):
+        return None
+    if not leaves:
+        return None
+    d = m.to_dict()
+    d["created"] = leaves
+    return d
 
 
 def destroy(st):

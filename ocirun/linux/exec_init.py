@@ -28,9 +28,10 @@ def _run(plan, chan, pidfd, ns_flags, root_fd):
     # /proc/PID/exe, the host's interpreter (CVE-2019-5736).
     kernel.prctl(PR_SET_DUMPABLE, 0)
     kernel.prctl(PR_SET_PDEATHSIG, 9)
-    tag, _ = chan.recv()  # the runtime has put us in the container's cgroup
+    tag, payload = chan.recv()  # the runtime has put us in the container's cgroup
     if tag != "GO":
         os._exit(1)
+    plan.host_pid = int(payload)  # our pid as the host sees it (seccomp listener)
     import resource
     for res, soft, hard in plan.rlimits:
         _step(f"setrlimit {res}", resource.setrlimit, res, (init_mod._rl(soft), init_mod._rl(hard)))

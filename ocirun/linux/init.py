@@ -180,14 +180,19 @@ def _hooks_before_pivot(plan, chan):
     here, in the container's namespaces; all before pivot_root (runtime.md
     "Lifecycle"). Returns the state JSON the runtime sent, for startContainer."""
     h = plan.hooks
+    notify = plan.seccomp is not None and plan.seccomp.notify
     if not (h.get("prestart") or h.get("createRuntime") or h.get("createContainer")
-            or h.get("startContainer")):
+            or h.get("startContainer") or notify):
         return None
     chan.send("HOOKS")
     tag, payload = chan.recv()
     if tag != "HOOKS_DONE":
         os._exit(1)
+    pid, _, payload = payload.partition(" ")
     state_json = payload.encode()
+    # for the seccomp listener: the state and our pid as the host sees it
+    plan.state_json = state_json
+    plan.host_pid = int(pid)
     if h.get("createContainer"):
         run_hooks("createContainer", h["createContainer"], state_json)
     return state_json
@@ -244,8 +249,9 @@ def find_executable(arg0, path_env):
             st = os.stat(arg0)
         except OSError:
             raise InitError(f"exec: \"{arg0}\": stat {arg0}: no such file or directory") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise InitError(f"exec: \"{arg0}\": is a directory: permission denied")
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+            # podman maps "permission denied" to exit 126, as a shell would
+            raise InitError(f"exec: \"{arg0}\": permission denied")
         return arg0
     for d in path_env.split(":"):
         cand = f"{d or '.'}/{arg0}"
@@ -263,7 +269,7 @@ def _load_seccomp(plan):
     # sys.modules, never through the import system (which would now search the
     # container's filesystem).
     import sys
-    sys.modules["ocirun.seccomp"].load(plan.seccomp)
+    sys.modules["ocirun.seccomp"].load(plan.seccomp, plan.state_json, plan.host_pid)
 
 
 def _env_dict(env):
