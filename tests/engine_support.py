@@ -367,11 +367,12 @@ name is random, and so is the cgroup parent ctr derives from it (/NAMESPACE/ID).
         self.bin = shutil.which("containerd")
         self.ctr_bin = shutil.which("ctr")
         self.sock = os.path.join(base, "containerd.sock")
-        self.ns = "ocirun-test-" + secrets.token_hex(4)
+        self.ns = "ocirun-engines-" + secrets.token_hex(4)
         self.runc_root = os.path.join(base, "runc")
         self.fifo_dir = os.path.join(base, "fifo")
         self.proc = None
         self.log = None
+        self.ids = set()
         self._had_run_containerd = os.path.exists("/run/containerd")
 
     def start(self, timeout=20):
@@ -402,6 +403,7 @@ name is random, and so is the cgroup parent ctr derives from it (/NAMESPACE/ID).
     def run_argv(self, runtime, *args):
         """`ctr run` with `runtime` as the runc binary, our runtime root, FIFO dir and
         cgroup parent; `args` are the rest: [flags] IMAGE ID [COMMAND...]."""
+        self.ids.update(a for a in args if not a.startswith("-"))  # a superset of the ids
         return [self.ctr_bin, "-a", self.sock, "-n", self.ns, "run",
                 "--runc-binary", runtime, "--runc-root", self.runc_root,
                 "--fifo-dir", self.fifo_dir, *args]
@@ -418,6 +420,12 @@ name is random, and so is the cgroup parent ctr derives from it (/NAMESPACE/ID).
         # a runtime that wedged inside the shim may have left its own state
         subprocess.run([runtime, "--root", os.path.join(self.runc_root, self.ns),
                         "delete", "-f", cid], capture_output=True, timeout=30)
+
+    def shim_socket(self, cid):
+        """Where containerd 1.6 puts the shim's socket: a fixed directory, the file named
+        by sha256(ADDRESS/NAMESPACE/ID)."""
+        h = hashlib.sha256(os.path.join(self.sock, self.ns, cid).encode()).hexdigest()
+        return os.path.join("/run/containerd/s", h)
 
     def _own_shims(self):
         pids = []
@@ -452,6 +460,13 @@ name is random, and so is the cgroup parent ctr derives from it (/NAMESPACE/ID).
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for cid in self.ids:  # a killed shim leaves its socket behind
+            sock = self.shim_socket(cid)
+            if os.path.exists(sock):
+                try:
+                    os.unlink(sock)
+                except OSError:
+                    pass
         if self.log:
             self.log.close()
         remove_cgroup_parent(self.ns)  # ctr puts each container at /NAMESPACE/ID
