@@ -135,6 +135,34 @@ def remove_cgroup_parent(name):
                     time.sleep(0.02)
 
 
+def bound_unix_paths():
+    """Paths of the unix sockets some process still has bound (/proc/net/unix)."""
+    out = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split(None, 7)
+            if len(parts) == 8:
+                out.add(parts[7].strip())
+    return out
+
+
+def conmon_sockets():
+    return {os.path.join("/tmp", n) for n in os.listdir("/tmp") if n.startswith("conmon-term.")}
+
+
+def remove_orphan_sockets(paths):
+    """conmon leaves its console socket in /tmp when the runtime fails; remove the ones
+    a test made (`paths`) that no process holds any more."""
+    held = bound_unix_paths()
+    for p in paths:
+        if p not in held:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
 def run_in_pty(argv, env=None, timeout=30, input_text=None):
     """Run argv with a new pty as its controlling terminal and stdio; return
     (exit code, everything written to the terminal). On timeout the child (and its
@@ -284,8 +312,9 @@ class Podman:
                     'driver = "vfs"\n'
                     f'graphroot = "{base}/root"\n'
                     f'runroot = "{base}/runroot"\n')
+        # conmon makes its console sockets in TMPDIR, podman its update files
         self.env = dict(os.environ, CONTAINERS_CONF=self.conf,
-                        CONTAINERS_STORAGE_CONF=self.storage_conf)
+                        CONTAINERS_STORAGE_CONF=self.storage_conf, TMPDIR=self.tmp)
         self.env.pop("CONTAINERS_REGISTRIES_CONF", None)
 
     def argv(self, *args, runtime="ocirun"):
@@ -381,8 +410,12 @@ name is random, and so is the cgroup parent ctr derives from it (/NAMESPACE/ID).
         with open(conf, "w") as f:
             f.write(CONTAINERD_CONFIG.format(d=self.base))
         self.log = open(os.path.join(self.base, "containerd.log"), "w+")
+        # the shims inherit TMPDIR: their exec process files and console sockets go there
+        tmp = os.path.join(self.base, "tmp")
+        os.makedirs(tmp, exist_ok=True)
         self.proc = subprocess.Popen([self.bin, "--config", conf], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log, start_new_session=True)
+                                     stdout=self.log, stderr=self.log, start_new_session=True,
+                                     env=dict(os.environ, TMPDIR=tmp))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

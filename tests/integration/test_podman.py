@@ -9,7 +9,7 @@ import secrets
 import pytest
 
 from engine_support import IMAGE, RUNC, RUNTIME, Podman, probe_or_skip, require_binary
-from engine_support import run_in_pty, write_argv_logger
+from engine_support import conmon_sockets, remove_orphan_sockets, run_in_pty, write_argv_logger
 
 LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 
@@ -93,9 +93,13 @@ def test_detach_exec_stop_rm(podman, name):
 
 
 def test_run_interactive_tty(podman):
-    rc, out = run_in_pty(podman.argv("run", "--rm", "-it", *podman.run_args(), IMAGE,
-                                     "sh", "-c", "tty; echo tty-ok; exit 5"),
-                         env=podman.env, timeout=30)
+    before = conmon_sockets()
+    try:
+        rc, out = run_in_pty(podman.argv("run", "--rm", "-it", *podman.run_args(), IMAGE,
+                                         "sh", "-c", "tty; echo tty-ok; exit 5"),
+                             env=podman.env, timeout=30)
+    finally:
+        remove_orphan_sockets(conmon_sockets() - before)
     assert rc == 5, out
     assert "/dev/pts/0" in out and "tty-ok" in out, out
 
