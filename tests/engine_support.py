@@ -290,6 +290,17 @@ def make_oci_archive(rootfs, out, name=IMAGE):
 # ---------------------------------------------------------------------------------------
 # podman
 
+# Paths podman (as root) touches outside its configured storage: containers/image's
+# blob-info cache (written by `podman import`/`load`) and netavark's run directory.
+HOST_LEFTOVERS = [
+    "/var/lib/containers/cache/blob-info-cache-v1.boltdb",
+    "/var/lib/containers/cache",
+    "/var/lib/containers",
+    "/run/containers/networks",
+    "/run/containers",
+]
+
+
 class Podman:
     """podman with private storage, tmp dir and events log, configured through
     CONTAINERS_CONF / CONTAINERS_STORAGE_CONF files in `base`; ocirun registered as the
@@ -316,6 +327,9 @@ class Podman:
         self.env = dict(os.environ, CONTAINERS_CONF=self.conf,
                         CONTAINERS_STORAGE_CONF=self.storage_conf, TMPDIR=self.tmp)
         self.env.pop("CONTAINERS_REGISTRIES_CONF", None)
+        # podman writes these whatever its storage settings: remove them at the end if
+        # this session made them
+        self._host_paths = [p for p in HOST_LEFTOVERS if not os.path.lexists(p)]
 
     def argv(self, *args, runtime="ocirun"):
         pre = [self.bin]
@@ -350,6 +364,14 @@ class Podman:
             self("rmi", "-a", "-f", runtime=None, timeout=120)
         remove_cgroup_parent(self.cgroup_parent)
         remove_tree(self.base)
+        for p in self._host_paths:  # deepest first
+            try:
+                if os.path.isdir(p) and not os.path.islink(p):
+                    os.rmdir(p)
+                else:
+                    os.unlink(p)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------------------------
