@@ -120,7 +120,8 @@ def test_failed_create_cleans_up_quietly(podman):
 
 def test_not_executable_is_126(podman):
     r = podman("run", "--rm", *podman.run_args(), IMAGE, "/etc/passwd")
-    assert r.returncode == 126, r.stderr
+    assert r.returncode == 126, f"exit {r.returncode}, stderr {r.stderr!r}"
+    assert "permission denied" in r.stderr, r.stderr
 
 
 def test_kill_from_outside_is_137(podman, name):
