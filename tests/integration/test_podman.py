@@ -1,0 +1,162 @@
+"""podman (through conmon) driving ocirun: `podman --runtime ocirun ...`.
+
+One private podman for the session (storage, tmp dir, events log and containers.conf in a
+temp dir; see tests/engine_support.py). Skipped with the reason if podman cannot run a
+container here with runc."""
+import os
+import secrets
+
+import pytest
+
+from engine_support import IMAGE, RUNC, RUNTIME, Podman, probe_or_skip, require_binary
+from engine_support import conmon_sockets, remove_orphan_sockets, run_in_pty, write_argv_logger
+
+LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory, rootfs_template):
+    require_binary("podman")
+    if not os.path.exists(RUNC):
+        pytest.skip("runc is not installed: cannot check that podman works here")
+    p = Podman(str(tmp_path_factory.mktemp("podman")))
+    try:
+        r = p.import_image(rootfs_template)
+        probe_or_skip("podman import", r)
+        # the same container with runc (default seccomp profile and all): must work
+        probe_or_skip("podman run", p("run", "--rm", *p.run_args(seccomp=True), IMAGE, "true",
+                                      runtime=RUNC))
+        yield p
+    finally:
+        p.teardown()
+
+
+@pytest.fixture
+def name(podman):
+    n = "t" + secrets.token_hex(6)
+    yield n
+    podman("rm", "-f", "-t", "0", n, runtime="ocirun")
+
+
+def _state(podman, n):
+    r = podman("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", n)
+    assert r.returncode == 0, r.stderr
+    status, code = r.stdout.split()
+    return status, int(code)
+
+
+def test_run_echo(podman):
+    r = podman("run", "--rm", *podman.run_args(), IMAGE, "echo", "hi")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hi\n"
+
+
+def test_exit_code_passes_through(podman):
+    r = podman("run", "--rm", *podman.run_args(), IMAGE, "sh", "-c", "echo out; exit 3")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == "out\n"
+
+
+def test_runtime_argv_and_json_log(podman, tmp_path):
+    """podman calls the runtime by its base name `ocirun`: listed in
+    runtime_supports_json, so every create gets --log-format=json --log FILE."""
+    log = str(tmp_path / "argv.log")
+    wrapper = write_argv_logger(str(tmp_path / "bin"), RUNTIME, log)
+    r = podman("run", "--rm", *podman.run_args(), IMAGE, "true", runtime=wrapper)
+    assert r.returncode == 0, r.stderr
+    calls = [line.split() for line in open(log).read().splitlines()]
+    creates = [c for c in calls if "create" in c]
+    assert len(creates) == 1, calls
+    c = creates[0]
+    assert c[0] == "--log-format=json" and c[1] == "--log" and c[3] == "create", c
+    assert "--bundle" in c and "--pid-file" in c
+    verbs = [next(w for w in c if w in ("create", "start", "delete", "state", "kill"))
+             for c in calls]
+    assert verbs[:2] == ["create", "start"] and "delete" in verbs, calls
+
+
+def test_detach_exec_stop_rm(podman, name):
+    r = podman("run", "-d", "--name", name, *podman.run_args(), IMAGE, "sh", "-c", LOOP)
+    assert r.returncode == 0, r.stderr
+    assert _state(podman, name)[0] == "running"
+    r = podman("exec", name, "echo", "inexec")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "inexec\n"
+    r = podman("exec", name, "sh", "-c", "exit 4")
+    assert r.returncode == 4, r.stderr
+    r = podman("stop", "-t", "10", name)
+    assert r.returncode == 0, r.stderr
+    assert _state(podman, name) == ("exited", 0)
+    r = podman("rm", name)
+    assert r.returncode == 0, r.stderr
+    assert podman("container", "exists", name).returncode == 1
+
+
+def test_run_interactive_tty(podman):
+    before = conmon_sockets()
+    try:
+        rc, out = run_in_pty(podman.argv("run", "--rm", "-it", *podman.run_args(), IMAGE,
+                                         "sh", "-c", "tty; echo tty-ok; exit 5"),
+                             env=podman.env, timeout=30)
+    finally:
+        remove_orphan_sockets(conmon_sockets() - before)
+    assert rc == 5, out
+    assert "/dev/pts/0" in out and "tty-ok" in out, out
+
+
+def test_missing_executable_is_127(podman):
+    r = podman("run", "--rm", *podman.run_args(), IMAGE, "nosuch-command")
+    assert r.returncode == 127, r.stderr
+    assert "executable file not found" in r.stderr, r.stderr
+
+
+def test_failed_create_cleans_up_quietly(podman):
+    """After a failed create podman runs `delete --force ID` for a container the runtime
+    never recorded; like runc, that must succeed, or podman reports an error."""
+    r = podman("run", "--rm", *podman.run_args(), IMAGE, "nosuch-command")
+    assert r.returncode == 127, r.stderr
+    assert "after creation failed" not in r.stderr, r.stderr
+
+
+def test_not_executable_is_126(podman):
+    r = podman("run", "--rm", *podman.run_args(), IMAGE, "/etc/passwd")
+    assert r.returncode == 126, f"exit {r.returncode}, stderr {r.stderr!r}"
+    assert "permission denied" in r.stderr, r.stderr
+
+
+def test_kill_from_outside_is_137(podman, name):
+    r = podman("run", "-d", "--name", name, *podman.run_args(), IMAGE, "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    r = podman("kill", "-s", "KILL", name)
+    assert r.returncode == 0, r.stderr
+    r = podman("wait", name)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "137"
+    assert _state(podman, name) == ("exited", 137)
+
+
+def test_killed_by_signal_in_foreground_is_137(podman):
+    # pid 1 of a pid namespace ignores SIGKILL from inside: use the host's pid namespace
+    r = podman("run", "--rm", "--pid", "host", *podman.run_args(), IMAGE,
+               "sh", "-c", "kill -9 $$")
+    assert r.returncode == 137, r.stderr
+
+
+def test_pause_unpause(podman, name):
+    r = podman("run", "-d", "--name", name, *podman.run_args(), IMAGE, "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    r = podman("pause", name)
+    assert r.returncode == 0, r.stderr
+    assert _state(podman, name)[0] == "paused"
+    r = podman("unpause", name)
+    assert r.returncode == 0, r.stderr
+    assert _state(podman, name)[0] == "running"
+    r = podman("rm", "-f", "-t", "0", name)
+    assert r.returncode == 0, r.stderr
+
+
+def test_default_seccomp_profile(podman):
+    """podman's own default: its seccomp profile goes into config.json."""
+    r = podman("run", "--rm", *podman.run_args(seccomp=True), IMAGE, "echo", "hi")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hi\n"
