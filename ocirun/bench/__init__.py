@@ -91,3 +91,24 @@ def collect(only, progress, runs=None, iterations=None, passes=None, bundle=None
             sections[name] = run.measure(runs or run.DEFAULT_RUNS, path, extra, bundle, prof,
                                          progress, waterfall=plot)
     return result
+
+
+def import_optional(name):
+    """Import an optional third-party module (libseccomp's binding). The command runs
+    without site processing, so the system's dist-packages are not on sys.path: add
+    them, after our own paths, for the benchmark only."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pass
+    import os
+    import site
+    added = False
+    for d in site.getsitepackages():
+        if d not in sys.path and os.path.isdir(d):
+            sys.path.append(d)
+            added = True
+    if not added:
+        raise ImportError(f"No module named {name!r}")
+    return importlib.import_module(name)

@@ -74,22 +74,26 @@ class PrivateCgroup2Spawner:
         self._res_r, res_w = os.pipe()
         ready_r, ready_w = os.pipe()
         pid = os.fork()
-        if pid == 0:
-            os.close(self._req_w)
-            os.close(self._res_r)
-            os.close(ready_r)
+        if pid == 0:  # the helper: never returns into the caller's code
+            code = 1
             try:
-                kernel.unshare(kernel.CLONE_NEWNS)
-                kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
-                kernel.umount2("/sys/fs/cgroup", kernel.MNT_DETACH)
-                kernel.mount("none", "/sys/fs/cgroup", "cgroup2")
+                os.close(self._req_w)
+                os.close(self._res_r)
+                os.close(ready_r)
+                try:
+                    kernel.unshare(kernel.CLONE_NEWNS)
+                    kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
+                    kernel.umount2("/sys/fs/cgroup", kernel.MNT_DETACH)
+                    kernel.mount("none", "/sys/fs/cgroup", "cgroup2")
+                except OSError as e:
+                    os.write(ready_w, f"{e.strerror}".encode())
+                    raise
                 os.write(ready_w, b"ok")
-            except OSError as e:
-                os.write(ready_w, f"{e.strerror}".encode())
-                os._exit(1)
-            os.close(ready_w)
-            self._serve(req_r, res_w)
-            os._exit(0)
+                os.close(ready_w)
+                self._serve(req_r, res_w)
+                code = 0
+            finally:
+                os._exit(code)
         os.close(req_r)
         os.close(res_w)
         os.close(ready_w)

@@ -8,6 +8,7 @@ seccomp package may offer, then from a source checkout's shared fixtures."""
 import os
 import time
 
+from ocirun.bench import import_optional
 from ocirun.bench.report import summarize
 
 COLD_RUNS = 20
@@ -74,7 +75,7 @@ def measure(profile, source, progress=None):
         if figures is not None:
             extra["ocirun seccomp_figures"] = figures
     try:
-        import seccomp as libseccomp
+        libseccomp = import_optional("seccomp")
     except ImportError:
         rows.append({"name": "libseccomp build + export", "na": "python3-seccomp not installed"})
     else:
@@ -99,8 +100,11 @@ def measure(profile, source, progress=None):
 def _ocirun_rows(oseccomp, profile, progress):
     import shutil
     import tempfile
+    from ocirun import log
     work = tempfile.mkdtemp(prefix="ocirun-bench-seccomp-")
     rows = []
+    # The profile's warnings (unknown names) once, not once per compile.
+    saved_level, log._level = log._level, 3
     try:
         if progress:
             progress.phase(f"seccomp: ocirun compile, cold x{COLD_RUNS}")
@@ -113,9 +117,12 @@ def _ocirun_rows(oseccomp, profile, progress):
             cold.append((time.perf_counter_ns() - t0) / 1e6)
             shutil.rmtree(cache, ignore_errors=True)
         note = "empty cache (modules already imported)"
-        prog = getattr(result, "program", result)
+        prog = getattr(result, "prog", None) or getattr(result, "program", result)
         if isinstance(prog, (bytes, bytearray)) and len(prog) % 8 == 0:
             note += f"; {len(prog) // 8} BPF instructions"
+        warnings = getattr(result, "warnings", ())
+        if warnings:
+            note += f"; {len(warnings)} warnings"
         rows.append(summarize("ocirun compile, cold", cold, note=note))
         if progress:
             progress.phase(f"seccomp: ocirun cache hit x{HIT_RUNS}")
@@ -130,6 +137,7 @@ def _ocirun_rows(oseccomp, profile, progress):
     except Exception as e:  # a package under development: report, do not crash the bench
         rows.append({"name": "ocirun compile", "na": f"failed: {type(e).__name__}: {e}"})
     finally:
+        log._level = saved_level
         shutil.rmtree(work, ignore_errors=True)
     return rows
 
