@@ -259,8 +259,8 @@ def measure(runs=DEFAULT_RUNS, ocirun_path=None, extra=(), bundle_dir=None, prof
                                        sys_ms=median([k for _, _, k in s]), path=r.path))
             rows += group
             ratio_groups[variant] = ratios(group)
-        sec = {"title": f"full `run` of /bin/true (busybox bundle; {runs} runs each, "
-                        "interleaved; wall time per run)",
+        what = f"of bundle {bundle_dir}" if bundle_dir else "of /bin/true (busybox bundle)"
+        sec = {"title": f"full `run` {what}: {runs} runs each, interleaved; wall time per run",
                "runs": runs, "rows": rows, "ratios": ratio_groups, "notes": notes}
         if phases is not None:
             sec["phases"] = phases
