@@ -1,0 +1,329 @@
+"""Full `run` of /bin/true in the bench bundle: ocirun against every other runtime
+found, interleaved (ocirun, runc, crun, ocirun, ...) so that the machine's noise falls
+on all of them alike. Each run is a subprocess: wall time around posix_spawn..wait4,
+user and sys time from wait4's rusage (which includes the container's processes the
+runtime reaped).
+
+crun 1.8 refuses hybrid cgroup hosts, so there it runs inside a private mount
+namespace with cgroup2 mounted at /sys/fs/cgroup and --cgroup-manager=disabled;
+ocirun gets a row in that same condition, so that one pair compares like with like.
+That namespace is made once by a helper process, which spawns the runs it is sent;
+its set-up is not in any figure."""
+import json
+import os
+import shutil
+import struct
+import tempfile
+import time
+
+from ocirun.bench import bundle as bench_bundle
+from ocirun.bench.report import median, ratios, summarize
+
+DEFAULT_RUNS = 30
+PRIVATE = "private cgroup2"
+
+
+class Runtime:
+    __slots__ = ("name", "path", "private", "label", "root", "failed", "samples", "ids")
+
+    def __init__(self, name, path, private=False):
+        self.name = name
+        self.path = path
+        self.private = private
+        self.label = f"{name} ({PRIVATE})" if private else name
+        self.root = None
+        self.failed = None
+        self.samples = {}  # variant -> [(wall ms, user ms, sys ms)]
+        self.ids = []
+
+    def argv(self, bundle, cid):
+        g = [self.path, "--root", self.root]
+        if self.private:
+            g.append("--cgroup-manager=disabled")
+        return g + ["run", "--bundle", bundle, cid]
+
+
+def spawn_timed(argv, env, err_path):
+    """Run argv with stdin/stdout on /dev/null and stderr to err_path; returns
+    (wall ns, user s, sys s, wait status)."""
+    fa = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+          (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+          (os.POSIX_SPAWN_OPEN, 2, err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)]
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=fa)
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.perf_counter_ns() - t0
+    return wall, ru.ru_utime, ru.ru_stime, status
+
+
+class HostSpawner:
+    def run(self, argv, env, err_path):
+        return spawn_timed(argv, env, err_path)
+
+    def close(self):
+        pass
+
+
+class PrivateCgroup2Spawner:
+    """A forked helper in a private mount namespace where /sys/fs/cgroup is a fresh
+    cgroup2 mount; it spawns what it is sent and sends back the timings."""
+
+    def __init__(self):
+        from ocirun import kernel
+        req_r, self._req_w = os.pipe()
+        self._res_r, res_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the helper: never returns into the caller's code
+            code = 1
+            try:
+                os.close(self._req_w)
+                os.close(self._res_r)
+                os.close(ready_r)
+                try:
+                    kernel.unshare(kernel.CLONE_NEWNS)
+                    kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
+                    kernel.umount2("/sys/fs/cgroup", kernel.MNT_DETACH)
+                    kernel.mount("none", "/sys/fs/cgroup", "cgroup2")
+                except OSError as e:
+                    os.write(ready_w, f"{e.strerror}".encode())
+                    raise
+                os.write(ready_w, b"ok")
+                os.close(ready_w)
+                self._serve(req_r, res_w)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(req_r)
+        os.close(res_w)
+        os.close(ready_w)
+        self.pid = pid
+        msg = os.read(ready_r, 256)
+        os.close(ready_r)
+        if msg != b"ok":
+            self.close()
+            raise OSError(0, f"private cgroup2 namespace: {msg.decode() or 'helper died'}")
+
+    @staticmethod
+    def _serve(req_r, res_w):
+        while True:
+            head = os.read(req_r, 4)
+            if len(head) < 4:
+                return
+            n, = struct.unpack("I", head)
+            data = b""
+            while len(data) < n:
+                chunk = os.read(req_r, n - len(data))
+                if not chunk:
+                    return
+                data += chunk
+            req = json.loads(data)
+            try:
+                out = spawn_timed(req["argv"], req["env"], req["err"])
+            except OSError as e:
+                out = (0, 0.0, 0.0, -(e.errno or 1))
+            os.write(res_w, struct.pack("qddq", *out))
+
+    def run(self, argv, env, err_path):
+        data = json.dumps({"argv": argv, "env": env, "err": err_path}).encode()
+        os.write(self._req_w, struct.pack("I", len(data)) + data)
+        res = b""
+        while len(res) < 32:
+            chunk = os.read(self._res_r, 32 - len(res))
+            if not chunk:
+                raise OSError(0, "private cgroup2 helper died")
+            res += chunk
+        wall, user, sys_, status = struct.unpack("qddq", res)
+        if status < 0:
+            raise OSError(-status, os.strerror(-status))
+        return wall, user, sys_, status
+
+    def close(self):
+        if self._req_w is not None:
+            os.close(self._req_w)
+            os.close(self._res_r)
+            self._req_w = None
+            os.waitpid(self.pid, 0)
+
+
+def default_ocirun(argv0):
+    """The launcher that is running, if it is an executable file; else `ocirun` on PATH."""
+    if argv0 and not argv0.endswith(".py") and os.path.isfile(argv0) and os.access(argv0, os.X_OK):
+        return os.path.abspath(argv0)
+    return shutil.which("ocirun")
+
+
+def find_runtimes(ocirun_path, extra=(), cgroup_mode=None):
+    """The runtimes to compare, in the order they are interleaved."""
+    if cgroup_mode is None:
+        from ocirun.cgroups import detect
+        cgroup_mode = detect()
+    hybrid = cgroup_mode != "unified"
+    out = [Runtime("ocirun", ocirun_path)]
+    runc = shutil.which("runc")
+    crun = shutil.which("crun")
+    if runc:
+        out.append(Runtime("runc", runc))
+    if crun:
+        out.append(Runtime("crun", crun, private=hybrid))
+    if crun and hybrid:
+        out.append(Runtime("ocirun", ocirun_path, private=True))
+    for name, path in extra:
+        out.append(Runtime(name, path))
+    return out
+
+
+def _last_line(path):
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def measure(runs=DEFAULT_RUNS, ocirun_path=None, extra=(), bundle_dir=None, profile=None,
+            progress=None, waterfall=False):
+    """The run section; with `waterfall`, also the per-phase timings of one ocirun run
+    (OCIRUN_TIMINGS) under the key "phases"."""
+    if not ocirun_path:
+        raise OSError(0, "no ocirun to measure (pass --ocirun PATH)")
+    runtimes = find_runtimes(ocirun_path, extra)
+    work = tempfile.mkdtemp(prefix="ocirun-bench-")
+    notes = []
+    spawners = {False: HostSpawner()}
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    try:
+        variants = _bundles(work, bundle_dir, profile, notes, progress)
+        if any(r.private for r in runtimes):
+            try:
+                spawners[True] = PrivateCgroup2Spawner()
+            except OSError as e:
+                for r in runtimes:
+                    if r.private:
+                        r.failed = e.strerror
+            notes.append(f"hybrid cgroups: crun refuses them, so `crun` runs in a {PRIVATE} "
+                         "mount namespace with --cgroup-manager=disabled; "
+                         f"`ocirun ({PRIVATE})` runs the same way for a like-for-like row")
+        for i, r in enumerate(runtimes):
+            r.root = f"{work}/root{i}"
+            os.makedirs(r.root, mode=0o700)
+        err = f"{work}/stderr"
+        seq = [0]
+
+        def once(r, variant, path):
+            seq[0] += 1
+            cid = f"ocirun-bench-{os.getpid()}-{seq[0]}"
+            r.ids.append(cid)
+            wall, user, sys_, status = spawners[r.private].run(r.argv(path, cid), env, err)
+            if status != 0:
+                raise OSError(0, f"exit status {os.waitstatus_to_exitcode(status)}: "
+                                 f"{_last_line(err)}")
+            return wall / 1e6, user * 1e3, sys_ * 1e3
+
+        # One warm-up run each (page cache, the seccomp cache): not counted.
+        if progress:
+            progress.phase("run: warm-up, one run per runtime")
+        for variant, path in variants:
+            for r in runtimes:
+                if r.failed is None:
+                    try:
+                        once(r, variant, path)
+                    except OSError as e:
+                        r.failed = f"{variant}: {e.strerror}"
+        for i in range(runs):
+            for variant, path in variants:
+                for r in runtimes:
+                    if r.failed is None:
+                        try:
+                            r.samples.setdefault(variant, []).append(once(r, variant, path))
+                        except OSError as e:
+                            r.failed = f"{variant}: {e.strerror}"
+            if progress:
+                progress.count("run: round (" + ", ".join(r.label for r in runtimes) + ")",
+                               i + 1, runs)
+        phases = None
+        if waterfall and runtimes[0].failed is None:
+            phases = _phases(runtimes[0], variants[-1][1], env, work, notes)
+        rows, ratio_groups = [], {}
+        for variant, _ in variants:
+            group = []
+            for r in runtimes:
+                s = r.samples.get(variant, [])
+                if r.failed and len(s) < runs:
+                    group.append({"name": r.label, "group": variant, "path": r.path,
+                                  "na": f"failed: {r.failed}"})
+                    continue
+                group.append(summarize(r.label, [w for w, _, _ in s], group=variant,
+                                       user_ms=median([u for _, u, _ in s]),
+                                       sys_ms=median([k for _, _, k in s]), path=r.path))
+            rows += group
+            ratio_groups[variant] = ratios(group)
+        what = f"of bundle {bundle_dir}" if bundle_dir else "of /bin/true (busybox bundle)"
+        sec = {"title": f"full `run` {what}: {runs} runs each, interleaved; wall time per run",
+               "runs": runs, "rows": rows, "ratios": ratio_groups, "notes": notes}
+        if phases is not None:
+            sec["phases"] = phases
+        return sec
+    finally:
+        _cleanup(runtimes, spawners, env, work)
+
+
+def _bundles(work, bundle_dir, profile, notes, progress):
+    """[(variant name, bundle path)]: the user's bundle, or ours without and (when the
+    seccomp package and a profile are there) with the seccomp profile."""
+    if bundle_dir:
+        notes.append(f"bundle: {bundle_dir} (its own config.json)")
+        return [("bundle " + os.path.basename(os.path.abspath(bundle_dir)),
+                 os.path.abspath(bundle_dir))]
+    if progress:
+        progress.phase("run: building the busybox bundle")
+    # A rootfs per bundle: runc refuses a rootfs that is a symlink.
+    out = []
+    plain = f"{work}/b-noseccomp"
+    bench_bundle.make_rootfs(f"{plain}/rootfs")
+    bench_bundle.write_config(plain, bench_bundle.config())
+    out.append(("no seccomp", plain))
+    import importlib.util
+    if profile is None:
+        notes.append("seccomp variant skipped: no seccomp profile (pass --profile FILE)")
+    elif importlib.util.find_spec("ocirun.seccomp") is None:
+        notes.append("seccomp variant skipped: ocirun's seccomp package is not installed")
+    else:
+        with_sc = f"{work}/b-seccomp"
+        bench_bundle.make_rootfs(f"{with_sc}/rootfs")
+        bench_bundle.write_config(with_sc, bench_bundle.config(seccomp=profile))
+        out.append(("seccomp profile", with_sc))
+    return out
+
+
+def _phases(r, path, env, work, notes):
+    """One ocirun run with OCIRUN_TIMINGS=FILE: its per-phase table."""
+    dest = f"{work}/timings.json"
+    env = dict(env, OCIRUN_TIMINGS=dest)
+    cid = f"ocirun-bench-{os.getpid()}-timings"
+    r.ids.append(cid)
+    try:
+        _, _, _, status = spawn_timed(r.argv(path, cid), env, f"{work}/stderr")
+        with open(dest) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        notes.append(f"per-phase timings not available: {e}")
+        return None
+
+
+def _cleanup(runtimes, spawners, env, work):
+    """Delete what a failed run may have left, then the state roots and the bundle."""
+    for r in runtimes:
+        if r.root and os.path.isdir(r.root):
+            left = [n for n in os.listdir(r.root) if n in r.ids]
+            for cid in left:
+                g = [r.path, "--root", r.root] + (["--cgroup-manager=disabled"] if r.private else [])
+                try:
+                    spawners.get(r.private, spawners[False]).run(
+                        g + ["delete", "-f", cid], env, os.devnull)
+                except OSError:
+                    pass
+    for s in spawners.values():
+        s.close()
+    shutil.rmtree(work, ignore_errors=True)
