@@ -724,5 +724,3 @@ def validate(spec, *, check_host=True):
     for key in ("hostname", "domainname"):
         if spec.get(key):
             _need_ns(ns, "uts", key, f"setting the {key}", check_host)
-    if spec.get("mounts"):
-        _need_ns(ns, "mount", "mounts", "mounts", check_host)

@@ -123,8 +123,15 @@ def _run(plan, chan, fifo_fd, parent_did):
     if plan.mount_ns:
         state_json = _setup_rootfs(plan, chan)
     else:
+        # No mount namespace: the container shares the runtime's, as the config
+        # asks (runtime-spec: namespaces not listed are inherited). Its mounts go
+        # under the rootfs there; no propagation change, no pivot_root: chroot.
         if plan.terminal:
             raise InitError("process.terminal needs a mount namespace (for /dev/pts and /dev/console)")
+        rootfd = _step("open rootfs", os.open, plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        for m, mo in plan.mounts:
+            rootfs_mod.mount_one(rootfd, m, mo, plan.cgroupns)
+        os.close(rootfd)
         state_json = _hooks_before_pivot(plan, chan)
         _step("chroot", os.chroot, plan.rootfs)
         os.chdir("/")
@@ -281,27 +288,12 @@ def _env_dict(env):
 
 
 def _finalize(plan):
-    """Privileges, last: bounding set, user, capabilities, no_new_privs, seccomp.
-    With noNewPrivileges the filter goes on right before execve (SECURITY.md J);
-    without it, seccomp(2) needs CAP_SYS_ADMIN, so it goes on before the caps drop."""
-    for cap in range(plan.last_cap + 1):
-        if not plan.cap_bounding >> cap & 1:
-            _step(f"drop capability {cap} from the bounding set", kernel.prctl, PR_CAPBSET_DROP, cap)
-    if plan.seccomp is not None and not plan.nnp:
-        _load_seccomp(plan)
-    kernel.prctl(PR_SET_KEEPCAPS, 1)
-    _step("setgroups", os.setgroups, plan.gids)
-    _step(f"setresgid {plan.gid}", os.setresgid, plan.gid, plan.gid, plan.gid)
-    _step(f"setresuid {plan.uid}", os.setresuid, plan.uid, plan.uid, plan.uid)
-    kernel.prctl(PR_SET_KEEPCAPS, 0)
-    _step("capset", kernel.capset, plan.cap_effective, plan.cap_permitted, plan.cap_inheritable)
-    kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    for cap in range(plan.last_cap + 1):
-        if plan.cap_ambient >> cap & 1:
-            _step(f"raise ambient capability {cap}", kernel.prctl, PR_CAP_AMBIENT,
-                  PR_CAP_AMBIENT_RAISE, cap)
-    if plan.nnp:
-        kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    """Privileges, last. First what needs no privilege and which a seccomp profile
+    might not allow (umask, signal dispositions, fds); then the bounding set, user
+    and capabilities. With noNewPrivileges the filter goes on right before execve
+    (SECURITY.md J); without it, seccomp(2) needs CAP_SYS_ADMIN, so it goes on
+    before the capabilities are dropped, and only the few syscalls that drop them
+    run under it."""
     os.umask(0o022 if plan.umask is None else plan.umask)
     # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
@@ -314,6 +306,26 @@ def _finalize(plan):
             os.set_inheritable(fd, True)
         except OSError:
             pass
-    kernel.close_range(3 + plan.preserve_fds, 0xFFFFFFFF, kernel.CLOSE_RANGE_CLOEXEC)
-    if plan.seccomp is not None and plan.nnp:
+    _step("close_range", kernel.close_range, 3 + plan.preserve_fds, 0xFFFFFFFF,
+          kernel.CLOSE_RANGE_CLOEXEC)
+    kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(plan.last_cap + 1):
+        if not plan.cap_bounding >> cap & 1:
+            _step(f"drop capability {cap} from the bounding set", kernel.prctl, PR_CAPBSET_DROP, cap)
+    if plan.seccomp is not None and not plan.nnp:
         _load_seccomp(plan)
+    kernel.prctl(PR_SET_KEEPCAPS, 1)
+    _step("setgroups", os.setgroups, plan.gids)
+    _step(f"setresgid {plan.gid}", os.setresgid, plan.gid, plan.gid, plan.gid)
+    _step(f"setresuid {plan.uid}", os.setresuid, plan.uid, plan.uid, plan.uid)
+    kernel.prctl(PR_SET_KEEPCAPS, 0)
+    _step("capset", kernel.capset, plan.cap_effective, plan.cap_permitted, plan.cap_inheritable)
+    if plan.cap_ambient:
+        for cap in range(plan.last_cap + 1):
+            if plan.cap_ambient >> cap & 1:
+                _step(f"raise ambient capability {cap}", kernel.prctl, PR_CAP_AMBIENT,
+                      PR_CAP_AMBIENT_RAISE, cap)
+    if plan.nnp:
+        kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        if plan.seccomp is not None:
+            _load_seccomp(plan)

@@ -349,12 +349,27 @@ def prepare_root(rootfs, propagation):
     """Stop our mounts from reaching the host, then make the rootfs a mount point
     (pivot_root needs one). Returns an O_PATH fd of the rootfs mount."""
     kernel.mount(None, "/", None, propagation or (MS_SLAVE | MS_REC))
-    kernel.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     if propagation and propagation & ~MS_REC == 1 << 20:  # MS_SHARED
-        # pivot_root refuses a shared parent mount: make the mount holding the
-        # rootfs private (only in our namespace).
+        # pivot_root refuses a shared new root, a shared parent of it and a shared
+        # current root: make those private (in our namespace only); "/" of the
+        # container gets rootfsPropagation back after pivot_root.
+        kernel.mount(None, "/", None, MS_PRIVATE)
+        kernel.mount(None, _mount_point_of(rootfs), None, MS_PRIVATE)
+    kernel.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    if propagation and propagation & ~MS_REC == 1 << 20:
         kernel.mount(None, rootfs, None, MS_PRIVATE)
     return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _mount_point_of(path):
+    """The mount point (from mountinfo) that holds `path`."""
+    best = "/"
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f.read().decode().splitlines():
+            mp = line.split()[4].replace("\\040", " ")
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best = mp
+    return best
 
 
 def pivot(rootfd, no_pivot):
