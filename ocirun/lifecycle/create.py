@@ -221,18 +221,22 @@ def _fork(plan, child_chan, fifo_fd):
 
 
 def _run_create_hooks(st, init_pid, hooks):
+    """prestart and createRuntime, in the runtime's namespaces, before pivot_root.
+    prestart (deprecated) sees "created", as it did when it ran at `start`;
+    createRuntime sees "creating". Returns the state for the init's own hooks."""
     from ocirun.hooks import encode_state, run_hooks
     st.pid = init_pid
     st.pid_start = proc_start_time(init_pid)
     doc = st.oci_state()
-    doc["status"] = "creating"
     doc["pid"] = init_pid
-    data = encode_state(doc)
-    for kind in ("prestart", "createRuntime"):
-        if hooks.get(kind):
-            run_hooks(kind, hooks[kind], data)
     doc["status"] = "created"
-    return encode_state(doc)
+    created = encode_state(doc)
+    if hooks.get("prestart"):
+        run_hooks("prestart", hooks["prestart"], created)
+    if hooks.get("createRuntime"):
+        doc["status"] = "creating"
+        run_hooks("createRuntime", hooks["createRuntime"], encode_state(doc))
+    return created
 
 
 def _write_maps(pid, plan):

@@ -27,8 +27,26 @@ def start(root, cid):
         os.unlink(fifo)
     except FileNotFoundError:
         pass
-    run_poststart(st)
+    if (st.config_hooks or {}).get("poststart"):
+        _wait_exec(st.pid)  # poststart runs after the user process is executed
+        run_poststart(st)
     return st
+
+
+def _wait_exec(pid, timeout=2.0):
+    """Wait until `pid` no longer runs this interpreter: it has exec'd the user's
+    program (or died)."""
+    import sys
+    import time
+    me = os.path.realpath(sys.executable)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/exe") != me:
+                return
+        except OSError:
+            return
+        time.sleep(0.0005)
 
 
 def run_poststart(st):
