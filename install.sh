@@ -28,6 +28,8 @@ sed -i "s/^COMMIT = .*/COMMIT = \"$commit\"/" "$LIB.new/ocirun/__init__.py"
 # The syscall extension (optional: ctypes otherwise, ~2 ms slower per command).
 ./scripts/build-ext.sh "$PYTHON" "$LIB.new/ocirun" || true
 "$PYTHON" -m compileall -q -j 0 "$LIB.new/ocirun"
+# Every module's code in one file, for the launcher (see ocirun/boot.py).
+"$PYTHON" -X no_debug_ranges scripts/build-bundle.py "$LIB.new/ocirun" >/dev/null
 rm -rf "$LIB.old"
 [ -d "$LIB" ] && mv "$LIB" "$LIB.old"
 mv "$LIB.new" "$LIB"
@@ -39,8 +41,8 @@ cat > "$PREFIX/bin/ocirun.new" <<LAUNCHER
 #!$PYTHON -IS
 import sys
 sys.path.insert(0, "$LIB")
-from ocirun.cli.main import run_and_exit
-run_and_exit()
+from ocirun.boot import main
+main()
 LAUNCHER
 chmod 755 "$PREFIX/bin/ocirun.new"
 mv "$PREFIX/bin/ocirun.new" "$PREFIX/bin/ocirun"

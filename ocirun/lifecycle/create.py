@@ -52,6 +52,8 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     if not spec.get("process"):
         raise OciError("process: a process is required to create a container")
     plan = build(spec, bundle, no_pivot, preserve_fds or 0)
+    if plan.hooks:
+        import ocirun.hooks  # noqa: F401  (the init runs createContainer/startContainer hooks)
     timings.mark("plan")
     linux = spec.get("linux") or {}
     if linux.get("seccomp"):

@@ -6,7 +6,7 @@ from ocirun import kernel
 from ocirun.errors import OciError
 from ocirun.kernel import PR_SET_DUMPABLE, PR_SET_PDEATHSIG
 from ocirun.linux import init as init_mod
-from ocirun.linux import terminal, trampoline
+from ocirun.linux import trampoline
 from ocirun.linux.init import InitError, _step
 
 
@@ -32,9 +32,8 @@ def _run(plan, chan, pidfd, ns_flags, root_fd):
     if tag != "GO":
         os._exit(1)
     plan.host_pid = int(payload)  # our pid as the host sees it (seccomp listener)
-    import resource
     for res, soft, hard in plan.rlimits:
-        _step(f"setrlimit {res}", resource.setrlimit, res, (init_mod._rl(soft), init_mod._rl(hard)))
+        _step(f"setrlimit {res}", kernel.setrlimit, res, soft, hard)
     if plan.oom_score_adj is not None:
         _step("write oom_score_adj", init_mod._write_proc, "/proc/self/oom_score_adj",
               str(plan.oom_score_adj))
@@ -47,6 +46,7 @@ def _run(plan, chan, pidfd, ns_flags, root_fd):
     os.fchdir(root_fd)
     _step("chroot into the container", os.chroot, ".")
     if plan.terminal:
+        terminal = init_mod._module("ocirun.linux.terminal")
         master, peer = terminal.open_pty(root_fd)
         if plan.console_size:
             terminal.set_size(master, *plan.console_size)

@@ -12,17 +12,14 @@ import _signal
 
 from ocirun import kernel
 from ocirun.errors import OciError
-from ocirun.hooks import run_hooks
 from ocirun.kernel import (
     CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
     PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
 )
-from ocirun.linux import paths, terminal, trampoline
+from ocirun.linux import paths, trampoline
 from ocirun.linux import rootfs as rootfs_mod
 from ocirun.linux.namespaces import JOIN_ORDER
-
-import resource  # C module: setrlimit before the user namespace
 
 
 class InitError(OciError):
@@ -68,8 +65,7 @@ def _run(plan, chan, fifo_fd, parent_did):
     os.umask(0)
     # rlimits first: in a new user namespace we could no longer raise them.
     for res, soft, hard in plan.rlimits:
-        _step(f"setrlimit {res}", resource.setrlimit, res,
-              (_rl(soft), _rl(hard)))
+        _step(f"setrlimit {res}", kernel.setrlimit, res, soft, hard)
     if plan.oom_score_adj is not None:
         _step("write oom_score_adj", _write_proc, "/proc/self/oom_score_adj", str(plan.oom_score_adj))
 
@@ -155,7 +151,7 @@ def _run(plan, chan, fifo_fd, parent_did):
         if tag != "START":
             os._exit(1)
     if plan.hooks.get("startContainer"):
-        run_hooks("startContainer", plan.hooks["startContainer"], state_json)
+        _module("ocirun.hooks").run_hooks("startContainer", plan.hooks["startContainer"], state_json)
     memfd = trampoline.prepare()
     _finalize(plan)
     _tmark(plan, chan, "user, caps, seccomp (execve next)")
@@ -168,10 +164,6 @@ def _run(plan, chan, fifo_fd, parent_did):
 def _tmark(plan, chan, name):
     if plan.timings:
         chan.send("T", f"{name} {time.perf_counter_ns()}")
-
-
-def _rl(v):
-    return resource.RLIM_INFINITY if v >= (1 << 64) - 1 else v
 
 
 def _write_proc(path, value):
@@ -201,7 +193,7 @@ def _hooks_before_pivot(plan, chan):
     plan.state_json = state_json
     plan.host_pid = int(pid)
     if h.get("createContainer"):
-        run_hooks("createContainer", h["createContainer"], state_json)
+        _module("ocirun.hooks").run_hooks("createContainer", h["createContainer"], state_json)
     return state_json
 
 
@@ -232,6 +224,7 @@ def _setup_rootfs(plan, chan):
 def _setup_terminal(plan, rootfd):
     """A pty of the container's devpts: /dev/console is its peer, the master goes to
     the caller over the console socket, the peer becomes our stdio."""
+    terminal = _module("ocirun.linux.terminal")
     master, peer = terminal.open_pty(rootfd)
     console = paths.create_file(rootfd, "/dev/console", 0o600)
     try:
@@ -271,12 +264,16 @@ def find_executable(arg0, path_env):
     raise InitError(f"exec: \"{arg0}\": executable file not found in $PATH")
 
 
-def _load_seccomp(plan):
-    # The seccomp package was imported by the runtime before fork: take it from
-    # sys.modules, never through the import system (which would now search the
-    # container's filesystem).
+def _module(name):
+    """A module the runtime imported before fork because this container needs it
+    (seccomp, hooks, terminal): taken from sys.modules, never through the import
+    system, which after pivot_root would search the container's filesystem."""
     import sys
-    sys.modules["ocirun.seccomp"].load(plan.seccomp, plan.state_json, plan.host_pid)
+    return sys.modules[name]
+
+
+def _load_seccomp(plan):
+    _module("ocirun.seccomp").load(plan.seccomp, plan.state_json, plan.host_pid)
 
 
 def _env_dict(env):

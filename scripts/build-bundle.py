@@ -1,0 +1,57 @@
+"""Write bundle.marshal: the compiled code of every module of the ocirun package in
+DIR, for ocirun.boot. Run with the interpreter the command will use, with
+`-X no_debug_ranges` (no column tables: code objects a third smaller):
+    python3 -X no_debug_ranges scripts/build-bundle.py DIR/ocirun
+
+Layout: 8 bytes of header length, the header marshal({"__hexversion__", "base",
+"index": {name: (is_pkg, offset, size, path)}}), then the modules' marshalled code;
+the launcher reads the header, then each module it imports with one pread. Docstrings are dropped
+(optimize=2): nothing reads them at run time.
+"""
+import marshal
+import os
+import sys
+
+
+def main(pkg_dir):
+    pkg_dir = os.path.abspath(pkg_dir)
+    base = os.path.dirname(pkg_dir)
+    blobs = {}
+    for dirpath, dirnames, filenames in os.walk(pkg_dir):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for fn in filenames:
+            if not fn.endswith(".py"):
+                continue
+            path = os.path.join(dirpath, fn)
+            rel = os.path.relpath(path, base)[:-3].split(os.sep)
+            is_pkg = rel[-1] == "__init__"
+            if is_pkg:
+                rel = rel[:-1]
+            with open(path, "rb") as f:
+                code = compile(f.read(), path, "exec", dont_inherit=True, optimize=2)
+            blobs[".".join(rel)] = (is_pkg, marshal.dumps(code), path)
+    index = {}
+    offset = 0
+    for name, (is_pkg, blob, path) in blobs.items():
+        index[name] = (is_pkg, offset, len(blob), path)
+        offset += len(blob)
+    # The header's own size shifts every offset: fix it up after measuring it.
+    header = marshal.dumps({"__hexversion__": sys.hexversion, "base": 0, "index": index})
+    while True:
+        new = marshal.dumps({"__hexversion__": sys.hexversion, "base": 8 + len(header),
+                             "index": index})
+        if len(new) == len(header):
+            break
+        header = new
+    out = os.path.join(pkg_dir, "bundle.marshal")
+    with open(out + ".tmp", "wb") as f:
+        f.write(len(new).to_bytes(8, "little"))
+        f.write(new)
+        for _, blob, _ in blobs.values():
+            f.write(blob)
+    os.replace(out + ".tmp", out)
+    print(f"bundled {len(blobs)} modules ({offset} bytes) into {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
