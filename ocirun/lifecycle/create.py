@@ -101,10 +101,6 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     init_pid = 0
     chan = None
     try:
-        st.save()
-        # exec takes the container's process defaults and seccomp profile from this
-        # copy: the bundle may change after create.
-        write_atomic(f"{cdir}/config.json", raw)
         fifo_fd = None
         if not for_run:
             os.mkfifo(f"{cdir}/{FIFO}", 0o600)
@@ -139,6 +135,9 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         if manager is not None:
             manager.add(pid)
         chan.send("GO")
+        # While the init sets itself up: exec takes the container's process defaults
+        # and seccomp profile from this copy (the bundle may change after create).
+        write_atomic(f"{cdir}/config.json", raw)
         while True:
             tag, payload = chan.recv()
             if tag == "T":
@@ -162,7 +161,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
                 raise OciError("container init exited during setup")
         st.pid = init_pid
         st.pid_start = proc_start_time(init_pid)
-        st.started = False
+        st.started = for_run  # run releases the init right after this
         st.save()
         if pid_file:
             _write_pid_file(pid_file, init_pid)

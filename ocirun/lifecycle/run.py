@@ -28,8 +28,6 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
         for sig in FORWARDED:
             _signal.signal(sig, forward)
     try:
-        st.started = True
-        st.save()
         c.chan.send("START")
         while True:
             tag, payload = c.chan.recv()  # EOF: execve closed the pipe
