@@ -9,6 +9,7 @@ command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 [ -f /usr/include/python3.11/Python.h ] || missing="$missing python3-dev"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$missing python3-pytest"
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing="$missing python3-seccomp"
+/usr/bin/python3 -c 'import hypothesis' 2>/dev/null || missing="$missing python3-hypothesis"
 for tool in runc crun hyperfine podman containerd tmux; do
     command -v $tool >/dev/null 2>&1 || missing="$missing $tool"
 done
