@@ -160,3 +160,29 @@ def test_default_seccomp_profile(podman):
     r = podman("run", "--rm", *podman.run_args(seccomp=True), IMAGE, "echo", "hi")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hi\n"
+
+
+def _memory_limit(pid):
+    """The memory limit of `pid`'s cgroup, read on the host (v1 or v2)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [l.strip().split(":", 2) for l in f]
+    for _, ctrls, path in lines:
+        if "memory" in ctrls.split(","):
+            with open(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes") as f:
+                return int(f.read())
+    path = next(p for _, c, p in lines if c == "")
+    with open(f"/sys/fs/cgroup{path}/memory.max") as f:
+        return f.read().strip()
+
+
+def test_update_memory(podman, name):
+    r = podman("run", "-d", "--name", name, "--memory", "128m", *podman.run_args(), IMAGE,
+               "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    pid = int(podman("inspect", "-f", "{{.State.Pid}}", name).stdout)
+    assert _memory_limit(pid) == 128 << 20
+    r = podman("update", "--memory", "64m", name)
+    assert r.returncode == 0, r.stderr
+    assert _memory_limit(pid) == 64 << 20
+    r = podman("rm", "-f", "-t", "0", name)
+    assert r.returncode == 0, r.stderr
