@@ -159,9 +159,13 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
                 raise OciError(payload)
             else:
                 raise OciError("container init exited during setup")
+        if for_run:
+            # run: release the init now; it finishes its privileges and execs while
+            # we write the state (two cores: in parallel).
+            chan.send("START")
         st.pid = init_pid
         st.pid_start = proc_start_time(init_pid)
-        st.started = for_run  # run releases the init right after this
+        st.started = for_run
         st.save()
         if pid_file:
             _write_pid_file(pid_file, init_pid)

@@ -14,21 +14,31 @@ FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
 
 
 def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args):
-    c = create(root, cid, for_run=True, detach=detach, **create_args)
-    st = c.state
-    init_pid = st.pid
+    # Handlers first: create releases the init before it returns, and a signal
+    # meant for the container may come at once. Until the init's pid is known,
+    # signals wait in `pending`.
+    target = []
+    pending = []
 
     def forward(sig, frame):
+        if not target:
+            pending.append(sig)
+            return
         try:
-            os.kill(init_pid, sig)
+            os.kill(target[0], sig)
         except OSError:
             pass
 
     if not detach and forward_signals:
         for sig in FORWARDED:
             _signal.signal(sig, forward)
+    c = create(root, cid, for_run=True, detach=detach, **create_args)
+    st = c.state
+    init_pid = st.pid
+    target.append(init_pid)
+    for sig in pending:
+        forward(sig, None)
     try:
-        c.chan.send("START")
         while True:
             tag, payload = c.chan.recv()  # EOF: execve closed the pipe
             if tag != "T":

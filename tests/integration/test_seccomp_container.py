@@ -1,0 +1,63 @@
+"""linux.seccomp in real containers: the filter the runtime compiles is the one the
+container runs under."""
+import os
+
+
+def _profile(action, **extra):
+    rule = {"names": ["mkdir", "mkdirat"], "action": action}
+    rule.update(extra)
+    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [rule]}
+
+
+def test_errno_38_gives_enosys(bundle):
+    bundle.config["linux"]["seccomp"] = _profile("SCMP_ACT_ERRNO", errnoRet=38)
+    r = bundle.run(["sh", "-c", "mkdir /tmp/x; echo rc=$?; grep Seccomp: /proc/self/status"])
+    assert "Function not implemented" in r.stderr, r.stderr
+    assert "rc=1" in r.stdout
+    assert "Seccomp:\t2" in r.stdout
+    assert not os.path.exists(f"{bundle.rootfs}/tmp/x")
+
+
+def test_kill_ends_with_sigsys(bundle):
+    bundle.config["linux"]["seccomp"] = _profile("SCMP_ACT_KILL")
+    r = bundle.run(["mkdir", "/tmp/y"])
+    assert r.returncode == 128 + 31, (r.returncode, r.stderr)
+    assert not os.path.exists(f"{bundle.rootfs}/tmp/y")
+
+
+def test_kill_process(bundle):
+    bundle.config["linux"]["seccomp"] = _profile("SCMP_ACT_KILL_PROCESS")
+    r = bundle.run(["mkdir", "/tmp/z"])
+    assert r.returncode == 128 + 31, (r.returncode, r.stderr)
+
+
+def test_podman_profile_with_cache(bundle):
+    import json
+    from support import SHARED
+    with open(os.path.join(SHARED, "fixtures", "seccomp-podman-default.json")) as f:
+        bundle.config["linux"]["seccomp"] = json.load(f)
+    bundle.config["process"]["noNewPrivileges"] = True
+    for _ in range(2):  # cold, then from the cache under --root
+        r = bundle.run(["sh", "-c", "grep -E 'Seccomp|NoNewPrivs' /proc/self/status; unshare -n true; echo rc=$?"])
+        assert r.returncode == 0, r.stderr
+        assert "Seccomp:\t2" in r.stdout and "NoNewPrivs:\t1" in r.stdout
+        assert "rc=1" in r.stdout  # unshare is not in the profile's allow list
+    assert os.listdir(f"{bundle.root}/.cache/seccomp")
+
+
+def test_exec_gets_the_container_profile(bundle):
+    bundle.config["linux"]["seccomp"] = _profile("SCMP_ACT_ERRNO", errnoRet=38)
+    cid = bundle.detach(["sleep", "30"])
+    r = bundle.ocirun("exec", cid, "sh", "-c", "mkdir /tmp/e; echo rc=$?")
+    assert "rc=1" in r.stdout and "Function not implemented" in r.stderr
+
+
+def test_bad_profile_one_line(bundle):
+    bundle.config["linux"]["seccomp"] = _profile("SCMP_ACT_BOGUS")
+    r = bundle.run(["true"])
+    assert r.returncode == 1 and "SCMP_ACT_BOGUS" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    bundle.config["linux"]["seccomp"] = _profile("SCMP_ACT_ERRNO", errnoRet=65536)
+    r = bundle.run(["true"])
+    assert r.returncode == 1 and "errnoRet" in r.stderr and len(r.stderr.strip().splitlines()) == 1
