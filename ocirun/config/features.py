@@ -38,8 +38,14 @@ def _cgroup():
 
 
 def _seccomp():
-    try:
-        from ocirun import seccomp
-    except ImportError:
-        return {"enabled": False}
-    return seccomp.features()
+    from ocirun.seccomp import consts
+    from ocirun.seccomp.arches import ARCHES
+    flags = sorted(consts.FLAGS)
+    return {
+        "enabled": True,
+        "actions": sorted(consts.ACTIONS),
+        "operators": sorted(consts.OPERATORS),
+        "archs": sorted("SCMP_ARCH_" + name.upper() for name in ARCHES),
+        "knownFlags": flags,
+        "supportedFlags": flags,
+    }

@@ -194,3 +194,21 @@ def test_hook_timeout(bundle):
     r = bundle.ocirun("create", "-b", bundle.path, bundle.new_id())
     assert r.returncode == 1 and "timed out" in r.stderr
     assert time.time() - t < 5
+
+
+def test_features_document(bundle):
+    import json
+    r = bundle.ocirun("features")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["ociVersionMin"] == "1.0.0" and d["ociVersionMax"].startswith("1.")
+    linux = d["linux"]
+    assert set(linux["namespaces"]) == {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
+    assert "CAP_SYS_ADMIN" in linux["capabilities"]
+    assert {"rro", "rbind", "nosuid", "rprivate"} <= set(d["mountOptions"])
+    sec = linux["seccomp"]
+    assert sec["enabled"] and "SCMP_ACT_NOTIFY" in sec["actions"]
+    assert "SCMP_CMP_MASKED_EQ" in sec["operators"] and "SCMP_ARCH_X86_64" in sec["archs"]
+    assert len(sec["archs"]) == 20
+    assert set(d["hooks"]) == {"prestart", "createRuntime", "createContainer", "startContainer",
+                               "poststart", "poststop"}
