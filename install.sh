@@ -27,9 +27,9 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 sed -i "s/^COMMIT = .*/COMMIT = \"$commit\"/" "$LIB.new/ocirun/__init__.py"
 # The syscall extension (optional: ctypes otherwise, ~2 ms slower per command).
 ./scripts/build-ext.sh "$PYTHON" "$LIB.new/ocirun" || true
-"$PYTHON" -m compileall -q -j 0 "$LIB.new/ocirun"
+"$PYTHON" -m compileall -q -j 0 -s "$LIB.new" -p "$LIB" "$LIB.new/ocirun"
 # Every module's code in one file, for the launcher (see ocirun/boot.py).
-"$PYTHON" -X no_debug_ranges scripts/build-bundle.py "$LIB.new/ocirun" >/dev/null
+"$PYTHON" -X no_debug_ranges scripts/build-bundle.py "$LIB.new/ocirun" "$LIB/ocirun" >/dev/null
 rm -rf "$LIB.old"
 [ -d "$LIB" ] && mv "$LIB" "$LIB.old"
 mv "$LIB.new" "$LIB"

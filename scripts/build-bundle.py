@@ -1,7 +1,7 @@
 """Write bundle.marshal: the compiled code of every module of the ocirun package in
 DIR, for ocirun.boot. Run with the interpreter the command will use, with
 `-X no_debug_ranges` (no column tables: code objects a third smaller):
-    python3 -X no_debug_ranges scripts/build-bundle.py DIR/ocirun
+    python3 -X no_debug_ranges scripts/build-bundle.py STAGING/ocirun [FINAL/ocirun]
 
 Layout: 8 bytes of header length, the header marshal({"__hexversion__", "base",
 "index": {name: (is_pkg, offset, size, path)}}), then the modules' marshalled code;
@@ -13,8 +13,11 @@ import os
 import sys
 
 
-def main(pkg_dir):
+def main(pkg_dir, final_dir=None):
+    """final_dir: where the package will live once installed (file names in the
+    code objects and __file__ must name that, not the staging directory)."""
     pkg_dir = os.path.abspath(pkg_dir)
+    final_dir = os.path.abspath(final_dir or pkg_dir)
     base = os.path.dirname(pkg_dir)
     blobs = {}
     for dirpath, dirnames, filenames in os.walk(pkg_dir):
@@ -27,9 +30,10 @@ def main(pkg_dir):
             is_pkg = rel[-1] == "__init__"
             if is_pkg:
                 rel = rel[:-1]
+            final = final_dir + path[len(pkg_dir):]
             with open(path, "rb") as f:
-                code = compile(f.read(), path, "exec", dont_inherit=True, optimize=2)
-            blobs[".".join(rel)] = (is_pkg, marshal.dumps(code), path)
+                code = compile(f.read(), final, "exec", dont_inherit=True, optimize=2)
+            blobs[".".join(rel)] = (is_pkg, marshal.dumps(code), final)
     index = {}
     offset = 0
     for name, (is_pkg, blob, path) in blobs.items():
@@ -54,4 +58,4 @@ def main(pkg_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -152,12 +152,17 @@ def _ocirun_figures(oseccomp, profile, progress):
         return None
     if progress:
         progress.phase("seccomp: ocirun.seccomp.benchmark.seccomp_figures()")
-    import inspect
+    # It compiles in fresh processes, which read the profile from a file.
+    import json
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(profile, f)
     try:
-        params = inspect.signature(fn).parameters
-        return fn(profile=profile) if "profile" in params else fn()
+        return fn(profile_path=f.name)
     except Exception as e:
         return f"failed: {type(e).__name__}: {e}"
+    finally:
+        os.unlink(f.name)
 
 
 # OCI action names -> libseccomp binding constructors
