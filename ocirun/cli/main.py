@@ -130,7 +130,7 @@ def main(argv=None):
         module = __import__("ocirun.cli." + mod, fromlist=["main"])
         args = pos[1:]
         if "--help" in args[:1] or "-h" in args[:1] or (args and args[-1] in ("--help", "-h")
-                                                         and verb not in ("exec",)):
+                                                         and verb not in ("exec", "ps")):
             sys.stdout.write(module.HELP)
             return 0
         try:
