@@ -63,6 +63,10 @@ def install(path=BUNDLE):
 
 
 def main():
+    # A command lives for milliseconds and makes few cycles: collections during the
+    # imports would only cost time (~0.3 ms measured on `run`).
+    import gc
+    gc.disable()
     install()
     from ocirun.cli.main import run_and_exit
     run_and_exit()
