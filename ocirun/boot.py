@@ -49,12 +49,14 @@ def install(path=BUNDLE):
     try:
         fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
         size = int.from_bytes(posix.pread(fd, 8, 0), "little")
+        if size > 1 << 24:
+            raise ValueError("not a bundle")
         header = marshal.loads(posix.pread(fd, size, 8))
         if header.get("__hexversion__") != sys.hexversion:
             raise ValueError("bytecode of another interpreter")
         index = {name: (pkg, header["base"] + off, n, p)
                  for name, (pkg, off, n, p) in header["index"].items()}
-    except (OSError, ValueError, EOFError, TypeError, AttributeError, KeyError):
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, KeyError, MemoryError):
         if fd >= 0:
             posix.close(fd)
         return False
