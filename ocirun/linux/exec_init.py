@@ -48,14 +48,7 @@ def _run(plan, chan, pidfd, ns_flags, root_fd):
     if plan.terminal:
         terminal = init_mod._module("ocirun.linux.terminal")
         master, peer = terminal.open_pty(root_fd)
-        if plan.console_size:
-            terminal.set_size(master, *plan.console_size)
-        terminal.send_fd(plan.console_fd, master, terminal.pty_name(master))
-        os.close(master)
-        os.close(plan.console_fd)
-        terminal.make_stdio(peer)
-        if peer > 2:
-            os.close(peer)
+        terminal.hand_over(master, peer, plan.console_fd, plan.console_size)
     os.close(root_fd)
     _step(f"process.cwd `{plan.cwd}`", os.chdir, plan.cwd)
     if not os.getcwd().startswith("/"):

@@ -231,14 +231,7 @@ def _setup_terminal(plan, rootfd):
         rootfs_mod.bind(peer, console, None, False)
     finally:
         os.close(console)
-    if plan.console_size:
-        terminal.set_size(master, *plan.console_size)
-    terminal.send_fd(plan.console_fd, master, terminal.pty_name(master))
-    os.close(master)
-    os.close(plan.console_fd)
-    terminal.make_stdio(peer)
-    if peer > 2:
-        os.close(peer)
+    terminal.hand_over(master, peer, plan.console_fd, plan.console_size)
 
 
 def find_executable(arg0, path_env):

@@ -1,8 +1,14 @@
-"""Namespace types of config-linux.md and their kernel flags."""
-from ocirun.kernel import (
-    CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME,
-    CLONE_NEWUSER, CLONE_NEWUTS,
-)
+"""Namespace types of config-linux.md and their kernel flags (<linux/sched.h>); pure
+data, so validation can use it without loading the syscall layer."""
+
+CLONE_NEWTIME = 0x80
+CLONE_NEWNS = 0x20000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
 
 # OCI type -> (CLONE_NEW* flag, name under /proc/PID/ns/)
 NAMESPACES = {

@@ -90,3 +90,16 @@ def make_stdio(peer):
     fcntl.ioctl(peer, TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(peer, fd)
+
+
+def hand_over(master, peer, console_fd, size):
+    """The caller gets the master over the console socket; the peer becomes our
+    stdio and controlling terminal. Closes what it was given."""
+    if size:
+        set_size(master, *size)
+    send_fd(console_fd, master, pty_name(master))
+    os.close(master)
+    os.close(console_fd)
+    make_stdio(peer)
+    if peer > 2:
+        os.close(peer)

@@ -19,7 +19,7 @@ STATE = {"ocirun.state", "ocirun.config", "ocirun.config.load", "ocirun.lifecycl
 CREATE = STATE - {"ocirun.lifecycle.ops", "ocirun.lifecycle.process"} | {
     "ocirun.kernel", "ocirun._sys", "ocirun.timings", "ocirun.config.plan",
     "ocirun.config.validate", "ocirun.linux", "ocirun.linux.caps", "ocirun.linux.mountopts",
-    "ocirun.linux.namespaces", "ocirun.linux.sync", "ocirun.linux.init",
+    "ocirun.linux.namespaces", "ocirun.linux.rlimits", "ocirun.linux.sync", "ocirun.linux.init",
     "ocirun.linux.paths", "ocirun.linux.rootfs", "ocirun.linux.trampoline",
     "ocirun.lifecycle.create"}
 SECCOMP = {"ocirun.seccomp", "ocirun.seccomp.cache", "ocirun.seccomp.consts",
