@@ -19,8 +19,28 @@ class Plan:
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
         "last_cap", "rlimits", "nnp", "oom_score_adj", "seccomp", "terminal",
         "preserve_fds", "mount_ns", "cgroupns", "hooks", "console_fd", "console_size",
-        "timings", "state_json", "host_pid",
+        "timings", "state_json", "host_pid", "apparmor",
     )
+
+
+def apparmor_enabled():
+    try:
+        with open("/sys/module/apparmor/parameters/enabled", "rb") as f:
+            return f.read(1) == b"Y"
+    except OSError:
+        return False
+
+
+def _apparmor(profile):
+    """The AppArmor profile to switch to at execve, or None. On a host without
+    AppArmor a requested profile cannot apply: say so, as crun does, and go on."""
+    if not profile:
+        return None
+    if apparmor_enabled():
+        return profile
+    from ocirun import log
+    log.warning(f"process.apparmorProfile `{profile}` ignored: AppArmor is not enabled on this host")
+    return None
 
 
 def _maps(entries):
@@ -122,3 +142,4 @@ def fill_process(p, proc, preserve_fds=0):
     size = proc.get("consoleSize")
     p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
     p.preserve_fds = preserve_fds
+    p.apparmor = _apparmor(proc.get("apparmorProfile"))

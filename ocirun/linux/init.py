@@ -257,6 +257,19 @@ def find_executable(arg0, path_env):
     raise InitError(f"exec: \"{arg0}\": executable file not found in $PATH")
 
 
+def _apparmor_exec(profile):
+    """Ask AppArmor to confine the process from its next execve on."""
+    data = f"exec {profile}".encode()
+    try:
+        fd = os.open("/proc/thread-self/attr/apparmor/exec", os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:  # kernels before 5.8
+        fd = os.open("/proc/thread-self/attr/exec", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def _module(name):
     """A module the runtime imported before fork because this container needs it
     (seccomp, hooks, terminal): taken from sys.modules, never through the import
@@ -285,6 +298,8 @@ def _finalize(plan):
     before the capabilities are dropped, and only the few syscalls that drop them
     run under it."""
     os.umask(0o022 if plan.umask is None else plan.umask)
+    if plan.apparmor:
+        _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.apparmor)
     # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
     _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)

@@ -195,3 +195,13 @@ def test_run_leaves_nothing(bundle):
     r = bundle.run(["true"])
     assert r.returncode == 0
     assert [n for n in os.listdir(bundle.root) if not n.startswith(".")] == []
+
+
+def test_apparmor_profile_without_apparmor_warns(bundle):
+    from ocirun.config.plan import apparmor_enabled
+    if apparmor_enabled():
+        pytest.skip("AppArmor is enabled on this host: the profile would be applied")
+    bundle.config["process"]["apparmorProfile"] = "containers-default"
+    r = bundle.run(["true"])
+    assert r.returncode == 0, r.stderr
+    assert "apparmorProfile `containers-default` ignored" in r.stderr
