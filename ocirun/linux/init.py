@@ -226,6 +226,16 @@ def _setup_terminal(plan, rootfd):
     the caller over the console socket, the peer becomes our stdio."""
     terminal = _module("ocirun.linux.terminal")
     master, peer = terminal.open_pty(rootfd)
+    # A symlink the image left at /dev/console must not steer the bind elsewhere
+    # (CVE-2025-52565): remove it, the console is ours to create.
+    dev = paths.mkdir_all(rootfd, "/dev")
+    try:
+        if stat.S_ISLNK(os.stat("console", dir_fd=dev, follow_symlinks=False).st_mode):
+            os.unlink("console", dir_fd=dev)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(dev)
     console = paths.create_file(rootfd, "/dev/console", 0o600)
     try:
         rootfs_mod.bind(peer, console, None, False)
