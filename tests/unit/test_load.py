@@ -10,8 +10,9 @@ import pytest
 from ocirun.config import load
 from ocirun.config.load import MAX_SIZE, load_config, parse_config
 from ocirun.errors import ConfigError
+from support import SHARED
 
-FIXTURES = "/work/shared/fixtures"
+FIXTURES = os.path.join(SHARED, "fixtures")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from ocirun.config.validate import CAPS, PROPAGATIONS, validate, validate_process
 from ocirun.errors import ConfigError
+from support import SHARED
 
-FIXTURES = "/work/shared/fixtures"
+FIXTURES = os.path.join(SHARED, "fixtures")
 DEL = object()
 NS5 = ("pid", "network", "ipc", "uts", "mount")
 
