@@ -279,13 +279,16 @@ class V1Manager(common.Manager):
         # A new cpuset cgroup starts with empty cpus/mems and refuses tasks (ENOSPC) until
         # both are set; copy them down from the parent, level by level. (The alternative,
         # cgroup.clone_children on the parent, would mean writing to a cgroup not ours.)
+        # Every level of the path, not only the ones this call made: a container
+        # created at the same moment may have made the shared parent and not yet
+        # seeded it (seen as ENOSPC with parallel creates). Only empty values are
+        # written, and an empty cpuset is unusable by anyone.
         base = self.hier.get("cpuset")
         if not base:
             return
-        for d in made:
-            if not d.startswith(base + "/"):
-                continue
-            parent = os.path.dirname(d)
+        d = base
+        for part in self.path.strip("/").split("/"):
+            parent, d = d, f"{d}/{part}"
             for name in ("cpuset.cpus", "cpuset.mems"):
                 cur = (read_file(d, name) or "").strip()
                 if not cur and common.exists(d, name):

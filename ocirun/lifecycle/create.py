@@ -121,7 +121,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
             # intermediate process exits, and `run` can wait for it.
             kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
         timings.mark("state dir")
-        pid, parent_did = _fork(plan, child_chan, fifo_fd)
+        pid, parent_did = _fork(plan, chan, child_chan, fifo_fd)
         timings.mark("fork")
         child_chan.close()
         if fifo_fd is not None:
@@ -184,7 +184,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         raise
 
 
-def _fork(plan, child_chan, fifo_fd):
+def _fork(plan, chan, child_chan, fifo_fd):
     """Fork the init. Without a new user namespace the runtime itself creates (or
     joins) the pid and time namespaces before fork, so the child is pid 1 without a
     second fork; a user namespace must own them, so then the child forks again."""
@@ -217,6 +217,9 @@ def _fork(plan, child_chan, fifo_fd):
     try:
         pid = os.fork()
         if pid == 0:
+            # Our copy of the runtime's ends must go, or a runtime that dies would
+            # leave the init waiting on a pipe that never reports EOF.
+            chan.close()
             child_main(plan, child_chan, fifo_fd, parent_did)
     finally:
         for fd, flag in saved:

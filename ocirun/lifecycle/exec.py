@@ -142,6 +142,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     try:
         pid = os.fork()
         if pid == 0:
+            chan.close()  # see create: EOF must reach us if the runtime dies
             from ocirun.linux.exec_init import exec_main
             exec_main(p, child_chan, pidfd, flags & ~early, root_fd)
     finally:

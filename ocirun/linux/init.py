@@ -58,7 +58,7 @@ def _run(plan, chan, fifo_fd, parent_did):
     # while we are being set up.
     kernel.prctl(PR_SET_DUMPABLE, 0)
     kernel.prctl(PR_SET_PDEATHSIG, 9)
-    tag, _ = chan.recv()
+    tag, _ = chan.recv()  # EOF if the runtime died before (or while) we set PDEATHSIG
     if tag != "GO":
         os._exit(1)
     _tmark(plan, chan, "started")

@@ -16,18 +16,24 @@ STRESS = bool(os.environ.get("OCIRUN_STRESS"))
 
 
 def leaked_processes(bundle):
-    """Processes whose root or cwd is inside the bundle: container processes."""
+    """Container processes: root or cwd inside the bundle, or (an init that has not
+    pivoted yet) the runtime's command line naming the bundle."""
     out = []
     for p in os.listdir("/proc"):
-        if not p.isdigit():
+        if not p.isdigit() or int(p) == os.getpid():
             continue
-        for link in ("root", "cwd"):
-            try:
-                if os.readlink(f"/proc/{p}/{link}").startswith(bundle.path):
-                    out.append(int(p))
-                    break
-            except OSError:
-                pass
+        try:
+            links = [os.readlink(f"/proc/{p}/{link}") for link in ("root", "cwd")]
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{p}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[0]
+        except OSError:
+            continue
+        if state in (b"Z", b"X"):
+            continue
+        if any(l.startswith(bundle.path) for l in links) or bundle.path.encode() in cmd:
+            out.append(int(p))
     return out
 
 
