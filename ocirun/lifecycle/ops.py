@@ -53,7 +53,12 @@ def run_poststart(st):
     hooks = (st.config_hooks or {}).get("poststart")
     if hooks:
         from ocirun.hooks import run_hooks
-        run_hooks("poststart", hooks, st.oci_state(), warn_only=True)
+        # The state of a started container, even if its process already exited: the
+        # hook is about the start, and a fast process must not turn it into "stopped".
+        doc = st.oci_state()
+        doc["status"] = "running"
+        doc["pid"] = st.pid
+        run_hooks("poststart", hooks, doc, warn_only=True)
 
 
 def kill(root, cid, sig, all_procs=False):
