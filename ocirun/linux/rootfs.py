@@ -15,8 +15,8 @@ from ocirun.kernel import (
     MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
     MOUNT_ATTR_RDONLY, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH, MS_BIND, MS_MOVE,
     MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE,
-    MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE, MS_STRICTATIME, OPEN_TREE_CLOEXEC,
-    OPEN_TREE_CLONE,
+    MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SHARED, MS_SLAVE, MS_STRICTATIME,
+    OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE,
 )
 from ocirun.linux import paths
 from ocirun.linux.mountopts import MountOptions
@@ -348,15 +348,21 @@ def readonly_paths(rootfd, ro_paths):
 def prepare_root(rootfs, propagation):
     """Stop our mounts from reaching the host, then make the rootfs a mount point
     (pivot_root needs one). Returns an O_PATH fd of the rootfs mount."""
-    kernel.mount(None, "/", None, propagation or (MS_SLAVE | MS_REC))
-    if propagation and propagation & ~MS_REC == 1 << 20:  # MS_SHARED
+    # Before pivot_root only the kind of link to the host matters (shared, private,
+    # or slave by default); an unbindable tree could not even be bound to itself.
+    # finish_root() applies rootfsPropagation to the container's "/" afterwards.
+    kind = propagation & ~MS_REC if propagation else 0
+    first = {MS_SHARED: MS_SHARED | MS_REC, MS_PRIVATE: MS_PRIVATE | MS_REC}.get(
+        kind, MS_SLAVE | MS_REC)
+    kernel.mount(None, "/", None, first)
+    if kind == MS_SHARED:
         # pivot_root refuses a shared new root, a shared parent of it and a shared
         # current root: make those private (in our namespace only); "/" of the
         # container gets rootfsPropagation back after pivot_root.
         kernel.mount(None, "/", None, MS_PRIVATE)
         kernel.mount(None, _mount_point_of(rootfs), None, MS_PRIVATE)
     kernel.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
-    if propagation and propagation & ~MS_REC == 1 << 20:
+    if kind == MS_SHARED:
         kernel.mount(None, rootfs, None, MS_PRIVATE)
     return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 

@@ -205,3 +205,18 @@ def test_apparmor_profile_without_apparmor_warns(bundle):
     r = bundle.run(["true"])
     assert r.returncode == 0, r.stderr
     assert "apparmorProfile `containers-default` ignored" in r.stderr
+
+
+@pytest.mark.parametrize("prop,tag", [("shared", "shared:"), ("rshared", "shared:"),
+                                      ("slave", "master:"), ("private", None),
+                                      ("unbindable", "unbindable"), ("runbindable", "unbindable")])
+def test_rootfs_propagation(bundle, prop, tag):
+    bundle.config["linux"]["rootfsPropagation"] = prop
+    r = bundle.run(["cat", "/proc/self/mountinfo"])
+    assert r.returncode == 0, r.stderr
+    root = next(l for l in r.stdout.splitlines() if l.split()[4] == "/")
+    optional = root.split(" - ")[0].split()[6:]
+    if tag is None:
+        assert optional == [], root
+    else:
+        assert any(o.startswith(tag) for o in optional), root
