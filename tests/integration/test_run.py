@@ -207,6 +207,14 @@ def test_apparmor_profile_without_apparmor_warns(bundle):
     assert "apparmorProfile `containers-default` ignored" in r.stderr
 
 
+def _host_root_shared():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split()[4] == "/":
+                return "shared:" in line.split(" - ")[0]
+    return False
+
+
 @pytest.mark.parametrize("prop,tag", [("shared", "shared:"), ("rshared", "shared:"),
                                       ("slave", "master:"), ("private", None),
                                       ("unbindable", "unbindable"), ("runbindable", "unbindable")])
@@ -216,6 +224,8 @@ def test_rootfs_propagation(bundle, prop, tag):
     assert r.returncode == 0, r.stderr
     root = next(l for l in r.stdout.splitlines() if l.split()[4] == "/")
     optional = root.split(" - ")[0].split()[6:]
+    if tag == "master:" and not _host_root_shared():
+        tag = None  # a slave of a mount that is not shared has no master: private
     if tag is None:
         assert optional == [], root
     else:
