@@ -46,13 +46,13 @@ _NR = {
                    seccomp=317, bpf=321, memfd_create=319, execveat=322,
                    pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                    pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                   prlimit64=302),
+                   prlimit64=302, fstatfs=138),
     "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
                     sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
                     seccomp=277, bpf=280, memfd_create=279, execveat=281,
                     pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                     pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                    prlimit64=261),
+                    prlimit64=261, fstatfs=44),
 }[os.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
@@ -273,3 +273,13 @@ def setrlimit(resource, soft, hard):
     """prlimit64(0, resource, new, NULL): 64-bit limits without the `resource`
     module (one shared library less to load on every create)."""
     _raw(_NR["prlimit64"], 0, resource, struct.pack("QQ", soft, hard), None)
+
+
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def fstatfs_type(fd):
+    """f_type of the filesystem holding `fd` (struct statfs starts with it)."""
+    buf = bytearray(120)
+    _raw(_NR["fstatfs"], fd, buf)
+    return int.from_bytes(buf[:8], "little" if os.uname().machine != "s390x" else "big")

@@ -9,7 +9,9 @@ from ocirun.errors import OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER
 from ocirun.linux import sync
 from ocirun.linux.init import child_main
-from ocirun.state import FIFO, State, check_id, proc_start_time, remove_dir, write_atomic
+from ocirun.state import (
+    CGROUP_RECORD, FIFO, State, _dumps, check_id, proc_start_time, remove_dir, write_atomic,
+)
 
 
 class Created:
@@ -51,6 +53,11 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     timings.mark("config validate")
     if not spec.get("process"):
         raise OciError("process: a process is required to create a container")
+    for fd in range(3, 3 + (preserve_fds or 0)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
     plan = build(spec, bundle, no_pivot, preserve_fds or 0)
     if plan.hooks:
         import ocirun.hooks  # noqa: F401  (the init runs createContainer/startContainer hooks)
@@ -110,7 +117,8 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         if manager is not None:
             manager.create()
             st.cgroup = manager.to_dict()
-            st.save()  # a runtime killed from here on leaves a cgroup delete can find
+            # A runtime killed from here on leaves a cgroup that delete must find.
+            write_atomic(f"{cdir}/{CGROUP_RECORD}", _dumps(st.cgroup).encode())
             resources = device_rules(linux)
             if resources:
                 manager.apply(resources)
@@ -220,6 +228,8 @@ def _fork(plan, chan, child_chan, fifo_fd):
             # Our copy of the runtime's ends must go, or a runtime that dies would
             # leave the init waiting on a pipe that never reports EOF.
             chan.close()
+            for fd, _ in saved:
+                os.close(fd)
             child_main(plan, child_chan, fifo_fd, parent_did)
     finally:
         for fd, flag in saved:

@@ -3,7 +3,7 @@ import os
 
 from ocirun.errors import NotFound, OciError, StateError
 from ocirun.lifecycle import process
-from ocirun.state import FIFO, list_ids, load, remove_dir
+from ocirun.state import CGROUP_RECORD, FIFO, list_ids, load, remove_dir
 
 
 def start(root, cid):
@@ -84,51 +84,90 @@ def delete(root, cid, force=False):
         if force:
             return  # runc: `delete --force` of an unknown id succeeds (podman relies on it)
         raise
-    if not st.pid and not st.cgroup:
-        st.cgroup = husk_cgroup(cid)
+    if not st.cgroup:
+        st.cgroup = cgroup_record(st)
     status = st.status()
-    if status in ("running", "paused") and not force:
+    # "creating": another create may be at work, or one was killed: only --force.
+    if status in ("running", "paused", "creating") and not force:
         raise StateError(f"cannot delete container `{cid}` that is not stopped: {status}")
+    if status == "paused" and st.cgroup:
+        from ocirun.cgroups import from_dict as open_saved
+        open_saved(st.cgroup).thaw()
     if status != "stopped":
-        if status == "paused" and st.cgroup:
-            from ocirun.cgroups import from_dict as open_saved
-            open_saved(st.cgroup).thaw()
         process.kill_container(st)
+    elif st.cgroup:
+        # The init has exited, but without a pid namespace its children outlive it
+        # in the cgroup: they go too, or the cgroup could never be removed.
+        try:
+            process.signal_all(st, 9)
+        except OciError:
+            pass
     destroy(st)
 
 
-def husk_cgroup(cid):
-    """A container whose state was lost (runtime killed early, garbage state.json)
-    may still own the default cgroup /ocirun/<id>: a record of its leaf directories,
-    so that delete kills what runs there and removes them. None if there are none."""
+def cgroup_record(st):
+    """The cgroup that `create` recorded next to the state (cgroup.json) before it
+    wrote state.json: what a killed create or a damaged state.json left behind."""
     try:
-        from ocirun import cgroups
-        m = cgroups.open_manager("cgroupfs", None, cid)
-        leaves = [d for d in m._leaf_dirs() if os.path.isdir(d)]
-    except (OciError, OSError):
+        with open(f"{st.dir}/{CGROUP_RECORD}", "rb") as f:
+            data = f.read()
+        from ocirun.config.load import parse_config
+        return parse_config(data.decode(), CGROUP_RECORD)
+    except (OSError, ValueError, OciError):
         return None
-    if not leaves:
-        return None
-    d = m.to_dict()
-    d["created"] = leaves
-    return d
 
 
 def destroy(st):
-    """Remove what the container holds: cgroup, then the state directory. Poststop
-    hooks run here (runtime.md: after the container is deleted)."""
+    """Remove what the container holds: its cgroup, mounts it made in the runtime's
+    mount namespace (when it had none of its own), then the state directory; then the
+    poststop hooks (runtime.md: after the container is deleted). A cgroup that cannot
+    be removed keeps the state directory, so that `delete --force` can try again."""
     if st.cgroup:
         from ocirun.cgroups import from_dict as open_saved
         try:
             open_saved(st.cgroup).destroy()
         except OciError as e:
-            from ocirun import log
-            log.warning(f"remove cgroup of `{st.id}`: {e}")
+            raise OciError(f"remove cgroup of `{st.id}`: {e}") from None
+    # (only for a state that says so: a husk's namespaces are unknown)
+    if st.pid and not any(n.get("type") == "mount" for n in st.namespaces or ()):
+        _unmount_shared_ns_mounts(st)
     hooks = (st.config_hooks or {}).get("poststop")
     remove_dir(st.dir)
     if hooks:
         from ocirun import hooks as hooks_mod
         hooks_mod.run_hooks("poststop", hooks, st.oci_state(), warn_only=True)
+
+
+def _unmount_shared_ns_mounts(st):
+    """A container without a mount namespace mounted into the runtime's: undo those
+    mounts (deepest first), resolved inside its rootfs as they were made."""
+    from ocirun.config.load import load_config
+    try:
+        mounts = load_config(f"{st.dir}/config.json", "container config").get("mounts") or ()
+    except OciError:
+        return
+    if not mounts or not st.rootfs:
+        return
+    from ocirun import kernel
+    from ocirun.linux.paths import fd_path, open_in_root
+    rootfd = os.open(st.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for m in reversed(mounts):
+            try:
+                fd = open_in_root(rootfd, m["destination"])
+            except OSError:
+                continue
+            try:
+                while True:  # a destination may hold a stack (tmpfs + binds)
+                    kernel.umount2(fd_path(fd), kernel.MNT_DETACH)
+                    os.close(fd)
+                    fd = open_in_root(rootfd, m["destination"])
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    finally:
+        os.close(rootfd)
 
 
 def state(root, cid):

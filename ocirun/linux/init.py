@@ -150,10 +150,12 @@ def _run(plan, chan, fifo_fd, parent_did):
         tag, _ = chan.recv()
         if tag != "START":
             os._exit(1)
-    if plan.hooks.get("startContainer"):
-        _module("ocirun.hooks").run_hooks("startContainer", plan.hooks["startContainer"], state_json)
     memfd = trampoline.prepare()
-    _finalize(plan)
+    hooks = plan.hooks.get("startContainer")
+    # startContainer hooks come from the container's filesystem: they run with the
+    # process's own user, capabilities and (without noNewPrivileges) seccomp filter.
+    _finalize(plan, (lambda: _module("ocirun.hooks").run_hooks(
+        "startContainer", hooks, state_json)) if hooks else None)
     _tmark(plan, chan, "user, caps, seccomp (execve next)")
     try:
         trampoline.execve(memfd, exe, plan.args, _env_dict(plan.env))
@@ -300,13 +302,14 @@ def _env_dict(env):
     return d
 
 
-def _finalize(plan):
+def _finalize(plan, then=None):
     """Privileges, last. First what needs no privilege and which a seccomp profile
     might not allow (umask, signal dispositions, fds); then the bounding set, user
-    and capabilities. With noNewPrivileges the filter goes on right before execve
-    (SECURITY.md J); without it, seccomp(2) needs CAP_SYS_ADMIN, so it goes on
-    before the capabilities are dropped, and only the few syscalls that drop them
-    run under it."""
+    and capabilities; then `then()` (the startContainer hooks, which must not run
+    with more than the process gets). With noNewPrivileges the filter goes on right
+    before execve (SECURITY.md J); without it, seccomp(2) needs CAP_SYS_ADMIN, so it
+    goes on before the capabilities are dropped, and only the few syscalls that drop
+    them run under it."""
     os.umask(0o022 if plan.umask is None else plan.umask)
     if plan.apparmor:
         _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.apparmor)
@@ -340,6 +343,8 @@ def _finalize(plan):
             if plan.cap_ambient >> cap & 1:
                 _step(f"raise ambient capability {cap}", kernel.prctl, PR_CAP_AMBIENT,
                       PR_CAP_AMBIENT_RAISE, cap)
+    if then is not None:
+        then()
     if plan.nnp:
         kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
         if plan.seccomp is not None:

@@ -119,6 +119,13 @@ def mount_one(rootfd, m, mo, cgroupns):
         dest_fd = paths.mkdir_all(rootfd, dest) if is_dir else paths.create_file(rootfd, dest)
     except OSError as e:
         raise _fail(source, dest, e) from None
+    # The check above reads the config's text; what counts is where the path led
+    # (`//proc/...`, `/x/../proc`, or a symlink in the image all reach procfs).
+    if kernel.fstatfs_type(dest_fd) == kernel.PROC_SUPER_MAGIC and not (
+            mo.bind and _in_root_path(dest_fd, rootfd) in PROC_BIND_ALLOWED):
+        os.close(dest_fd)
+        raise MountError(f"mounts: refusing to mount `{source}` over `{dest}`: it resolves "
+                         f"inside /proc")
     try:
         if mo.bind:
             bind(source, dest_fd, mo, bool(mo.flags & MS_REC))
@@ -130,6 +137,13 @@ def mount_one(rootfd, m, mo, cgroupns):
         raise _fail(source, dest, e) from None
     finally:
         os.close(dest_fd)
+
+
+def _in_root_path(fd, rootfd):
+    """The path of `fd` as seen from the rootfs ("/proc/cpuinfo")."""
+    full = os.readlink(fd_path(fd))
+    base = os.readlink(fd_path(rootfd)).rstrip("/")
+    return full[len(base):] if full.startswith(base + "/") else full
 
 
 def _mount_fs(source, dest_fd, mtype, mo, dest, rootfd):

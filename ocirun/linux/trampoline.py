@@ -79,11 +79,16 @@ def prepare():
 
 
 def execve(memfd, path, args, env):
-    """Exec `path` through the memfd program; directly if the kernel or the seccomp
-    profile refuses execveat (the error of the direct execve is the one reported)."""
-    if memfd is not None:
-        try:
-            os.execve(memfd, ["ocirun-exec", path, *args], env)
-        except OSError:
-            pass
-    os.execve(path, args, env)
+    """Exec `path` through the memfd program: with execveat(2), or, where a seccomp
+    profile refuses execveat, with execve(2) of /proc/self/fd/N. Never directly: a
+    direct execve would let `/proc/self/exe` name the host's interpreter again.
+    Only where no memfd could be made (an architecture without the program, a kernel
+    refusing executable memfds) is the exec direct."""
+    if memfd is None:
+        os.execve(path, args, env)
+    argv = ["ocirun-exec", path, *args]
+    try:
+        os.execve(memfd, argv, env)
+    except OSError:
+        pass
+    os.execve(f"/proc/self/fd/{memfd}", argv, env)

@@ -7,6 +7,7 @@ from ocirun.errors import NotFound, OciError, UsageError, os_error
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+CGROUP_RECORD = "cgroup.json"  # written by create as soon as the cgroup exists
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 

@@ -230,3 +230,116 @@ def test_H_masked_paths_without_mount_namespace_refused(bundle):
     r = bundle.run(["true"])
     assert r.returncode == 1 and "maskedPaths" in r.stderr
     assert open("/proc/self/mountinfo").read().count("\n") == host
+
+
+def test_start_container_hooks_run_with_the_process_privileges(bundle):
+    bundle.config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "grep -E 'CapEff|CapBnd' /proc/self/status > /tmp/hookcaps; id -u >> /tmp/hookcaps"]}]}
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["process"]["noNewPrivileges"] = True
+    os.chmod(f"{bundle.rootfs}/tmp", 0o1777)
+    r = bundle.run(["true"])
+    assert r.returncode == 0, r.stderr
+    out = open(f"{bundle.rootfs}/tmp/hookcaps").read().split()
+    caps = dict(zip(out[0:4:2], out[1:4:2]))
+    assert int(caps["CapEff:"], 16) == 0 and out[-1] == "1000", out
+    assert int(caps["CapBnd:"], 16) == (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | \
+        (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 31)
+
+
+@pytest.mark.parametrize("dest,link", [("//proc/self/attr", None), ("/x/../proc/self/attr", None),
+                                       ("/mnt", "/proc/thread-self/attr")])
+def test_E_mount_resolving_into_proc_refused(bundle, dest, link):
+    if link:
+        os.symlink(link, f"{bundle.rootfs}/mnt")
+    bundle.config["mounts"].append({"destination": dest, "type": "tmpfs", "source": "tmpfs"})
+    r = bundle.run(["true"])
+    assert r.returncode == 1 and "/proc" in r.stderr, r.stderr
+
+
+def test_A_proc_self_exe_even_when_seccomp_denies_execveat(bundle):
+    host_python = os.path.realpath("/usr/bin/python3")
+    before = _sha(host_python)
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["execveat"], "action": "SCMP_ACT_ERRNO"}]}
+    r = bundle.run(["/proc/self/exe", "-I", "-S", "-c", "print('host python ran')"])
+    # the interpreter would print its own fatal error here (no stdlib in the image)
+    assert "host python ran" not in r.stdout and "Python" not in r.stderr, r.stderr
+    assert r.returncode == 127
+    assert _sha(host_python) == before
+
+
+def test_delete_refuses_a_container_being_created(bundle, tmp_path):
+    import subprocess
+    import time
+    from support import OCIRUN
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "1"]}]}
+    bundle.config["process"]["args"] = ["true"]
+    bundle.write()
+    cid = bundle.new_id()
+    with open(tmp_path / "err", "w") as err:
+        p = subprocess.Popen([OCIRUN, "--root", bundle.root, "create", "-b", bundle.path, cid],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        time.sleep(0.4)
+        r = bundle.ocirun("delete", cid)
+        assert r.returncode == 1 and "not stopped: creating" in r.stderr, r.stderr
+        assert p.wait(30) == 0
+    assert bundle.ocirun("delete", "-f", cid).returncode == 0
+
+
+def test_delete_of_stopped_container_kills_what_is_left_in_its_cgroup(bundle):
+    import time
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
+                                            if n["type"] != "pid"]
+    cid, r = bundle.create()
+    bundle.config["process"]["args"] = ["sh", "-c", "sleep 777 </dev/null >/dev/null 2>&1 & exit 0"]
+    bundle.write()
+    bundle.ocirun("delete", "-f", cid)
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    assert bundle.ocirun("start", cid).returncode == 0
+    for _ in range(100):
+        if bundle.state(cid)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    r = bundle.ocirun("delete", cid)
+    assert r.returncode == 0, r.stderr
+    assert not any(os.path.isdir(f"/sys/fs/cgroup/{c}/ocirun/{cid}") for c in os.listdir("/sys/fs/cgroup"))
+    time.sleep(0.1)
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                assert b"sleep\x00777" not in open(f"/proc/{p}/cmdline", "rb").read()
+            except OSError:
+                pass
+
+
+def test_stale_state_dir_in_another_root_cannot_touch_a_container(bundle, tmp_path):
+    cid = bundle.detach(["sleep", "60"])
+    other = tmp_path / "other-root"
+    (other / cid).mkdir(parents=True)
+    import subprocess
+    from support import OCIRUN
+    r = subprocess.run([OCIRUN, "--root", str(other), "delete", "-f", cid], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert bundle.state(cid)["status"] == "running"
+
+
+def test_preserve_fds_must_name_open_fds(bundle):
+    import subprocess
+    from support import OCIRUN
+    bundle.write()
+    r = subprocess.run([OCIRUN, "--root", bundle.root, "run", "--preserve-fds", "6", "-b", bundle.path, "pfx"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert r.returncode == 1 and "--preserve-fds 6: fd" in r.stderr, r.stderr
+
+
+def test_mounts_without_mount_namespace_are_undone_by_delete(bundle):
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
+                                            if n["type"] != "mount"]
+    bundle.config["linux"].pop("maskedPaths", None)
+    bundle.config["linux"].pop("readonlyPaths", None)
+    bundle.config["mounts"] = [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]
+    r = bundle.run(["true"])
+    assert r.returncode == 0, r.stderr
+    assert f"{bundle.rootfs}/tmp " not in open("/proc/self/mountinfo").read()
