@@ -68,8 +68,12 @@ def report():
         return
     if _dest:
         from ocirun.state import _dumps, write_atomic
-        write_atomic(_dest, _dumps([{"phase": n, "ms": round(d, 3), "total_ms": round(c, 3)}
-                                    for n, d, c in rows]).encode(), 0o644)
+        try:
+            write_atomic(_dest, _dumps([{"phase": n, "ms": round(d, 3), "total_ms": round(c, 3)}
+                                        for n, d, c in rows]).encode(), 0o644)
+        except OSError as e:  # the timings must never change the command's outcome
+            from ocirun import log
+            log.warning(f"OCIRUN_TIMINGS: cannot write `{_dest}`: {e.strerror}")
         return
     import sys
     w = max(len(r[0]) for r in rows)

@@ -17,15 +17,18 @@ LIB_RUNS = 20
 
 
 def load_profile(path):
-    """A seccomp section from a file holding either the section or a whole config."""
-    import json
-    with open(path) as f:
-        doc = json.load(f)
-    if isinstance(doc, dict) and "linux" in doc:
+    """A seccomp section from a file holding either the section or a whole config,
+    validated as create would (a bad file is a one-line error, not a benchmark)."""
+    from ocirun.config.load import load_config
+    from ocirun.errors import UsageError
+    doc = load_config(path, f"--profile {path}")
+    if "linux" in doc:
         doc = (doc.get("linux") or {}).get("seccomp")
     if not isinstance(doc, dict) or "defaultAction" not in doc:
-        raise ValueError(f"{path}: no seccomp profile (neither a profile nor a config "
-                         "with linux.seccomp)")
+        raise UsageError(f"--profile {path}: no seccomp profile (neither a profile nor a "
+                         "config with linux.seccomp)")
+    from ocirun.seccomp import normalize
+    normalize.validate(doc)
     return doc
 
 

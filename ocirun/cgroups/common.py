@@ -217,15 +217,25 @@ class Manager:
         pass
 
     def add(self, pid, sub=None):
-        """Move pid into the container's cgroup (every hierarchy), or into the
-        existing sub-cgroup `sub` of it (exec --cgroup)."""
+        """Move pid into the container's cgroup (every hierarchy), or into existing
+        sub-cgroups of it (exec --cgroup): `sub` is a path for every hierarchy, or
+        {controller: path} with "" for the hierarchies no controller names."""
         for d in self._leaf_dirs():
-            if sub:
-                parts = [x for x in sub.split("/") if x]
+            path = sub if isinstance(sub, str) else self._sub_for(d, sub) if sub else None
+            if path:
+                parts = [x for x in path.split("/") if x]
                 if not parts or any(x in (".", "..") for x in parts):
-                    raise OciError(f"--cgroup: `{sub}` must name a sub-cgroup of the container")
+                    raise OciError(f"--cgroup: `{path}` must name a sub-cgroup of the container")
                 d = d + "/" + "/".join(parts)
             write_checked(d, "cgroup.procs", str(pid))
+
+    def _sub_for(self, leaf, sub):
+        """The sub-path of `sub` ({controller: path}) that applies to `leaf`."""
+        hier = getattr(self, "hier", None) or {}
+        for ctrl, base in hier.items():
+            if leaf.startswith(base + "/") and ctrl in sub:
+                return sub[ctrl]
+        return sub.get("")
 
     def apply(self, resources):
         from ocirun.cgroups import validate

@@ -59,9 +59,12 @@ def main(g, args):
         proc = ex.process_from_args(base, cmd, o.env, o.cwd, o.user, gids, o.cap, o.nnp, o.tty)
     if o.preserve_fds is not None and o.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
-    sub = None
+    # --cgroup PATH (every controller) or --cgroup CTRL[,CTRL]:PATH, repeatable
+    sub = {}
     for c in o.cgroup:
-        sub = c.partition(":")[2] or c
+        ctrls, sep, path = c.rpartition(":")
+        for ctrl in (ctrls.split(",") if sep else [""]):
+            sub[ctrl] = path
     return ex.exec_process(g.root, cid, proc, detach=o.detach, pid_file=o.pid_file,
                            console_socket=o.console_socket, preserve_fds=o.preserve_fds or 0,
-                           cgroup_sub=sub)
+                           cgroup_sub=sub or None)

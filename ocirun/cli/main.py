@@ -85,6 +85,8 @@ def _globals(o):
     g.log_format = o.log_format or "text"
     if g.log_format not in ("text", "json"):
         raise UsageError(f"--log-format: unknown format `{g.log_format}`")
+    if o.log_level and o.log_level not in ("debug", "info", "warning", "warn", "error"):
+        raise UsageError(f"--log-level: unknown level `{o.log_level}`")
     g.log_level = o.log_level
     g.debug = o.debug
     manager = o.cgroup_manager or ("systemd" if o.systemd_cgroup else "cgroupfs")
@@ -111,7 +113,7 @@ def main(argv=None):
             return 0
         if not pos:
             sys.stdout.write(USAGE)
-            return 0 if o.help else 2
+            return 0
         verb = pos[0]
         if verb == "help":
             sys.stdout.write(USAGE)

@@ -74,4 +74,6 @@ def parse_duration(text, flag="duration"):
             raise bad(f"unknown unit `{unit}`")
         total_ns += float(num) * mult
         i = k
+    if total_ns > (1 << 63) - 1:  # Go's time.Duration is an int64 of nanoseconds
+        raise bad("out of range")
     return sign * total_ns / 1e9

@@ -131,6 +131,18 @@ def stats(root, cid):
     return _manager(st, "read statistics of").stats()
 
 
+def _wait(p, seconds):
+    """poll() for up to `seconds`, in steps poll(2) accepts; True when ready."""
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if p.poll(max(1, int(min(left, 86400.0) * 1000))):
+            return True
+        if left <= 86400.0:
+            return False
+
+
 def watch(root, cid, interval, emit):
     """`events` without --stats: emit({"type": "stats", ...}) every `interval` seconds and
     {"type": "oom", ...} when the kernel OOM-killed a process of the container since the
@@ -154,7 +166,7 @@ def watch(root, cid, interval, emit):
                 emit({"type": "oom", "id": cid})
             ooms = now
             emit({"type": "stats", "id": cid, "data": m.stats()})
-            if p.poll(max(1, int(interval * 1000))):
+            if _wait(p, interval):
                 break  # init exited
         if m.oom_kills() > ooms:
             emit({"type": "oom", "id": cid})

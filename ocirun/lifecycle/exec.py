@@ -80,6 +80,11 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     if status not in ("running", "created"):
         raise StateError(f"container not running: `{cid}` is {status}")
     validate_process(proc)
+    for fd in range(3, 3 + (preserve_fds or 0)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
     spec = load_container_config(st)
     p = Plan()
     fill_process(p, proc, preserve_fds or 0)

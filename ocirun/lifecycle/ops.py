@@ -64,6 +64,11 @@ def run_poststart(st):
 def kill(root, cid, sig, all_procs=False):
     st = load(root, cid)
     status = st.status()
+    if all_procs and status == "stopped" and st.cgroup:
+        # The init is gone but, without a pid namespace, its children may not be:
+        # containerd's shim sends `kill --all ID 9` for exactly that (runc: exit 0).
+        process.signal_all(st, sig)
+        return
     if status in ("stopped", "creating"):
         raise StateError("container not running")
     if all_procs:

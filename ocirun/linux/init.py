@@ -142,6 +142,11 @@ def _run(plan, chan, fifo_fd, parent_did):
     kernel.prctl(PR_SET_PDEATHSIG, 0)
     chan.send("READY")
     if fifo_fd is not None:
+        # Waiting for `start`: as pid 1 of its namespace the init would ignore
+        # signals it has no handler for, and `kill ID TERM` would be lost. Die of
+        # them instead (as 128+n: pid 1 cannot re-raise them at itself).
+        for sig in _WAIT_SIGNALS:
+            _signal.signal(sig, _die_of)
         # `ocirun start` writes one byte into the exec fifo.
         if not os.read(fifo_fd, 1):
             os._exit(1)
@@ -161,6 +166,14 @@ def _run(plan, chan, fifo_fd, parent_did):
         trampoline.execve(memfd, exe, plan.args, _env_dict(plan.env))
     except OSError as e:
         raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None
+
+
+_WAIT_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM,
+                 _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM)
+
+
+def _die_of(sig, frame):
+    os._exit(128 + sig)
 
 
 def _tmark(plan, chan, name):
@@ -314,9 +327,8 @@ def _finalize(plan, then=None):
     if plan.apparmor:
         _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.apparmor)
     # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
-    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
-    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
-    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ) + _WAIT_SIGNALS:
+        _signal.signal(sig, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     # Every fd above the preserved ones closes at execve (CVE-2024-21626).
     for fd in range(3, 3 + plan.preserve_fds):

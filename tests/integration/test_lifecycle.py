@@ -212,3 +212,55 @@ def test_features_document(bundle):
     assert len(sec["archs"]) == 20
     assert set(d["hooks"]) == {"prestart", "createRuntime", "createContainer", "startContainer",
                                "poststart", "poststop"}
+
+
+@pytest.mark.parametrize("sig,code", [("TERM", 143), ("HUP", 129), ("USR1", 138)])
+def test_signal_to_a_created_container_ends_it(bundle, sig, code):
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    assert bundle.ocirun("kill", cid, sig).returncode == 0
+    assert _wait_status(bundle, cid, "stopped"), f"{sig} was lost"
+    assert bundle.ocirun("delete", cid).returncode == 0
+
+
+def test_kill_all_after_init_exit_reaches_the_leftovers(bundle):
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
+                                            if n["type"] != "pid"]
+    cid = bundle.detach(["sh", "-c", "sleep 1001 </dev/null >/dev/null 2>&1 & exit 0"])
+    assert _wait_status(bundle, cid, "stopped")
+    pids = json.loads(bundle.ocirun("ps", "--format", "json", cid).stdout)
+    assert pids, "the background sleep should still be in the cgroup"
+    r = bundle.ocirun("kill", "--all", cid, "9")
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.2)
+    assert json.loads(bundle.ocirun("ps", "--format", "json", cid).stdout) == []
+    assert bundle.ocirun("delete", cid).returncode == 0
+
+
+def test_exec_cgroup_per_controller(bundle):
+    cid = bundle.detach(["sleep", "60"])
+    sub = f"/sys/fs/cgroup/memory/ocirun/{cid}/sub"
+    if not os.path.isdir(os.path.dirname(sub)):
+        pytest.skip("no v1 memory hierarchy for the container here")
+    os.mkdir(sub)
+    try:
+        r = bundle.ocirun("exec", "--cgroup", "memory:sub", cid, "cat", "/proc/self/cgroup")
+        assert r.returncode == 0, r.stderr
+        lines = dict(l.split(":", 2)[1:] for l in r.stdout.splitlines())
+        assert lines["memory"].endswith("/sub") and not lines["pids"].endswith("/sub"), lines
+    finally:
+        bundle.ocirun("delete", "-f", cid)
+
+
+def test_cli_edge_errors(bundle, tmp_path):
+    r = bundle.ocirun("events", "--interval", "99999999999999h", "x")
+    assert r.returncode == 1 and "invalid duration" in r.stderr and "internal" not in r.stderr
+    bad = tmp_path / "p.json"
+    bad.write_text("root:x:0:0")
+    r = bundle.ocirun("bench", "--only", "seccomp", "--profile", str(bad), "-q")
+    assert r.returncode == 1 and "internal" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = bundle.ocirun("--log-level", "bogus", "list")
+    assert r.returncode != 0 and "--log-level" in r.stderr
+    r = bundle.ocirun()
+    assert r.returncode == 0 and r.stdout.startswith("ocirun - ")
