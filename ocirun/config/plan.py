@@ -101,6 +101,9 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.masked = linux.get("maskedPaths") or ()
     p.readonly_paths = linux.get("readonlyPaths") or ()
     p.sysctl = linux.get("sysctl") or {}
+    if linux.get("mountLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+        from ocirun import log
+        log.warning("linux.mountLabel ignored: SELinux is not enabled on this host")
     p.hostname = spec.get("hostname")
     p.domainname = spec.get("domainname")
 
@@ -143,3 +146,6 @@ def fill_process(p, proc, preserve_fds=0):
     p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
     p.preserve_fds = preserve_fds
     p.apparmor = _apparmor(proc.get("apparmorProfile"))
+    if proc.get("selinuxLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+        from ocirun import log
+        log.warning("process.selinuxLabel ignored: SELinux is not enabled on this host")

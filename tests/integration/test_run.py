@@ -230,3 +230,13 @@ def test_rootfs_propagation(bundle, prop, tag):
         assert optional == [], root
     else:
         assert any(o.startswith(tag) for o in optional), root
+
+
+def test_selinux_labels_without_selinux_warn(bundle):
+    if os.path.exists("/sys/fs/selinux/enforce"):
+        pytest.skip("SELinux is enabled on this host")
+    bundle.config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
+    bundle.config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    r = bundle.run(["true"])
+    assert r.returncode == 0, r.stderr
+    assert "selinuxLabel ignored" in r.stderr and "mountLabel ignored" in r.stderr
