@@ -6,7 +6,7 @@ from ocirun.config.load import parse_config, read_file
 from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
-from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER
+from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
 from ocirun.linux import sync
 from ocirun.linux.init import child_main
 from ocirun.state import (

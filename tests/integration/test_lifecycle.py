@@ -103,10 +103,10 @@ def _no_leftovers(bundle, before_procs):
     after = {p for p in os.listdir("/proc") if p.isdigit()}
     for p in after - before_procs:
         try:
-            exe = os.readlink(f"/proc/{p}/exe")
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read()
         except OSError:
-            continue
-        cmd = open(f"/proc/{p}/cmdline", "rb").read()
+            continue  # gone meanwhile
         assert bundle.path.encode() not in cmd, cmd
 
 

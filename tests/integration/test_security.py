@@ -2,7 +2,6 @@
 CLI as root, assert the host is unchanged and the attack failed."""
 import hashlib
 import os
-import sys
 
 import pytest
 
@@ -35,9 +34,7 @@ def test_A_exec_cannot_open_exe_of_runtime_processes(bundle):
     bundle.config["process"]["args"] = ["true"]
     cid, r = bundle.create()
     assert r.returncode == 0, r.stderr
-    pid = bundle.state(cid)["pid"]
-    status = open(f"/proc/{pid}/status").read()
-    # 'dumpable' is not in status; the mode of /proc/PID/exe access shows it instead
+    # the init (pid 1 inside) is not dumpable: its exe cannot be opened from inside
     r2 = bundle.ocirun("exec", cid, "sh", "-c", "cat /proc/1/exe > /dev/null 2>&1 && echo readable || echo denied")
     assert r2.stdout.strip() == "denied", r2.stdout + r2.stderr
 
