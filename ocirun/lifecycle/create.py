@@ -167,10 +167,6 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
                 raise OciError(payload)
             else:
                 raise OciError("container init exited during setup")
-        if for_run:
-            # run: release the init now; it finishes its privileges and execs while
-            # we write the state (two cores: in parallel).
-            chan.send("START")
         st.pid = init_pid
         st.pid_start = proc_start_time(init_pid)
         st.started = for_run

@@ -13,9 +13,9 @@
                                                     sysctl, hostname, mounts, /dev, pivot_root,
                                                     resolve the executable
                                        <----------  READY
-  write state.json, pid file, run hooks
-  START (run) ----------------------------------->  (create: init waits on the exec fifo instead)
-                                                    rlimits, user, caps, no_new_privs, seccomp
+  write state.json, pid file, run hooks              create: init waits on the exec fifo
+  (run: at the same time as ...)                    run: goes on at once
+                                                    user, caps, no_new_privs, seccomp
                                        <----------  EOF (execve closed the pipe) | ERROR <msg>
 
 Any failure in the child is sent as `ERROR <one line>` and the child _exits: nothing
