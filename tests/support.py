@@ -1,6 +1,9 @@
 """Test support: paths, a busybox rootfs builder and the Bundle helper."""
+import array
 import json
 import os
+import socket
+import threading
 import shutil
 import subprocess
 import sys
@@ -120,3 +123,37 @@ class Bundle:
                            capture_output=True)
 
 
+def console_server(path):
+    """Accept one connection on a unix socket and receive the pty master."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got = {}
+
+    def accept():
+        conn, _ = srv.accept()
+        fds = array.array("i")
+        msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(4))
+        for level, typ, data in anc:
+            fds.frombytes(data[:4])
+        got["fd"] = fds[0]
+        got["name"] = msg.decode()
+        conn.close()
+        srv.close()
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    return t, got
+
+
+def read_all(fd, limit=65536):
+    """Everything a pty master gives until the other side closes (EIO)."""
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, limit)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out

@@ -1,11 +1,10 @@
 """exec and terminals against real containers."""
-import array
 import json
 import os
-import socket
-import threading
 
 import pytest
+
+from support import console_server, read_all
 
 
 @pytest.fixture
@@ -101,44 +100,9 @@ def test_exec_errors(running, tmp_path):
     assert r.returncode == 1 and "container not running" in r.stderr
 
 
-def _console_server(path):
-    """Accept one connection on a unix socket and receive the pty master."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    got = {}
-
-    def accept():
-        conn, _ = srv.accept()
-        fds = array.array("i")
-        msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(4))
-        for level, typ, data in anc:
-            fds.frombytes(data[:4])
-        got["fd"] = fds[0]
-        got["name"] = msg.decode()
-        conn.close()
-        srv.close()
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    return t, got
-
-
-def _read_all(fd, limit=65536):
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, limit)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
-
-
 def test_create_with_console_socket(bundle, tmp_path):
     sock = str(tmp_path / "console.sock")
-    t, got = _console_server(sock)
+    t, got = console_server(sock)
     bundle.config["process"]["terminal"] = True
     bundle.config["process"]["consoleSize"] = {"height": 25, "width": 91}
     bundle.config["process"]["args"] = ["sh", "-c", "tty; stty size; ls -l /dev/console"]
@@ -147,7 +111,7 @@ def test_create_with_console_socket(bundle, tmp_path):
     t.join(5)
     assert got["name"].startswith("/dev/pts/")
     assert bundle.ocirun("start", cid).returncode == 0
-    out = _read_all(got["fd"]).decode()
+    out = read_all(got["fd"]).decode()
     os.close(got["fd"])
     assert "/dev/pts/0" in out and "25 91" in out, out
     assert "136,   0" in out  # /dev/console is the pty of the container's devpts
@@ -156,11 +120,11 @@ def test_create_with_console_socket(bundle, tmp_path):
 def test_exec_tty_with_console_socket(running, tmp_path):
     bundle, cid, _ = running
     sock = str(tmp_path / "exec.sock")
-    t, got = _console_server(sock)
+    t, got = console_server(sock)
     r = bundle.ocirun("exec", "-t", "--console-socket", sock, "-d", cid, "sh", "-c", "tty; echo done")
     assert r.returncode == 0, r.stderr
     t.join(5)
-    out = _read_all(got["fd"]).decode()
+    out = read_all(got["fd"]).decode()
     os.close(got["fd"])
     assert "/dev/pts/" in out and "done" in out, out
 

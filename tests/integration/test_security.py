@@ -163,9 +163,7 @@ def test_K_fifo_at_etc_passwd_does_not_hang(bundle):
 
 
 def test_F_console_symlink_in_rootfs_changes_nothing(bundle, tmp_path):
-    import array
-    import socket
-    import threading
+    from support import console_server, read_all
     # no /dev tmpfs: the image's own /dev, with /dev/console aimed at core_pattern
     bundle.config["mounts"] = [m for m in bundle.config["mounts"]
                                if m["destination"] not in ("/dev", "/dev/shm", "/dev/mqueue")]
@@ -173,38 +171,15 @@ def test_F_console_symlink_in_rootfs_changes_nothing(bundle, tmp_path):
     os.symlink("/proc/sys/kernel/core_pattern", f"{bundle.rootfs}/dev/console")
     before = open("/proc/sys/kernel/core_pattern").read()
     sock = str(tmp_path / "c.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock)
-    srv.listen(1)
-    got = {}
-
-    def accept():
-        conn, _ = srv.accept()
-        fds = array.array("i")
-        _, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(4))
-        for _, _, data in anc:
-            fds.frombytes(data[:4])
-        got["fd"] = fds[0]
-        conn.close()
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
+    t, got = console_server(sock)
     bundle.config["process"]["terminal"] = True
     bundle.config["process"]["args"] = ["sh", "-c", "ls -l /dev/console; echo x > /dev/console"]
     cid, r = bundle.create(None, "--console-socket", sock)
     assert r.returncode == 0, r.stderr
     t.join(5)
     assert bundle.ocirun("start", cid).returncode == 0
-    out = b""
-    while True:
-        try:
-            chunk = os.read(got["fd"], 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
+    out = read_all(got["fd"])
     os.close(got["fd"])
-    srv.close()
     assert b"136," in out, out  # the container's console is a pty of its devpts
     assert open("/proc/sys/kernel/core_pattern").read() == before
     assert os.path.islink(f"{bundle.rootfs}/dev/console") is False
