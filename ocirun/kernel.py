@@ -282,4 +282,4 @@ def fstatfs_type(fd):
     """f_type of the filesystem holding `fd` (struct statfs starts with it)."""
     buf = bytearray(120)
     _raw(_NR["fstatfs"], fd, buf)
-    return int.from_bytes(buf[:8], "little" if os.uname().machine != "s390x" else "big")
+    return struct.unpack_from("l", buf)[0]

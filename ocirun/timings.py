@@ -50,6 +50,12 @@ def add(name, ns):
             _die()
 
 
+def add_remote(payload):
+    """A `T name ns` message of the container init's."""
+    name, _, ns = payload.rpartition(" ")
+    add("init: " + name, int(ns))
+
+
 def _die():
     import os
     os.kill(os.getpid(), 9)

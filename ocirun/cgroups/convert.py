@@ -79,3 +79,8 @@ def cpu_max(quota, period):
 def device_number(n):
     """Major/minor for device rules: None or -1 is the wildcard `*`."""
     return "*" if n is None or n == -1 else str(n)
+
+
+def major_minor(entry):
+    """"8:0" for a blockIO weightDevice / throttle entry (v1 and v2 files alike)."""
+    return f"{entry['major']}:{entry['minor']}"

@@ -51,10 +51,6 @@ def find_hierarchies(root, mountinfo):
 
 # -- linux.resources -> v1 files -----------------------------------------------------------
 
-def _dev(entry):
-    return f"{entry['major']}:{entry['minor']}"
-
-
 def device_rule(rule):
     """"c 1:3 rwm" for a devices.allow/deny line. Type "a" is written alone: the kernel
     treats it as "every device" and ignores numbers and access."""
@@ -126,18 +122,18 @@ def plan_v1(res, update=False, field="linux.resources"):
         steps.append(step_write("blkio", [("blkio.leaf_weight", str(bio["leafWeight"]))], f"{f}.leafWeight", "warn"))
     for i, wd in enumerate(bio.get("weightDevice") or ()):
         if wd.get("weight"):
-            line = f"{_dev(wd)} {wd['weight']}"
+            line = f"{convert.major_minor(wd)} {wd['weight']}"
             steps.append(step_write("blkio", [("blkio.weight_device", line), ("blkio.bfq.weight_device", line)],
                                     f"{f}.weightDevice[{i}].weight"))
         if wd.get("leafWeight"):
-            steps.append(step_write("blkio", [("blkio.leaf_weight_device", f"{_dev(wd)} {wd['leafWeight']}")],
+            steps.append(step_write("blkio", [("blkio.leaf_weight_device", f"{convert.major_minor(wd)} {wd['leafWeight']}")],
                                     f"{f}.weightDevice[{i}].leafWeight", "warn"))
     for key, name in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
                       ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
                       ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
                       ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
         for i, t in enumerate(bio.get(key) or ()):
-            steps.append(step_write("blkio", [(name, f"{_dev(t)} {t['rate']}")], f"{f}.{key}[{i}]"))
+            steps.append(step_write("blkio", [(name, f"{convert.major_minor(t)} {t['rate']}")], f"{f}.{key}[{i}]"))
 
     for i, h in enumerate(res.get("hugepageLimits") or ()):
         steps.append(step_write("hugetlb", [(f"hugetlb.{h['pageSize']}.limit_in_bytes", str(h["limit"]))],

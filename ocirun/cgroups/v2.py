@@ -10,10 +10,6 @@ from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint, ste
 UINT64_MAX = (1 << 64) - 1
 
 
-def _dev(entry):
-    return f"{entry['major']}:{entry['minor']}"
-
-
 def plan_v2(res, update=False, field="linux.resources"):
     steps = []
     mem = res.get("memory") or {}
@@ -78,8 +74,8 @@ def plan_v2(res, update=False, field="linux.resources"):
     for i, wd in enumerate(bio.get("weightDevice") or ()):
         if wd.get("weight"):
             w = wd["weight"]
-            steps.append(step_write("io", [("io.bfq.weight", f"{_dev(wd)} {w}"),
-                                           ("io.weight", f"{_dev(wd)} {convert.blkio_weight_to_io_weight(w)}")],
+            steps.append(step_write("io", [("io.bfq.weight", f"{convert.major_minor(wd)} {w}"),
+                                           ("io.weight", f"{convert.major_minor(wd)} {convert.blkio_weight_to_io_weight(w)}")],
                                     f"{f}.weightDevice[{i}].weight"))
         if wd.get("leafWeight"):
             steps.append(step_warn(f"{f}.weightDevice[{i}].leafWeight: not supported on cgroup v2; ignored"))
@@ -88,7 +84,7 @@ def plan_v2(res, update=False, field="linux.resources"):
         for i, t in enumerate(bio.get(key) or ()):
             # rate 0 means "no limit" in v1 throttle files; io.max spells it "max"
             rate = t["rate"] or "max"
-            steps.append(step_write("io", [("io.max", f"{_dev(t)} {io_key}={rate}")], f"{f}.{key}[{i}]"))
+            steps.append(step_write("io", [("io.max", f"{convert.major_minor(t)} {io_key}={rate}")], f"{f}.{key}[{i}]"))
 
     for i, h in enumerate(res.get("hugepageLimits") or ()):
         steps.append(step_write("hugetlb", [(f"hugetlb.{h['pageSize']}.max", str(h["limit"]))],

@@ -132,6 +132,11 @@ def _diagnose(text, label):
 def load_config(path, label=None):
     """Read and decode config.json (or a process.json); errors are ConfigError with messages
     such as "config.json: not found" or "config.json: invalid JSON at line 3 column 7: ..."."""
+    return load_config_bytes(path, label)[0]
+
+
+def load_config_bytes(path, label=None):
+    """load_config, and the bytes it was decoded from (create keeps a copy)."""
     if label is None:
         label = os.path.basename(path) or path
     data = read_file(path, label)
@@ -139,4 +144,4 @@ def load_config(path, label=None):
         text = data.decode()
     except UnicodeDecodeError:
         raise _error(f"{label}: not valid UTF-8") from None
-    return parse_config(text, label)
+    return parse_config(text, label), data

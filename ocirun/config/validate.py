@@ -190,11 +190,8 @@ def _kstrlist(v, field):
 
 
 def _env(v, field):
-    if type(v) is not list:
-        _want(v, "an array", field)
+    _kstrlist(v, field)
     for i, s in enumerate(v):
-        if type(s) is not str or "\0" in s or not _text_ok(s):
-            _kstr(s, f"{field}[{i}]")
         if s.find("=") < 1:
             _fail(f"{field}[{i}]", f"{_q(s)} is not of the form KEY=VALUE")
     return v

@@ -2,7 +2,7 @@
 import os
 
 from ocirun import kernel, timings
-from ocirun.config.load import parse_config, read_file
+from ocirun.config.load import load_config_bytes
 from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
@@ -18,13 +18,11 @@ class Created:
     """What `run` needs after create: the state, the channel to the init, and the
     pty master when `run` relays the terminal itself."""
 
-    __slots__ = ("state", "chan", "spec", "manager", "pty_master")
+    __slots__ = ("state", "chan", "pty_master")
 
-    def __init__(self, state, chan, spec, manager, pty_master=None):
+    def __init__(self, state, chan, pty_master=None):
         self.state = state
         self.chan = chan
-        self.spec = spec
-        self.manager = manager
         self.pty_master = pty_master
 
 
@@ -43,11 +41,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         config_path = f"{bundle}/config.json"
     elif not config_path.startswith("/"):
         config_path = f"{bundle}/{config_path}"
-    raw = read_file(config_path, "config.json")
-    try:
-        spec = parse_config(raw.decode(), "config.json")
-    except UnicodeDecodeError:
-        raise OciError("config.json: not valid UTF-8") from None
+    spec, raw = load_config_bytes(config_path, "config.json")
     timings.mark("config load")
     validate(spec)
     timings.mark("config validate")
@@ -149,8 +143,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         while True:
             tag, payload = chan.recv()
             if tag == "T":
-                name, _, ns = payload.rpartition(" ")
-                timings.add("init: " + name, int(ns))
+                timings.add_remote(payload)
                 continue
             if tag == "READY":
                 break
@@ -179,7 +172,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
             from ocirun.linux.terminal import recv_fd
             master, _ = recv_fd(relay_fd)
             os.close(relay_fd)
-        return Created(st, chan, spec, manager, master)
+        return Created(st, chan, master)
     except BaseException:
         for fd in (relay_fd, plan.console_fd):
             if fd is not None:
@@ -194,31 +187,9 @@ def _fork(plan, chan, child_chan, fifo_fd):
     second fork; a user namespace must own them, so then the child forks again."""
     parent_did = 0
     saved = []
-    if not plan.userns_new:
-        for typ, path, flag in plan.ns_join:
-            if flag in (CLONE_NEWPID, CLONE_NEWTIME):
-                name = "pid" if flag == CLONE_NEWPID else "time"
-                own = os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-                saved.append((own, flag))
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    kernel.setns(fd, flag)
-                except OSError as e:
-                    raise OciError(f"join namespace `{path}`: {e.strerror}") from None
-                finally:
-                    os.close(fd)
-                parent_did |= flag
-        new = plan.ns_new & (CLONE_NEWPID | CLONE_NEWTIME)
-        if new:
-            for flag, name in ((CLONE_NEWPID, "pid"), (CLONE_NEWTIME, "time")):
-                if new & flag and not parent_did & flag:
-                    saved.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
-            kernel.unshare(new)
-            if new & CLONE_NEWTIME and plan.time_offsets:
-                with open("/proc/self/timens_offsets", "w") as f:
-                    f.write(plan.time_offsets)
-            parent_did |= new
     try:
+        if not plan.userns_new:
+            parent_did = _enter_early_namespaces(plan, saved)
         pid = os.fork()
         if pid == 0:
             # Our copy of the runtime's ends must go, or a runtime that dies would
@@ -232,6 +203,35 @@ def _fork(plan, chan, child_chan, fifo_fd):
             kernel.setns(fd, flag)  # back to our own namespaces for children
             os.close(fd)
     return pid, parent_did
+
+
+def _enter_early_namespaces(plan, saved):
+    """Create or join the pid and time namespaces for our children (they only ever
+    apply to children); `saved` gets fds of our own, to come back after fork."""
+    did = 0
+    for typ, path, flag in plan.ns_join:
+        if flag in (CLONE_NEWPID, CLONE_NEWTIME):
+            name = "pid" if flag == CLONE_NEWPID else "time"
+            saved.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                kernel.setns(fd, flag)
+            except OSError as e:
+                raise OciError(f"join namespace `{path}`: {e.strerror}") from None
+            finally:
+                os.close(fd)
+            did |= flag
+    new = plan.ns_new & (CLONE_NEWPID | CLONE_NEWTIME)
+    if new:
+        for flag, name in ((CLONE_NEWPID, "pid"), (CLONE_NEWTIME, "time")):
+            if new & flag and not did & flag:
+                saved.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+        kernel.unshare(new)
+        if new & CLONE_NEWTIME and plan.time_offsets:
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write(plan.time_offsets)
+        did |= new
+    return did
 
 
 def _run_create_hooks(st, init_pid, hooks):

@@ -43,8 +43,7 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
             tag, payload = c.chan.recv()  # EOF: execve closed the pipe
             if tag != "T":
                 break
-            name, _, ns = payload.rpartition(" ")
-            timings.add("init: " + name, int(ns))
+            timings.add_remote(payload)
         timings.mark("execve done")
         c.chan.close()
         if tag == "ERROR":

@@ -3,7 +3,6 @@ new process. Shares the privilege and exec steps with the container init."""
 import os
 
 from ocirun import kernel
-from ocirun.errors import OciError
 from ocirun.kernel import PR_SET_DUMPABLE, PR_SET_PDEATHSIG
 from ocirun.linux import init as init_mod
 from ocirun.linux import trampoline
@@ -14,12 +13,7 @@ def exec_main(plan, chan, pidfd, ns_flags, root_fd):
     try:
         _run(plan, chan, pidfd, ns_flags, root_fd)
     except BaseException as e:
-        msg = e.msg if isinstance(e, OciError) else (
-            e.strerror if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
-        try:
-            chan.send("ERROR", msg)
-        except BaseException:
-            pass
+        init_mod.report_and_exit(chan, e)
     os._exit(1)
 
 

@@ -38,18 +38,24 @@ def _step(what, fn, *args):
 def child_main(plan, chan, fifo_fd, parent_did):
     """Entry point after fork. `parent_did`: namespace flags the runtime already
     created or joined for us before fork (pid, time)."""
-    code = 1
     try:
         _run(plan, chan, fifo_fd, parent_did)
-    except BaseException as e:  # the child's single error path
-        msg = e.msg if isinstance(e, OciError) else (
-            f"{e.strerror}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
-            if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
-        try:
-            chan.send("ERROR", msg)
-        except BaseException:
-            pass
-    os._exit(code)
+    except BaseException as e:
+        report_and_exit(chan, e)
+    os._exit(1)
+
+
+def report_and_exit(chan, e):
+    """The child's single error path: one line to the runtime, then _exit (nothing
+    unwinds into the runtime's code in the child)."""
+    msg = e.msg if isinstance(e, OciError) else (
+        f"{e.strerror}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
+        if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
+    try:
+        chan.send("ERROR", msg)
+    except BaseException:
+        pass
+    os._exit(1)
 
 
 def _run(plan, chan, fifo_fd, parent_did):
@@ -105,8 +111,6 @@ def _run(plan, chan, fifo_fd, parent_did):
         if pid:
             chan.send("PID", str(pid))
             os._exit(0)
-    elif plan.time_offsets and parent_did & CLONE_NEWTIME:
-        pass  # the runtime wrote them before fork
 
     for key, value in plan.sysctl.items():
         _step(f"sysctl {key}", _write_proc, "/proc/sys/" + key.replace(".", "/"), value)
