@@ -9,6 +9,7 @@ import struct
 
 try:
     from ocirun._sys import address as _address
+    from ocirun._sys import fork_into_cgroup
     from ocirun._sys import syscall as _raw
 except ImportError:  # no C compiler at install: the same interface over ctypes
     import ctypes as _ct
@@ -33,6 +34,11 @@ except ImportError:  # no C compiler at install: the same interface over ctypes
             err = _ct.get_errno()
             raise OSError(err, os.strerror(err))
         return ret
+
+    def fork_into_cgroup(fd):
+        """Needs the C extension (the interpreter's fork bookkeeping is C API)."""
+        import errno
+        raise OSError(errno.ENOSYS, "fork_into_cgroup needs ocirun._sys")
 
     def _address(obj):
         if isinstance(obj, bytes):

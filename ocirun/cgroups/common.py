@@ -229,6 +229,12 @@ class Manager:
                 d = d + "/" + "/".join(parts)
             write_checked(d, "cgroup.procs", str(pid))
 
+    def fork_targets(self):
+        """(cgroup v2 leaf or None, [cgroup v1 leaves]): where a new init can be born
+        (clone3 CLONE_INTO_CGROUP, v2 only) and which hierarchies it then joins by
+        itself (create.py _fork_init)."""
+        return None, []
+
     def _sub_for(self, leaf, sub):
         """The sub-path of `sub` ({controller: path}) that applies to `leaf`."""
         hier = getattr(self, "hier", None) or {}

@@ -259,6 +259,13 @@ class V1Manager(common.Manager):
     def _leaf_dirs(self):
         return [b + self.path for b in self._bases()]
 
+    def fork_targets(self):
+        leaves = self._leaf_dirs()
+        v2 = self.unified + self.path if self.unified else None
+        if v2 not in leaves:
+            v2 = None
+        return v2, [d for d in leaves if d != v2]
+
     def dir(self, ctrl):
         b = self.hier.get(ctrl)
         return b + self.path if b else None

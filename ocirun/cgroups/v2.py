@@ -151,6 +151,9 @@ class V2Manager(common.Manager):
     def _procs_dir(self):
         return self.leaf
 
+    def fork_targets(self):
+        return self.leaf, []
+
     def _enable_controllers(self, wanted):
         """Make `wanted` controllers available in the leaf: each ancestor must list them in
         cgroup.subtree_control. Only what is missing is written, so on a host where the

@@ -35,11 +35,12 @@ def _step(what, fn, *args):
         raise InitError(f"{what}: {name} ({e.strerror})") from None
 
 
-def child_main(plan, chan, fifo_fd, parent_did):
+def child_main(plan, chan, fifo_fd, parent_did, cgroup_join=()):
     """Entry point after fork. `parent_did`: namespace flags the runtime already
-    created or joined for us before fork (pid, time)."""
+    created or joined for us before fork (pid, time). `cgroup_join`: cgroup v1
+    directories to move ourselves into (lifecycle/create.py _fork_init)."""
     try:
-        _run(plan, chan, fifo_fd, parent_did)
+        _run(plan, chan, fifo_fd, parent_did, cgroup_join)
     except BaseException as e:
         report_and_exit(chan, e)
     os._exit(1)
@@ -58,12 +59,15 @@ def report_and_exit(chan, e):
     os._exit(1)
 
 
-def _run(plan, chan, fifo_fd, parent_did):
+def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
     # Not dumpable: nothing in the container may open our /proc/PID/exe (the host's
     # interpreter) or ptrace us before execve (CVE-2019-5736). Die with the runtime
     # while we are being set up.
     kernel.prctl(PR_SET_DUMPABLE, 0)
     kernel.prctl(PR_SET_PDEATHSIG, 9)
+    for d in cgroup_join:
+        # "0" in `tasks`: this thread (the whole process: we have one) moves itself.
+        _step(f"join cgroup {d}", _write_proc, d + "/tasks", "0")
     tag, _ = chan.recv()  # EOF if the runtime died before (or while) we set PDEATHSIG
     if tag != "GO":
         os._exit(1)

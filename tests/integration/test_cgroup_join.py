@@ -1,0 +1,133 @@
+"""How the init gets into its cgroup (lifecycle/create.py _fork_init).
+
+Born in the cgroup v2 directory by clone3(CLONE_INTO_CGROUP), then moving itself into
+every cgroup v1 hierarchy through `tasks`: no write of its pid to cgroup.procs by the
+runtime, which waits for an RCU grace period. Whatever the path, the container's
+process must be in its cgroup in every hierarchy, from its first instruction on."""
+import errno
+import os
+
+import pytest
+
+from ocirun import kernel
+from ocirun.api import Runtime
+from ocirun.cgroups import common, detect
+
+from test_cgroups_v2_private import in_pure_v2
+
+
+def _cgroup_lines(text):
+    """{hierarchy: path} of a /proc/PID/cgroup, without named (controller-less) v1
+    hierarchies such as name=systemd, which no runtime joins."""
+    out = {}
+    for line in text.splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if not ctrls.startswith("name="):
+            out[ctrls] = path
+    return out
+
+
+def _run_cat_cgroup(bundle, tmp_path, cid):
+    """Run `cat /proc/self/cgroup` in a container through the library (same code
+    as the CLI, in this process, so tests can replace pieces of it)."""
+    bundle.config["process"]["args"] = ["cat", "/proc/self/cgroup"]
+    bundle.write()
+    out = tmp_path / f"{cid}.out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    saved = os.dup(1)
+    os.dup2(fd, 1)
+    try:
+        code = Runtime(root=bundle.root).run(cid, bundle.path)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(fd)
+    assert code == 0
+    return _cgroup_lines(out.read_text())
+
+
+@pytest.fixture
+def v1_host():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates containers with cgroups")
+    if detect() == "unified":
+        pytest.skip("host is pure cgroup v2: covered by test_pure_v2_init_is_born_in_its_cgroup")
+
+
+def test_init_is_in_every_hierarchy_without_a_procs_write(bundle, tmp_path, v1_host, monkeypatch):
+    def no_add(self, pid, sub=None):
+        raise AssertionError("the runtime wrote the init's pid to cgroup.procs")
+    monkeypatch.setattr(common.Manager, "add", no_add)
+    seen = _run_cat_cgroup(bundle, tmp_path, "join1")
+    assert seen, "no cgroup lines"
+    assert all(p == "/ocirun/join1" for p in seen.values()), seen
+
+
+def test_without_clone3_the_runtime_adds_the_pid(bundle, tmp_path, v1_host, monkeypatch):
+    def enosys(fd):
+        raise OSError(errno.ENOSYS, "clone3 unavailable")
+    monkeypatch.setattr(kernel, "fork_into_cgroup", enosys)
+    added = []
+    real_add = common.Manager.add
+
+    def add(self, pid, sub=None):
+        added.append(pid)
+        return real_add(self, pid, sub)
+    monkeypatch.setattr(common.Manager, "add", add)
+    seen = _run_cat_cgroup(bundle, tmp_path, "join2")
+    if os.path.isdir("/sys/fs/cgroup/unified"):
+        assert added, "hybrid host without clone3: the runtime must add the pid"
+    assert all(p == "/ocirun/join2" for p in seen.values()), seen
+
+
+def test_a_cgroup_the_init_cannot_join_fails_create_and_leaves_nothing(bundle, tmp_path, v1_host,
+                                                                        monkeypatch):
+    """The init's own join fails (a v1 directory that is gone): create reports it in
+    one line and leaves no state directory, cgroup or process."""
+    from ocirun.cgroups import v1
+    real = v1.V1Manager.fork_targets
+
+    def broken(self):
+        v2, dirs = real(self)
+        return v2, dirs + [dirs[0] + "/missing"] if dirs else dirs
+    monkeypatch.setattr(v1.V1Manager, "fork_targets", broken)
+    bundle.config["process"]["args"] = ["true"]
+    bundle.write()
+    from ocirun.errors import OciError
+    with pytest.raises(OciError, match="join cgroup .*/missing"):
+        Runtime(root=bundle.root).run("join3", bundle.path)
+    assert not os.path.exists(os.path.join(bundle.root, "join3"))
+    assert not any(os.path.exists(f"{b}/ocirun/join3") for b in
+                   (os.path.join("/sys/fs/cgroup", n) for n in os.listdir("/sys/fs/cgroup")))
+
+
+def _pure_v2_run(repo_bundle_path, root, name):
+    """In a pure v2 view: run a container in /<name>/c and report its cgroup line."""
+    import json
+    import subprocess
+    from support import OCIRUN
+    cfg_path = os.path.join(repo_bundle_path, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = ["cat", "/proc/self/cgroup"]
+    cfg["linux"]["cgroupsPath"] = f"/{name}/c"
+    cfg["linux"]["resources"].pop("pids", None)  # no controller is delegated here
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    r = subprocess.run([OCIRUN, "--root", root, "run", "-b", repo_bundle_path, "v2c"],
+                       capture_output=True, text=True, timeout=60)
+    left = os.path.exists(f"/sys/fs/cgroup/{name}/c")
+    if os.path.isdir(f"/sys/fs/cgroup/{name}"):
+        os.rmdir(f"/sys/fs/cgroup/{name}")
+    return {"rc": r.returncode, "err": r.stderr, "out": r.stdout, "left": left}
+
+
+def test_pure_v2_init_is_born_in_its_cgroup(bundle, cgname):
+    if not os.path.isdir("/sys/fs/cgroup/unified") and detect() != "unified":
+        pytest.skip("no cgroup2 hierarchy on this host")
+    bundle.write()
+    r = in_pure_v2(_pure_v2_run, bundle.path, bundle.root, cgname)
+    assert r["rc"] == 0, r["err"]
+    v2_line = [x for x in r["out"].splitlines() if x.startswith("0::")]
+    assert v2_line == [f"0::/{cgname}/c"], r["out"]
+    assert not r["left"]
