@@ -7,6 +7,7 @@ from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
+from ocirun.lifecycle.forking import fork_in_cgroup
 from ocirun.linux import sync
 from ocirun.linux.init import child_main
 from ocirun.state import (
@@ -134,7 +135,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         if plan.seccomp is not None and plan.seccomp.listener is not None:
             plan.seccomp.listener[0].close()  # the init holds its own copy
         init_pid = pid
-        if manager is not None and not joined:
+        if not joined:
             manager.add(pid)
         chan.send("GO")
         # While the init sets itself up: exec takes the container's process defaults
@@ -191,7 +192,7 @@ def _fork(plan, chan, child_chan, fifo_fd, manager):
     try:
         if not plan.userns_new:
             parent_did = _enter_early_namespaces(plan, saved)
-        pid, self_join = _fork_init(manager)
+        pid, self_join = fork_in_cgroup(manager)
         if pid == 0:
             # Our copy of the runtime's ends must go, or a runtime that dies would
             # leave the init waiting on a pipe that never reports EOF.
@@ -203,32 +204,7 @@ def _fork(plan, chan, child_chan, fifo_fd, manager):
         for fd, flag in saved:
             kernel.setns(fd, flag)  # back to our own namespaces for children
             os.close(fd)
-    return pid, parent_did, self_join is not None
-
-
-def _fork_init(manager):
-    """fork(), with the init put in its cgroup without the runtime writing its pid to
-    cgroup.procs: that write takes the kernel's cgroup_threadgroup_rwsem for writing,
-    which waits for an RCU grace period (5-20 ms measured here, more than the rest of
-    a container start). Instead the init is born in its cgroup v2 directory
-    (clone3 CLONE_INTO_CGROUP) and joins its cgroup v1 hierarchies itself, first
-    thing after fork, by writing "0" to their `tasks` files (a thread moving itself
-    skips that lock). Returns (pid, the v1 directories the child joins), or (pid,
-    None) when the runtime must still add the pid (no C extension, a kernel before
-    5.7, an unusual manager)."""
-    v2, v1 = manager.fork_targets() if manager is not None else (None, [])
-    if v2 is None:
-        return os.fork(), (v1 if manager is not None and v1 else None)
-    try:
-        fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return os.fork(), None
-    try:
-        return kernel.fork_into_cgroup(fd), v1
-    except OSError:
-        return os.fork(), None
-    finally:
-        os.close(fd)
+    return pid, parent_did, manager is None or self_join is not None
 
 
 def _enter_early_namespaces(plan, saved):

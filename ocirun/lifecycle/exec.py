@@ -8,6 +8,7 @@ from ocirun import kernel
 from ocirun.config.plan import Plan, fill_process
 from ocirun.errors import ConfigError, OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
+from ocirun.lifecycle.forking import fork_in_cgroup
 from ocirun.lifecycle.process import open_init
 from ocirun.linux import sync
 from ocirun.linux.caps import last_cap
@@ -144,12 +145,19 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                     _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH):
             _signal.signal(sig, forward)
+    manager = None
+    if st.cgroup:
+        from ocirun.cgroups import from_dict
+        manager = from_dict(st.cgroup)
     try:
-        pid = os.fork()
+        if cgroup_sub:  # a sub-cgroup (exec --cgroup): the runtime adds the pid there
+            pid, self_join = os.fork(), None
+        else:
+            pid, self_join = fork_in_cgroup(manager)
         if pid == 0:
             chan.close()  # see create: EOF must reach us if the runtime dies
             from ocirun.linux.exec_init import exec_main
-            exec_main(p, child_chan, pidfd, flags & ~early, root_fd)
+            exec_main(p, child_chan, pidfd, flags & ~early, root_fd, self_join or ())
     finally:
         for fd, flag in saved:
             kernel.setns(fd, flag)
@@ -161,9 +169,8 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         os.close(p.console_fd)
     forward_to.append(pid)
     try:
-        if st.cgroup:
-            from ocirun.cgroups import from_dict
-            from_dict(st.cgroup).add(pid, cgroup_sub)
+        if manager is not None and self_join is None:
+            manager.add(pid, cgroup_sub)
         if p.seccomp is not None and p.seccomp.listener is not None:
             p.seccomp.listener[0].close()
         chan.send("GO", str(pid))

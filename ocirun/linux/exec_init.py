@@ -9,20 +9,21 @@ from ocirun.linux import trampoline
 from ocirun.linux.init import InitError, _step
 
 
-def exec_main(plan, chan, pidfd, ns_flags, root_fd):
+def exec_main(plan, chan, pidfd, ns_flags, root_fd, cgroup_join=()):
     try:
-        _run(plan, chan, pidfd, ns_flags, root_fd)
+        _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join)
     except BaseException as e:
         init_mod.report_and_exit(chan, e)
     os._exit(1)
 
 
-def _run(plan, chan, pidfd, ns_flags, root_fd):
+def _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join):
     # Non-dumpable before entering: a process of the container must not reach our
     # /proc/PID/exe, the host's interpreter (CVE-2019-5736).
     kernel.prctl(PR_SET_DUMPABLE, 0)
     kernel.prctl(PR_SET_PDEATHSIG, 9)
-    tag, payload = chan.recv()  # the runtime has put us in the container's cgroup
+    init_mod.join_cgroups(cgroup_join)
+    tag, payload = chan.recv()  # we are in the container's cgroup
     if tag != "GO":
         os._exit(1)
     plan.host_pid = int(payload)  # our pid as the host sees it (seccomp listener)

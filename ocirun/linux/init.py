@@ -46,6 +46,13 @@ def child_main(plan, chan, fifo_fd, parent_did, cgroup_join=()):
     os._exit(1)
 
 
+def join_cgroups(dirs):
+    """Move ourselves into cgroup v1 directories (lifecycle/forking.py): "0" in
+    `tasks` is the writing thread, which here is the whole process."""
+    for d in dirs:
+        _step(f"join cgroup {d}", _write_proc, d + "/tasks", "0")
+
+
 def report_and_exit(chan, e):
     """The child's single error path: one line to the runtime, then _exit (nothing
     unwinds into the runtime's code in the child)."""
@@ -65,9 +72,7 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
     # while we are being set up.
     kernel.prctl(PR_SET_DUMPABLE, 0)
     kernel.prctl(PR_SET_PDEATHSIG, 9)
-    for d in cgroup_join:
-        # "0" in `tasks`: this thread (the whole process: we have one) moves itself.
-        _step(f"join cgroup {d}", _write_proc, d + "/tasks", "0")
+    join_cgroups(cgroup_join)
     tag, _ = chan.recv()  # EOF if the runtime died before (or while) we set PDEATHSIG
     if tag != "GO":
         os._exit(1)

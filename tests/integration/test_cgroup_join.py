@@ -131,3 +131,37 @@ def test_pure_v2_init_is_born_in_its_cgroup(bundle, cgname):
     v2_line = [x for x in r["out"].splitlines() if x.startswith("0::")]
     assert v2_line == [f"0::/{cgname}/c"], r["out"]
     assert not r["left"]
+
+
+def test_exec_process_is_in_every_hierarchy_without_a_procs_write(bundle, tmp_path, v1_host,
+                                                                  monkeypatch):
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.write()
+    rt = Runtime(root=bundle.root)
+    out = tmp_path / "exec.out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    saved = [os.dup(0), os.dup(1), os.dup(2)]
+    for n in (0, 1, 2):  # the init keeps the stdio it was created with: a file
+        os.dup2(fd, n)
+    try:
+        c = rt.create("join4", bundle.path)
+        bundle.ids.append("join4")
+        c.start()
+
+        def no_add(self, pid, sub=None):
+            raise AssertionError("the runtime wrote the exec'd pid to cgroup.procs")
+        monkeypatch.setattr(common.Manager, "add", no_add)
+        os.ftruncate(1, 0)
+        os.lseek(1, 0, os.SEEK_SET)
+        code = c.exec(["cat", "/proc/self/cgroup"])
+    finally:
+        for n, s in zip((0, 1, 2), saved):
+            os.dup2(s, n)
+            os.close(s)
+        os.close(fd)
+    monkeypatch.undo()
+    c.kill("KILL")
+    c.delete(force=True)
+    assert code == 0
+    seen = _cgroup_lines(out.read_text())
+    assert seen and all(p == "/ocirun/join4" for p in seen.values()), seen
