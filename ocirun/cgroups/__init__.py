@@ -35,7 +35,10 @@ FIELD_PATH = "linux.cgroupsPath"
 
 
 def _mount_entries(mountinfo):
-    """[(mountpoint, fstype, super_options)] from a mountinfo file; [] if unreadable."""
+    """[(mountpoint, fstype, super_options)] from a mountinfo file; [] if unreadable.
+    `mountinfo` may also be such a list already (open_manager reads the file once)."""
+    if isinstance(mountinfo, list):
+        return mountinfo
     try:
         with open(mountinfo, "rb") as f:
             data = f.read().decode("utf-8", "surrogateescape")
@@ -126,6 +129,7 @@ def open_manager(kind, cgroups_path, container_id, root=DEFAULT_ROOT, mode=None,
     if kind == "systemd":
         from ocirun.cgroups import systemd
         systemd.check_available()
+    mountinfo = _mount_entries(mountinfo)  # once, for detect() and the v1 hierarchies
     if mode is None:
         mode = detect(root, mountinfo)
     elif mode not in MODES:

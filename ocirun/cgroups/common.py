@@ -101,6 +101,17 @@ def mkdir_chain(base, path, created):
     """mkdir each missing directory of base+path; appends what it made to `created`.
     ENOENT on a parent another runtime just removed (it emptied a shared parent) is
     retried a few times instead of failing the container."""
+    leaf = base + path
+    try:  # the usual case, the parents exist: one mkdir
+        os.mkdir(leaf, 0o755)
+        created.append(leaf)
+        return
+    except FileExistsError:
+        if not os.path.isdir(leaf):
+            raise OciError(f"create cgroup {leaf}: exists and is not a directory") from None
+        return
+    except FileNotFoundError:
+        pass
     if not os.path.isdir(base):
         raise OciError(f"cgroup hierarchy {base} is not mounted")
     for attempt in range(5):
@@ -140,6 +151,13 @@ def _rmdir_retry(d, timeout):
 def remove_tree(d, timeout=RMDIR_TIMEOUT):
     """Remove cgroup d and the sub-cgroups its processes made (cgroupfs files vanish with
     their directory; only directories are removed, bottom-up)."""
+    try:  # the usual case, no sub-cgroups: one rmdir
+        os.rmdir(d)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     try:
         entries = list(os.scandir(d))
     except FileNotFoundError:
