@@ -44,8 +44,8 @@ class StateError(OciError):
 def os_error(context, exc):
     """OciError for a failed syscall: "mount `proc` on `/proc`: EPERM (Operation not permitted)"."""
     import errno
-    import os
+    import posix
 
     code = exc.errno or 0
     name = errno.errorcode.get(code, str(code))
-    return OciError(f"{context}: {name} ({os.strerror(code)})")
+    return OciError(f"{context}: {name} ({posix.strerror(code)})")

@@ -4,8 +4,8 @@ Syscalls go through ocirun._sys.syscall, a tiny C function built at install time
 it is not built, through ctypes (whose import alone costs ~1.5-3 ms, more than every
 other import of `ocirun run`). Structures are packed with `struct`. Everything raises
 OSError with errno, like the os module."""
-import os
-import struct
+import posix
+import _struct  # the C module: `struct` is a .py file to find and load
 
 try:
     from ocirun._sys import address as _address
@@ -32,7 +32,7 @@ except ImportError:  # no C compiler at install: the same interface over ctypes
         _keep.clear()
         if ret == -1:
             err = _ct.get_errno()
-            raise OSError(err, os.strerror(err))
+            raise OSError(err, posix.strerror(err))
         return ret
 
     def fork_into_cgroup(fd):
@@ -59,7 +59,7 @@ _NR = {
                     pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                     pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
                     prlimit64=261, fstatfs=44),
-}[os.uname().machine]
+}[posix.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
 MS_RDONLY = 0x1
@@ -86,6 +86,7 @@ MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
 MNT_DETACH = 2
 
+from ocirun import fs
 from ocirun.linux.namespaces import (  # noqa: E402,F401  (re-exported for callers)
     CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME,
     CLONE_NEWUSER, CLONE_NEWUTS,
@@ -105,7 +106,7 @@ MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 AT_RECURSIVE = 0x8000
 AT_EMPTY_PATH = 0x1000
 OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+OPEN_TREE_CLOEXEC = posix.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 RESOLVE_NO_XDEV = 0x01
@@ -130,7 +131,7 @@ def _b(path):
     """A NUL-terminated path for the kernel (None stays NULL)."""
     if path is None:
         return None
-    return (path if isinstance(path, bytes) else os.fsencode(path)) + b"\0"
+    return (path if isinstance(path, bytes) else fs.fsencode(path)) + b"\0"
 
 
 def mount(source, target, fstype, flags=0, data=None):
@@ -168,7 +169,7 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
 
 
 def mount_setattr(dirfd, path, flags, attr_set, attr_clr=0, propagation=0):
-    attr = struct.pack("QQQQ", attr_set, attr_clr, propagation, 0)  # struct mount_attr
+    attr = _struct.pack("QQQQ", attr_set, attr_clr, propagation, 0)  # struct mount_attr
     _raw(_NR["mount_setattr"], dirfd, _b(path), flags, attr, len(attr))
 
 
@@ -181,7 +182,7 @@ def move_mount(from_dirfd, from_path, to_dirfd, to_path, flags):
 
 
 def openat2(dirfd, path, flags, mode=0, resolve=0):
-    how = struct.pack("QQQ", flags, mode, resolve)  # struct open_how
+    how = _struct.pack("QQQ", flags, mode, resolve)  # struct open_how
     return _raw(_NR["openat2"], dirfd, _b(path), how, len(how))
 
 
@@ -198,16 +199,16 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 def capset(effective, permitted, inheritable):
     """Set the three per-thread capability sets from 64-bit masks."""
-    hdr = struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    hdr = _struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0)
     lo, hi = 0xFFFFFFFF, 32
-    data = struct.pack("IIIIII", effective & lo, permitted & lo, inheritable & lo,
+    data = _struct.pack("IIIIII", effective & lo, permitted & lo, inheritable & lo,
                        effective >> hi, permitted >> hi, inheritable >> hi)
     _raw(_NR["capset"], hdr, data)
 
 
 def seccomp(operation, flags, prog):
     """seccomp(2) with `prog` a bytes object of packed struct sock_filter."""
-    fprog = struct.pack("HxxxxxxQ", len(prog) // 8, _address(prog))  # struct sock_fprog
+    fprog = _struct.pack("HxxxxxxQ", len(prog) // 8, _address(prog))  # struct sock_fprog
     ret = _raw(_NR["seccomp"], operation, flags, fprog)
     del prog  # the filter had to stay alive until here
     return ret
@@ -250,7 +251,7 @@ def bpf_prog_load(prog_type, insns, license="GPL", expected_attach_type=0, log_s
     logbuf = bytearray(log_size)
 
     def load(level):
-        attr = struct.pack("IIQQIIQII16sII", prog_type, len(code) // 8, _address(code),
+        attr = _struct.pack("IIQQIIQII16sII", prog_type, len(code) // 8, _address(code),
                            _address(lic), level, log_size if level else 0,
                            _address(logbuf) if level else 0, 0, 0, b"", 0, expected_attach_type)
         return _raw(_NR["bpf"], BPF_PROG_LOAD, attr, len(attr))
@@ -266,19 +267,19 @@ def bpf_prog_load(prog_type, insns, license="GPL", expected_attach_type=0, log_s
     except OSError:
         pass
     verifier = logbuf.split(b"\0", 1)[0].decode("utf-8", "replace").strip().splitlines()[-3:]
-    raise OSError(err, f"{os.strerror(err)}: {' | '.join(verifier)}")
+    raise OSError(err, f"{posix.strerror(err)}: {' | '.join(verifier)}")
 
 
 def bpf_prog_attach(target_fd, prog_fd, attach_type, flags=0):
     """BPF_PROG_ATTACH: attach prog_fd to the cgroup open at target_fd."""
-    attr = struct.pack("IIIII", target_fd, prog_fd, attach_type, flags, 0)
+    attr = _struct.pack("IIIII", target_fd, prog_fd, attach_type, flags, 0)
     _raw(_NR["bpf"], BPF_PROG_ATTACH, attr, len(attr))
 
 
 def setrlimit(resource, soft, hard):
     """prlimit64(0, resource, new, NULL): 64-bit limits without the `resource`
     module (one shared library less to load on every create)."""
-    _raw(_NR["prlimit64"], 0, resource, struct.pack("QQ", soft, hard), None)
+    _raw(_NR["prlimit64"], 0, resource, _struct.pack("QQ", soft, hard), None)
 
 
 PROC_SUPER_MAGIC = 0x9FA0
@@ -288,4 +289,4 @@ def fstatfs_type(fd):
     """f_type of the filesystem holding `fd` (struct statfs starts with it)."""
     buf = bytearray(120)
     _raw(_NR["fstatfs"], fd, buf)
-    return struct.unpack_from("l", buf)[0]
+    return _struct.unpack_from("l", buf)[0]

@@ -1,6 +1,6 @@
 """Runtime log: text or JSON lines to --log (containerd reads the last
 {"level":"error","msg":...} line), errors and warnings also to stderr."""
-import os
+import posix
 import sys
 import time
 
@@ -33,11 +33,11 @@ def _write(level, msg):
         else:
             line = f"{_now()} {level}: {msg}\n"
         try:
-            fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = posix.open(_path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, line.encode("utf-8", "replace"))
+                posix.write(fd, line.encode("utf-8", "replace"))
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError:
             pass
     # Errors always reach stderr; warnings only when there is no log file (engines

@@ -1,6 +1,6 @@
 """Control groups: detect the host's layout and hand out a Manager for one container.
 
-Cheap to import (os/sys only): `state`, `kill` and `list` import this package without
+Cheap to import (posix only): `state`, `kill` and `list` import this package without
 paying for the v1/v2 writers, which are imported when a manager is opened.
 
 cgroupsPath (runtime-spec config-linux.md "Cgroups path"), as ocirun interprets it:
@@ -25,7 +25,7 @@ created, so a bad config leaves nothing behind):
     ...
     m = from_dict(state["cgroup"]); m.freeze()
 """
-import os
+from ocirun import fs
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 MOUNTINFO = "/proc/self/mountinfo"
@@ -63,7 +63,7 @@ def detect(root=DEFAULT_ROOT, mountinfo=MOUNTINFO):
     """"unified" (cgroup2 at root), "hybrid" (v1 controllers plus cgroup2 at root/unified)
     or "v1". Reads the mount table each call (nothing cached), and falls back to marker
     files when `root` is not a mount point, so tests can describe a layout in a temp dir."""
-    root = os.path.normpath(root)
+    root = fs.normpath(root)
     types = {}
     for mnt, fstype, _ in _mount_entries(mountinfo):
         types[mnt] = fstype  # later mounts hide earlier ones at the same point
@@ -71,9 +71,9 @@ def detect(root=DEFAULT_ROOT, mountinfo=MOUNTINFO):
         return "unified"
     if root in types or any(m.startswith(root + "/") and t == "cgroup" for m, t in types.items()):
         return "hybrid" if types.get(root + "/unified") == "cgroup2" else "v1"
-    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+    if fs.exists(fs.join(root, "cgroup.controllers")):
         return "unified"
-    if os.path.exists(os.path.join(root, "unified", "cgroup.controllers")):
+    if fs.exists(fs.join(root, "unified", "cgroup.controllers")):
         return "hybrid"
     return "v1"
 

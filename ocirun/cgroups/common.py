@@ -6,9 +6,10 @@ first), so destroy() removes those and nothing else: a parent that existed befor
 another container created, is never removed.
 """
 import errno
-import os
+import posix
 import time
 
+from ocirun import fs
 from ocirun import log
 from ocirun.errors import OciError, os_error
 
@@ -22,37 +23,37 @@ SIGKILL = 9  # not `signal.SIGKILL`: the signal module pulls in enum
 def read_file(d, name):
     """Contents of d/name as str, or None if it does not exist."""
     try:
-        fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(fs.join(d, name), posix.O_RDONLY | posix.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
         chunks = []
         while True:
-            b = os.read(fd, 65536)
+            b = posix.read(fd, 65536)
             if not b:
                 break
             chunks.append(b)
         return b"".join(chunks).decode("utf-8", "replace")
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def write_file(d, name, value):
     """Write value to an existing cgroup file d/name in one write(2) (the kernel parses each
     write separately). No O_CREAT: a missing file means an unsupported knob."""
     data = value.encode() if isinstance(value, str) else value
-    fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    fd = posix.open(fs.join(d, name), posix.O_WRONLY | posix.O_TRUNC | posix.O_CLOEXEC)
     try:
-        os.write(fd, data)
+        posix.write(fd, data)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def write_checked(d, name, value):
     try:
         write_file(d, name, value)
     except OSError as e:
-        raise os_error(f"write {value.strip()!r} to {os.path.join(d, name)}", e) from None
+        raise os_error(f"write {value.strip()!r} to {fs.join(d, name)}", e) from None
 
 
 def read_uint(d, name, default=0):
@@ -82,7 +83,7 @@ def parse_flat(text):
 
 
 def exists(d, name):
-    return os.path.exists(os.path.join(d, name))
+    return fs.exists(fs.join(d, name))
 
 
 # -- directories ---------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def dirs_of(base, path):
     out = []
     cur = base
     for comp in path.strip("/").split("/"):
-        cur = os.path.join(cur, comp)
+        cur = fs.join(cur, comp)
         out.append(cur)
     return out
 
@@ -103,24 +104,24 @@ def mkdir_chain(base, path, created):
     retried a few times instead of failing the container."""
     leaf = base + path
     try:  # the usual case, the parents exist: one mkdir
-        os.mkdir(leaf, 0o755)
+        posix.mkdir(leaf, 0o755)
         created.append(leaf)
         return
     except FileExistsError:
-        if not os.path.isdir(leaf):
+        if not fs.isdir(leaf):
             raise OciError(f"create cgroup {leaf}: exists and is not a directory") from None
         return
     except FileNotFoundError:
         pass
-    if not os.path.isdir(base):
+    if not fs.isdir(base):
         raise OciError(f"cgroup hierarchy {base} is not mounted")
     for attempt in range(5):
         try:
             for d in dirs_of(base, path):
                 try:
-                    os.mkdir(d, 0o755)
+                    posix.mkdir(d, 0o755)
                 except FileExistsError:
-                    if not os.path.isdir(d):
+                    if not fs.isdir(d):
                         raise OciError(f"create cgroup {d}: exists and is not a directory")
                     continue
                 created.append(d)
@@ -136,7 +137,7 @@ def _rmdir_retry(d, timeout):
     delay = 0.005
     while True:
         try:
-            os.rmdir(d)
+            posix.rmdir(d)
             return True
         except FileNotFoundError:
             return True
@@ -152,14 +153,14 @@ def remove_tree(d, timeout=RMDIR_TIMEOUT):
     """Remove cgroup d and the sub-cgroups its processes made (cgroupfs files vanish with
     their directory; only directories are removed, bottom-up)."""
     try:  # the usual case, no sub-cgroups: one rmdir
-        os.rmdir(d)
+        posix.rmdir(d)
         return
     except FileNotFoundError:
         return
     except OSError:
         pass
     try:
-        entries = list(os.scandir(d))
+        entries = list(posix.scandir(d))
     except FileNotFoundError:
         return
     for e in entries:
@@ -171,7 +172,7 @@ def remove_tree(d, timeout=RMDIR_TIMEOUT):
 def procs_recursive(d, name="cgroup.procs"):
     """Pids in d and every sub-cgroup."""
     out = []
-    for cur, subdirs, _files in os.walk(d):
+    for cur in fs.subdirs(d):
         text = read_file(cur, name)
         if text:
             out.extend(int(x) for x in text.split() if x.isdigit())
@@ -196,7 +197,7 @@ class Manager:
     kind = "cgroupfs"
 
     def __init__(self, root, path, container_id, mode):
-        self.root = os.path.normpath(root)
+        self.root = fs.normpath(root)
         self.path = path
         self.container_id = container_id
         self.mode = mode
@@ -294,7 +295,7 @@ class Manager:
         try:
             for pid in self.pids():
                 try:
-                    os.kill(pid, sig)
+                    posix.kill(pid, sig)
                 except ProcessLookupError:
                     pass
         finally:
@@ -320,7 +321,7 @@ class Manager:
                 if d in leaves:
                     remove_tree(d)
                 else:
-                    os.rmdir(d)
+                    posix.rmdir(d)
             except OSError as e:
                 if d in leaves:
                     errors.append(os_error(f"remove cgroup {d}", e))
@@ -331,7 +332,7 @@ class Manager:
             raise errors[0]
 
     def exists(self):
-        return any(os.path.isdir(d) for d in self._leaf_dirs())
+        return any(fs.isdir(d) for d in self._leaf_dirs())
 
 
 class DisabledManager:
@@ -415,7 +416,7 @@ def step_warn(msg):
 
 def do_write(d, ctrl, candidates, policy, label):
     """Execute one write step in cgroup directory d (None: controller not available)."""
-    if d is None or not os.path.isdir(d):
+    if d is None or not fs.isdir(d):
         msg = f"cannot set {label}: the {ctrl} controller is not available for this cgroup"
         if policy == "warn":
             log.warning(msg + "; ignored")

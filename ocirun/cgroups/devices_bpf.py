@@ -19,7 +19,7 @@ The rule list means what it means on v1, so one config behaves alike on both:
 The program is attached without BPF_F_ALLOW_MULTI, so attaching a new program (update)
 replaces the old one in place, with no window in which neither is attached.
 """
-import struct
+import _struct  # the C module: `struct` is a .py file to find and load
 
 BPF_DEVCG_DEV_BLOCK = 1
 BPF_DEVCG_DEV_CHAR = 2
@@ -43,7 +43,7 @@ def _imm(v):
 
 
 def insn(code, dst=0, src=0, off=0, imm=0):
-    return struct.pack("<BBhi", code, (src << 4) | dst, off, _imm(imm))
+    return _struct.pack("<BBhi", code, (src << 4) | dst, off, _imm(imm))
 
 
 def _rule_block(rule):

@@ -5,8 +5,9 @@ directory in the unified hierarchy: processes are tracked there too, which gives
 `kill_all` the atomic cgroup.kill and lets v2-only tools find the container. Limits still
 go to the v1 controllers, and linux.resources.unified is refused (validate.py).
 """
-import os
+import posix
 
+from ocirun import fs
 from ocirun import log
 from ocirun.cgroups import common, convert
 from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint, step_warn,
@@ -25,10 +26,10 @@ def find_hierarchies(root, mountinfo):
     directory names when root holds no mounts (tests)."""
     from ocirun.cgroups import _mount_entries
 
-    root = os.path.normpath(root)
+    root = fs.normpath(root)
     out = {}
     for mnt, fstype, opts in _mount_entries(mountinfo):
-        if fstype != "cgroup" or os.path.dirname(mnt) != root:
+        if fstype != "cgroup" or fs.dirname(mnt) != root:
             continue
         for opt in opts.split(","):
             if opt in CONTROLLERS:
@@ -36,12 +37,12 @@ def find_hierarchies(root, mountinfo):
     if out:
         return out
     try:
-        names = sorted(os.listdir(root))
+        names = sorted(posix.listdir(root))
     except OSError:
         return out
     for name in names:
-        p = os.path.join(root, name)
-        if os.path.islink(p) or not os.path.isdir(p):
+        p = fs.join(root, name)
+        if fs.islink(p) or not fs.isdir(p):
             continue  # "cpu" -> "cpu,cpuacct" symlinks: the real directory is listed too
         for ctrl in name.split(","):
             if ctrl in CONTROLLERS:
@@ -174,7 +175,7 @@ def set_memory_v1(d, limit, swap, check_usage):
     """memory.limit_in_bytes and memory.memsw.limit_in_bytes. The kernel keeps
     memsw >= limit at every moment, so when the total grows memsw goes first, and when it
     shrinks the limit goes first."""
-    if d is None or not os.path.isdir(d):
+    if d is None or not fs.isdir(d):
         raise OciError("cannot set linux.resources.memory: the memory controller is not available")
     has_memsw = common.exists(d, "memory.memsw.limit_in_bytes")
     if limit == -1 and not swap:
@@ -220,7 +221,7 @@ class V1Manager(common.Manager):
         super().__init__(root, path, container_id, mode)
         self.hier = find_hierarchies(self.root, mountinfo) if hier is None else dict(hier)
         if unified is None and mode == "hybrid":
-            unified = os.path.join(self.root, "unified")
+            unified = fs.join(self.root, "unified")
         self.unified = unified
 
     def to_dict(self):
@@ -234,13 +235,13 @@ class V1Manager(common.Manager):
         from ocirun.cgroups import clean_path
 
         root, path = d["root"], d["path"]
-        if not isinstance(root, str) or not os.path.isabs(root) or clean_path(path, None) != path:
+        if not isinstance(root, str) or not root.startswith("/") or clean_path(path, None) != path:
             raise ValueError("bad root or path")
         hier = d["hierarchies"]
         unified = d.get("unified")
         bases = set(hier.values()) | ({unified} if unified else set())
         for b in bases:
-            if not isinstance(b, str) or os.path.dirname(os.path.normpath(b)) != os.path.normpath(root):
+            if not isinstance(b, str) or fs.dirname(fs.normpath(b)) != fs.normpath(root):
                 raise ValueError(f"hierarchy {b!r} is not under {root}")
         m = cls(root, path, d.get("container_id"), d["mode"], hier=hier, unified=unified)
         allowed = {x for b in bases for x in common.dirs_of(b, path)}
@@ -252,7 +253,7 @@ class V1Manager(common.Manager):
         for b in self.hier.values():
             if b not in out:
                 out.append(b)
-        if self.unified and os.path.isdir(self.unified) and self.unified not in out:
+        if self.unified and fs.isdir(self.unified) and self.unified not in out:
             out.append(self.unified)
         return out
 
@@ -362,7 +363,7 @@ class V1Manager(common.Manager):
         d = self.dir("cpuacct")
         c = self.dir("cpu")
         if d or c:
-            tick_ns = 10 ** 9 // os.sysconf("SC_CLK_TCK")
+            tick_ns = 10 ** 9 // posix.sysconf("SC_CLK_TCK")
             percpu = _ints(read_file(d, "cpuacct.usage_percpu")) if d else []
             acct = common.parse_flat(read_file(d, "cpuacct.stat")) if d else {}
             thr = common.parse_flat(read_file(c, "cpu.stat")) if c else {}
@@ -408,7 +409,7 @@ class V1Manager(common.Manager):
         d = self.dir("hugetlb")
         if d:
             huge = {}
-            for name in sorted(os.listdir(d)):
+            for name in sorted(posix.listdir(d)):
                 if name.startswith("hugetlb.") and name.endswith(".usage_in_bytes") and name.count(".") == 2:
                     size = name.split(".")[1]
                     h = {}

@@ -1,6 +1,6 @@
 """cgroup v2 (unified): one directory; controllers enabled through the parents'
 cgroup.subtree_control; devices through an eBPF program (devices_bpf.py)."""
-import os
+import posix
 
 from ocirun import log
 from ocirun.cgroups import common, convert
@@ -132,7 +132,7 @@ class V2Manager(common.Manager):
         from ocirun.cgroups import clean_path
 
         root, path = d["root"], d["path"]
-        if not isinstance(root, str) or not os.path.isabs(root) or clean_path(path, None) != path:
+        if not isinstance(root, str) or not root.startswith("/") or clean_path(path, None) != path:
             raise ValueError("bad root or path")
         m = cls(root, path, d.get("container_id"))
         m.created = common.check_created(d.get("created", []), set(common.dirs_of(m.root, path)))
@@ -293,7 +293,7 @@ class V2Manager(common.Manager):
             out["blkio"] = blk
         huge = {}
         try:
-            names = sorted(os.listdir(d))
+            names = sorted(posix.listdir(d))
         except OSError:
             names = []
         for name in names:

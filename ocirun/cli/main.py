@@ -1,8 +1,8 @@
 """Entry point: global flags, then one module per verb (imported on demand)."""
-import os
+import posix
 import sys
 
-from ocirun import log
+from ocirun import fs, log
 from ocirun.cli import opts
 from ocirun.errors import OciError, UsageError
 
@@ -94,7 +94,7 @@ def _globals(o):
         raise UsageError(f"--cgroup-manager: unknown manager `{manager}`")
     g.cgroup_manager = manager
     g.rootless = o.rootless
-    g.timings = o.timings or bool(os.environ.get("OCIRUN_TIMINGS"))
+    g.timings = o.timings or bool(fs.getenv("OCIRUN_TIMINGS"))
     return g
 
 
@@ -124,11 +124,11 @@ def main(argv=None):
         g = _globals(o)
         if g.timings:
             from ocirun import timings
-            env = os.environ.get("OCIRUN_TIMINGS", "")
+            env = fs.getenv("OCIRUN_TIMINGS", "")
             timings.enable(env if env not in ("", "1") else None)
-        if os.environ.get("OCIRUN_FAULT"):
+        if fs.getenv("OCIRUN_FAULT"):
             from ocirun import timings
-            timings.enable_fault(os.environ["OCIRUN_FAULT"])
+            timings.enable_fault(fs.getenv("OCIRUN_FAULT"))
         module = __import__("ocirun.cli." + mod, fromlist=["main"])
         args = pos[1:]
         if "--help" in args[:1] or "-h" in args[:1] or (args and args[-1] in ("--help", "-h")
@@ -172,4 +172,4 @@ def run_and_exit():
         sys.stderr.flush()
     except (OSError, ValueError):
         code = code or 1
-    os._exit(code)
+    posix._exit(code)

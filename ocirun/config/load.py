@@ -12,10 +12,11 @@ slow because it only runs on the way to an error message.
 The file is opened O_NONBLOCK and must be a regular file, so a FIFO planted as config.json
 cannot hang the runtime; it may be a symlink (runc and crun follow one too).
 """
-import os
+import posix
 
 import _json
 
+from ocirun import fs
 from ocirun.errors import ConfigError
 
 MAX_SIZE = 16 << 20
@@ -55,7 +56,7 @@ def _error(msg):
 def read_file(path, label):
     """The bytes of a regular file of at most MAX_SIZE bytes."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | posix.O_NOCTTY)
     except FileNotFoundError:
         raise _error(f"{label}: not found") from None
     except OSError as e:
@@ -63,7 +64,7 @@ def read_file(path, label):
 
         raise _error(str(os_error(label, e))) from None
     try:
-        st = os.fstat(fd)
+        st = posix.fstat(fd)
         if st.st_mode & 0o170000 != 0o100000:
             raise _error(f"{label}: not a regular file")
         if st.st_size > MAX_SIZE:
@@ -72,7 +73,7 @@ def read_file(path, label):
         total = 0
         want = st.st_size + 1  # one read for the whole file, one more to see EOF
         while True:
-            chunk = os.read(fd, want)
+            chunk = posix.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -85,7 +86,7 @@ def read_file(path, label):
 
         raise _error(str(os_error(label, e))) from None
     finally:
-        os.close(fd)
+        posix.close(fd)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -138,7 +139,7 @@ def load_config(path, label=None):
 def load_config_bytes(path, label=None):
     """load_config, and the bytes it was decoded from (create keeps a copy)."""
     if label is None:
-        label = os.path.basename(path) or path
+        label = fs.basename(path) or path
     data = read_file(path, label)
     try:
         text = data.decode()

@@ -1,7 +1,6 @@
 """The Plan: every decision about a container made in the runtime before fork, as
 plain data, so the container init only executes it (and imports nothing)."""
-import os
-
+from ocirun import fs
 from ocirun.errors import ConfigError
 from ocirun.linux.caps import last_cap, mask
 from ocirun.linux.mountopts import PROPAGATION, parse_options
@@ -54,10 +53,10 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     rootfs = root["path"]
     p.rootfs = rootfs if rootfs.startswith("/") else f"{bundle}/{rootfs}"
     try:
-        p.rootfs = os.path.realpath(p.rootfs, strict=True)
+        p.rootfs = fs.realpath(p.rootfs)
     except OSError:
         raise ConfigError("root.path", f"rootfs `{p.rootfs}` does not exist") from None
-    if not os.path.isdir(p.rootfs):
+    if not fs.isdir(p.rootfs):
         raise ConfigError("root.path", f"rootfs `{p.rootfs}` is not a directory")
     p.readonly = bool(root.get("readonly"))
     p.no_pivot = no_pivot
@@ -101,7 +100,7 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.masked = linux.get("maskedPaths") or ()
     p.readonly_paths = linux.get("readonlyPaths") or ()
     p.sysctl = linux.get("sysctl") or {}
-    if linux.get("mountLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+    if linux.get("mountLabel") and not fs.exists("/sys/fs/selinux/enforce"):
         from ocirun import log
         log.warning("linux.mountLabel ignored: SELinux is not enabled on this host")
     p.hostname = spec.get("hostname")
@@ -146,6 +145,6 @@ def fill_process(p, proc, preserve_fds=0):
     p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
     p.preserve_fds = preserve_fds
     p.apparmor = _apparmor(proc.get("apparmorProfile"))
-    if proc.get("selinuxLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+    if proc.get("selinuxLabel") and not fs.exists("/sys/fs/selinux/enforce"):
         from ocirun import log
         log.warning("process.selinuxLabel ignored: SELinux is not enabled on this host")

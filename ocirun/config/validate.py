@@ -14,7 +14,7 @@ This module runs on every `create`/`run`: module level imports only os/sys and o
 checks are plain type()/range tests, and field paths are formatted only on failure where the
 loop is hot.
 """
-import os
+import posix
 
 from ocirun.errors import ConfigError
 from ocirun.linux.caps import CAPS
@@ -442,24 +442,24 @@ def _check_ns_path(path, kind, field):
     import fcntl
 
     try:
-        st = os.stat(path)
+        st = posix.stat(path)
     except FileNotFoundError:
         _fail(field, f"{_q(path)} does not exist")
     except OSError as e:
-        _fail(field, f"{_q(path)}: {os.strerror(e.errno)}")
+        _fail(field, f"{_q(path)}: {posix.strerror(e.errno)}")
     # nsfs inodes are regular files; anything else (FIFO, device) is refused before open().
     if st.st_mode & 0o170000 != 0o100000:
         _fail(field, f"{_q(path)} is not a namespace")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | posix.O_NOCTTY)
     except OSError as e:
-        _fail(field, f"{_q(path)}: {os.strerror(e.errno)}")
+        _fail(field, f"{_q(path)}: {posix.strerror(e.errno)}")
     try:
         flag = fcntl.ioctl(fd, NS_GET_NSTYPE)
     except OSError:
         flag = None
     finally:
-        os.close(fd)
+        posix.close(fd)
     if flag is None:
         _fail(field, f"{_q(path)} is not a namespace")
     if flag != NAMESPACES[kind]:
@@ -470,8 +470,8 @@ def _check_ns_path(path, kind, field):
 def _is_host_ns(path, kind):
     """True when `path` is the namespace ocirun itself runs in ("host" = current)."""
     try:
-        a = os.stat(path)
-        b = os.stat("/proc/self/ns/" + NS_PROC_NAME[kind])
+        a = posix.stat(path)
+        b = posix.stat("/proc/self/ns/" + NS_PROC_NAME[kind])
     except OSError:
         return False
     return a.st_ino == b.st_ino and a.st_dev == b.st_dev

@@ -1,6 +1,7 @@
 """create: validate -> plan -> state dir -> cgroup -> fork init -> sync -> state."""
-import os
+import posix
 
+from ocirun import fs
 from ocirun import kernel, timings
 from ocirun.config.load import load_config_bytes
 from ocirun.config.plan import build
@@ -37,7 +38,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
            no_pivot=False, preserve_fds=0, cgroup_manager="cgroupfs", for_run=False,
            detach=False):
     check_id(cid)
-    bundle = os.path.abspath(bundle or ".")
+    bundle = fs.abspath(bundle or ".")
     if config_path is None:
         config_path = f"{bundle}/config.json"
     elif not config_path.startswith("/"):
@@ -50,7 +51,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         raise OciError("process: a process is required to create a container")
     for fd in range(3, 3 + (preserve_fds or 0)):
         try:
-            os.fstat(fd)
+            posix.fstat(fd)
         except OSError:
             raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
     plan = build(spec, bundle, no_pivot, preserve_fds or 0)
@@ -81,12 +82,12 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     timings.mark("cgroup manager")
 
     try:
-        os.makedirs(root, 0o711, exist_ok=True)
+        fs.makedirs(root, 0o711)
     except OSError as e:
         raise OciError(f"create state root `{root}`: {e.strerror}") from None
     cdir = f"{root}/{cid}"
     try:
-        os.mkdir(cdir, 0o711)
+        posix.mkdir(cdir, 0o711)
     except FileExistsError:
         raise StateError(f"container `{cid}` already exists") from None
     except OSError as e:
@@ -105,10 +106,10 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
     try:
         fifo_fd = None
         if not for_run:
-            os.mkfifo(f"{cdir}/{FIFO}", 0o600)
+            posix.mkfifo(f"{cdir}/{FIFO}", 0o600)
             # O_RDWR: the open does not block, and init's read() then blocks
             # until `start` writes (a reader with no writer would see EOF).
-            fifo_fd = os.open(f"{cdir}/{FIFO}", os.O_RDWR | os.O_CLOEXEC)
+            fifo_fd = posix.open(f"{cdir}/{FIFO}", posix.O_RDWR | posix.O_CLOEXEC)
         if manager is not None:
             manager.create()
             st.cgroup = manager.to_dict()
@@ -128,9 +129,9 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         timings.mark("fork")
         child_chan.close()
         if fifo_fd is not None:
-            os.close(fifo_fd)
+            posix.close(fifo_fd)
         if plan.console_fd is not None:
-            os.close(plan.console_fd)
+            posix.close(plan.console_fd)
             plan.console_fd = None
         if plan.seccomp is not None and plan.seccomp.listener is not None:
             plan.seccomp.listener[0].close()  # the init holds its own copy
@@ -153,7 +154,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
                 chan.send("MAPPED")
             elif tag == "PID":
                 init_pid = int(payload)
-                os.waitpid(pid, 0)  # the intermediate process has exited
+                posix.waitpid(pid, 0)  # the intermediate process has exited
             elif tag == "HOOKS":
                 state_json = _run_create_hooks(st, init_pid, plan.hooks).decode()
                 chan.send("HOOKS_DONE", f"{init_pid} {state_json}")
@@ -172,12 +173,12 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         if relay_fd is not None:
             from ocirun.linux.terminal import recv_fd
             master, _ = recv_fd(relay_fd)
-            os.close(relay_fd)
+            posix.close(relay_fd)
         return Created(st, chan, master)
     except BaseException:
         for fd in (relay_fd, plan.console_fd):
             if fd is not None:
-                os.close(fd)
+                posix.close(fd)
         _undo(pid, init_pid, chan, manager, cdir)
         raise
 
@@ -198,12 +199,12 @@ def _fork(plan, chan, child_chan, fifo_fd, manager):
             # leave the init waiting on a pipe that never reports EOF.
             chan.close()
             for fd, _ in saved:
-                os.close(fd)
+                posix.close(fd)
             child_main(plan, child_chan, fifo_fd, parent_did, self_join or ())
     finally:
         for fd, flag in saved:
             kernel.setns(fd, flag)  # back to our own namespaces for children
-            os.close(fd)
+            posix.close(fd)
     return pid, parent_did, manager is None or self_join is not None
 
 
@@ -214,20 +215,20 @@ def _enter_early_namespaces(plan, saved):
     for typ, path, flag in plan.ns_join:
         if flag in (CLONE_NEWPID, CLONE_NEWTIME):
             name = "pid" if flag == CLONE_NEWPID else "time"
-            saved.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            saved.append((posix.open(f"/proc/self/ns/{name}", posix.O_RDONLY | posix.O_CLOEXEC), flag))
+            fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
             try:
                 kernel.setns(fd, flag)
             except OSError as e:
                 raise OciError(f"join namespace `{path}`: {e.strerror}") from None
             finally:
-                os.close(fd)
+                posix.close(fd)
             did |= flag
     new = plan.ns_new & (CLONE_NEWPID | CLONE_NEWTIME)
     if new:
         for flag, name in ((CLONE_NEWPID, "pid"), (CLONE_NEWTIME, "time")):
             if new & flag and not did & flag:
-                saved.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+                saved.append((posix.open(f"/proc/self/ns/{name}", posix.O_RDONLY | posix.O_CLOEXEC), flag))
         kernel.unshare(new)
         if new & CLONE_NEWTIME and plan.time_offsets:
             with open("/proc/self/timens_offsets", "w") as f:
@@ -260,17 +261,17 @@ def _write_maps(pid, plan):
         if not text:
             continue
         try:
-            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            fd = posix.open(f"/proc/{pid}/{name}", posix.O_WRONLY | posix.O_CLOEXEC)
             try:
-                os.write(fd, text.encode())
+                posix.write(fd, text.encode())
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as e:
             raise OciError(f"write {name} `{text.strip()}`: {e.strerror}") from None
 
 
 def _write_pid_file(path, pid):
-    path = os.path.abspath(path)
+    path = fs.abspath(path)
     try:
         write_atomic(path, str(pid).encode(), 0o644)
     except OSError as e:
@@ -308,12 +309,12 @@ def _undo(pid, init_pid, chan, manager, cdir):
     """Failed create: leave no process, cgroup or state directory behind."""
     for p in {pid, init_pid} - {0}:
         try:
-            os.kill(p, 9)
+            posix.kill(p, 9)
         except OSError:
             pass
     for p in {pid, init_pid} - {0}:
         try:
-            os.waitpid(p, 0)
+            posix.waitpid(p, 0)
         except ChildProcessError:
             pass
     if chan is not None:

@@ -1,9 +1,10 @@
 """exec: run a new process in a running container: same namespaces, root, cgroup,
 and the container's seccomp profile; the process's own user, caps and rlimits."""
-import os
+import posix
 
 import _signal
 
+from ocirun import fs
 from ocirun import kernel
 from ocirun.config.plan import Plan, fill_process
 from ocirun.errors import ConfigError, OciError, StateError
@@ -83,7 +84,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     validate_process(proc)
     for fd in range(3, 3 + (preserve_fds or 0)):
         try:
-            os.fstat(fd)
+            posix.fstat(fd)
         except OSError:
             raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
     spec = load_container_config(st)
@@ -120,18 +121,18 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     flags = 0
     for typ, (flag, name) in NAMESPACES.items():
         try:
-            if os.stat(f"/proc/{st.pid}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+            if posix.stat(f"/proc/{st.pid}/ns/{name}").st_ino != posix.stat(f"/proc/self/ns/{name}").st_ino:
                 flags |= flag
         except FileNotFoundError:
             pass
-    root_fd = os.open(f"/proc/{st.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = posix.open(f"/proc/{st.pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     chan, child_chan = sync.pair()
     # pid and time namespaces apply to children: enter them here, fork, come back.
     early = flags & (CLONE_NEWPID | CLONE_NEWTIME)
     saved = []
     for flag, name in ((CLONE_NEWPID, "pid"), (CLONE_NEWTIME, "time")):
         if early & flag:
-            saved.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+            saved.append((posix.open(f"/proc/self/ns/{name}", posix.O_RDONLY | posix.O_CLOEXEC), flag))
     if early:
         kernel.setns(pidfd, early)
     forward_to = []
@@ -139,7 +140,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         def forward(sig, frame):
             for pid in forward_to:
                 try:
-                    os.kill(pid, sig)
+                    posix.kill(pid, sig)
                 except OSError:
                     pass
         for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
@@ -151,7 +152,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         manager = from_dict(st.cgroup)
     try:
         if cgroup_sub:  # a sub-cgroup (exec --cgroup): the runtime adds the pid there
-            pid, self_join = os.fork(), None
+            pid, self_join = posix.fork(), None
         else:
             pid, self_join = fork_in_cgroup(manager)
         if pid == 0:
@@ -161,12 +162,12 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     finally:
         for fd, flag in saved:
             kernel.setns(fd, flag)
-            os.close(fd)
+            posix.close(fd)
     child_chan.close()
-    os.close(pidfd)
-    os.close(root_fd)
+    posix.close(pidfd)
+    posix.close(root_fd)
     if p.console_fd is not None:
-        os.close(p.console_fd)
+        posix.close(p.console_fd)
     forward_to.append(pid)
     try:
         if manager is not None and self_join is None:
@@ -178,30 +179,30 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         if relay_fd is not None:
             from ocirun.linux.terminal import recv_fd
             master, _ = recv_fd(relay_fd)
-            os.close(relay_fd)
+            posix.close(relay_fd)
             relay_fd = None
         tag, payload = chan.recv()
         chan.close()
         if tag == "ERROR":
-            os.waitpid(pid, 0)
+            posix.waitpid(pid, 0)
             raise OciError(payload)
     except BaseException:
         try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+            posix.kill(pid, 9)
+            posix.waitpid(pid, 0)
         except OSError:
             pass
         if relay_fd is not None:
-            os.close(relay_fd)
+            posix.close(relay_fd)
         raise
     if pid_file:
-        write_atomic(os.path.abspath(pid_file), str(pid).encode(), 0o644)
+        write_atomic(fs.abspath(pid_file), str(pid).encode(), 0o644)
     if detach:
         return 0
     if master is not None:
         from ocirun.lifecycle.tty_relay import relay
         relay(master, pid)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+    _, status = posix.waitpid(pid, 0)
+    code = posix.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 

@@ -7,7 +7,7 @@ Instead the child is born in its cgroup v2 directory (clone3 CLONE_INTO_CGROUP, 
 _sys.c) and joins its cgroup v1 hierarchies itself, first thing after fork, by
 writing "0" to their `tasks` files (linux/init.py join_cgroups): a thread that moves
 itself skips that lock."""
-import os
+import posix
 
 from ocirun import kernel
 
@@ -17,17 +17,17 @@ def fork_in_cgroup(manager):
     the runtime must still add the pid: no C extension, a kernel before 5.7, a
     manager without targets. `manager` None: a plain fork, nothing to join."""
     if manager is None:
-        return os.fork(), ()
+        return posix.fork(), ()
     v2, v1 = manager.fork_targets()
     if v2 is None:
-        return os.fork(), (v1 or None)
+        return posix.fork(), (v1 or None)
     try:
-        fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = posix.open(v2, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     except OSError:
-        return os.fork(), None
+        return posix.fork(), None
     try:
         return kernel.fork_into_cgroup(fd), v1
     except OSError:
-        return os.fork(), None
+        return posix.fork(), None
     finally:
-        os.close(fd)
+        posix.close(fd)

@@ -1,5 +1,5 @@
 """start, kill, delete, state, list: the operations on an existing container."""
-import os
+import posix
 
 from ocirun.errors import NotFound, OciError, StateError
 from ocirun.lifecycle import process
@@ -14,17 +14,17 @@ def start(root, cid):
     fifo = f"{st.dir}/{FIFO}"
     try:
         # Non-blocking: fails with ENXIO at once if no init holds the fifo.
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(fifo, posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except OSError as e:
         raise StateError(f"cannot start container `{cid}`: {e.strerror}") from None
     try:
-        os.write(fd, b"0")
+        posix.write(fd, b"0")
     finally:
-        os.close(fd)
+        posix.close(fd)
     st.started = True
     st.save()
     try:
-        os.unlink(fifo)
+        posix.unlink(fifo)
     except FileNotFoundError:
         pass
     if (st.config_hooks or {}).get("poststart"):
@@ -34,15 +34,14 @@ def start(root, cid):
 
 
 def _wait_exec(pid, timeout=2.0):
-    """Wait until `pid` no longer runs this interpreter: it has exec'd the user's
-    program (or died)."""
-    import sys
+    """Wait until `pid` no longer runs this program (the interpreter): it has
+    exec'd the user's program (or died)."""
     import time
-    me = os.path.realpath(sys.executable)
+    me = posix.readlink("/proc/self/exe")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if os.readlink(f"/proc/{pid}/exe") != me:
+            if posix.readlink(f"/proc/{pid}/exe") != me:
                 return
         except OSError:
             return
@@ -155,7 +154,7 @@ def _unmount_shared_ns_mounts(st):
         return
     from ocirun import kernel
     from ocirun.linux.paths import fd_path, open_in_root
-    rootfd = os.open(st.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    rootfd = posix.open(st.rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         for m in reversed(mounts):
             try:
@@ -165,14 +164,14 @@ def _unmount_shared_ns_mounts(st):
             try:
                 while True:  # a destination may hold a stack (tmpfs + binds)
                     kernel.umount2(fd_path(fd), kernel.MNT_DETACH)
-                    os.close(fd)
+                    posix.close(fd)
                     fd = open_in_root(rootfd, m["destination"])
             except OSError:
                 pass
             finally:
-                os.close(fd)
+                posix.close(fd)
     finally:
-        os.close(rootfd)
+        posix.close(rootfd)
 
 
 def state(root, cid):

@@ -1,5 +1,5 @@
 """Signalling and waiting for a container's processes, safe against pid reuse."""
-import os
+import posix
 import select
 
 from ocirun.errors import OciError, StateError
@@ -12,11 +12,11 @@ def open_init(st):
     if not st.pid:
         return None
     try:
-        fd = os.pidfd_open(st.pid)
+        fd = posix.pidfd_open(st.pid)
     except ProcessLookupError:
         return None
     if proc_start_time(st.pid) != st.pid_start:
-        os.close(fd)
+        posix.close(fd)
         return None
     return fd
 
@@ -31,22 +31,22 @@ def signal_init(st, sig):
     except ProcessLookupError:
         raise StateError("container not running") from None
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def pidns_members(pid):
     """Pids sharing `pid`'s pid namespace (a container without cgroups)."""
     try:
-        target = os.stat(f"/proc/{pid}/ns/pid").st_ino
+        target = posix.stat(f"/proc/{pid}/ns/pid").st_ino
     except OSError:
         return []
-    if target == os.stat("/proc/self/ns/pid").st_ino:
+    if target == posix.stat("/proc/self/ns/pid").st_ino:
         return [pid]  # host pid namespace: only the init is known to be ours
     out = []
-    for name in os.listdir("/proc"):
+    for name in posix.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.stat(f"/proc/{name}/ns/pid").st_ino == target:
+                if posix.stat(f"/proc/{name}/ns/pid").st_ino == target:
                     out.append(int(name))
             except OSError:
                 pass
@@ -60,7 +60,7 @@ def signal_all(st, sig):
         return
     for pid in pidns_members(st.pid):
         try:
-            os.kill(pid, sig)
+            posix.kill(pid, sig)
         except ProcessLookupError:
             pass
 
@@ -75,7 +75,7 @@ def wait_gone(st, timeout=10.0):
         p.register(fd, select.POLLIN)
         return bool(p.poll(int(timeout * 1000)))
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def kill_container(st, timeout=10.0):

@@ -1,6 +1,6 @@
 """run: create, start at once (no exec fifo: the init is released over the sync
 pipe), then wait for the container, forwarding signals, and delete it."""
-import os
+import posix
 
 import _signal
 
@@ -25,7 +25,7 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
             pending.append(sig)
             return
         try:
-            os.kill(target[0], sig)
+            posix.kill(target[0], sig)
         except OSError:
             pass
 
@@ -65,7 +65,7 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
     if not keep:
         destroy(st)
         timings.mark("delete")
-    code = os.waitstatus_to_exitcode(status)
+    code = posix.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
@@ -73,6 +73,6 @@ def _reap(init_pid):
     """Wait for init: our child, or our grandchild handed to us as its subreaper
     (create sets PR_SET_CHILD_SUBREAPER when a user namespace needs two forks)."""
     try:
-        return os.waitpid(init_pid, 0)[1]
+        return posix.waitpid(init_pid, 0)[1]
     except ChildProcessError:
         return 0

@@ -1,6 +1,6 @@
 """The child of `exec`: joins the container's namespaces and root, then becomes the
 new process. Shares the privilege and exec steps with the container init."""
-import os
+import posix
 
 from ocirun import kernel
 from ocirun.kernel import PR_SET_DUMPABLE, PR_SET_PDEATHSIG
@@ -14,7 +14,7 @@ def exec_main(plan, chan, pidfd, ns_flags, root_fd, cgroup_join=()):
         _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join)
     except BaseException as e:
         init_mod.report_and_exit(chan, e)
-    os._exit(1)
+    posix._exit(1)
 
 
 def _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join):
@@ -25,7 +25,7 @@ def _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join):
     init_mod.join_cgroups(cgroup_join)
     tag, payload = chan.recv()  # we are in the container's cgroup
     if tag != "GO":
-        os._exit(1)
+        posix._exit(1)
     plan.host_pid = int(payload)  # our pid as the host sees it (seccomp listener)
     for res, soft, hard in plan.rlimits:
         _step(f"setrlimit {res}", kernel.setrlimit, res, soft, hard)
@@ -35,18 +35,18 @@ def _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join):
     if ns_flags:
         # One setns(pidfd) joins them all at once, the user namespace first.
         _step("join the container's namespaces", kernel.setns, pidfd, ns_flags)
-    os.close(pidfd)
+    posix.close(pidfd)
     # The container's root: after pivot_root it is the mount namespace's root, but
     # with --no-pivot (chroot) only the init's root says where it is.
-    os.fchdir(root_fd)
-    _step("chroot into the container", os.chroot, ".")
+    posix.fchdir(root_fd)
+    _step("chroot into the container", posix.chroot, ".")
     if plan.terminal:
         terminal = init_mod._module("ocirun.linux.terminal")
         master, peer = terminal.open_pty(root_fd)
         terminal.hand_over(master, peer, plan.console_fd, plan.console_size)
-    os.close(root_fd)
-    _step(f"process.cwd `{plan.cwd}`", os.chdir, plan.cwd)
-    if not os.getcwd().startswith("/"):
+    posix.close(root_fd)
+    _step(f"process.cwd `{plan.cwd}`", posix.chdir, plan.cwd)
+    if not posix.getcwd().startswith("/"):
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
     exe = init_mod.find_executable(plan.args[0], plan.path_env)
     kernel.prctl(PR_SET_PDEATHSIG, 0)

@@ -4,8 +4,8 @@ Everything it calls was imported before fork: after pivot_root the filesystem is
 container's, and importing (or loading NSS modules) from it would run the image's code
 inside the runtime (SECURITY.md K).
 """
-import os
-import stat
+import posix
+import _stat  # the C module behind `stat`
 import time
 
 import _signal
@@ -43,7 +43,7 @@ def child_main(plan, chan, fifo_fd, parent_did, cgroup_join=()):
         _run(plan, chan, fifo_fd, parent_did, cgroup_join)
     except BaseException as e:
         report_and_exit(chan, e)
-    os._exit(1)
+    posix._exit(1)
 
 
 def join_cgroups(dirs):
@@ -63,7 +63,7 @@ def report_and_exit(chan, e):
         chan.send("ERROR", msg)
     except BaseException:
         pass
-    os._exit(1)
+    posix._exit(1)
 
 
 def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
@@ -75,9 +75,9 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
     join_cgroups(cgroup_join)
     tag, _ = chan.recv()  # EOF if the runtime died before (or while) we set PDEATHSIG
     if tag != "GO":
-        os._exit(1)
+        posix._exit(1)
     _tmark(plan, chan, "started")
-    os.umask(0)
+    posix.umask(0)
     # rlimits first: in a new user namespace we could no longer raise them.
     for res, soft, hard in plan.rlimits:
         _step(f"setrlimit {res}", kernel.setrlimit, res, soft, hard)
@@ -90,12 +90,12 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
     for typ, path, flag in plan.ns_join:
         if flag & parent_did:
             continue
-        fds[typ] = (_step(f"open namespace {path}", os.open, path, os.O_RDONLY | os.O_CLOEXEC), flag, path)
+        fds[typ] = (_step(f"open namespace {path}", posix.open, path, posix.O_RDONLY | posix.O_CLOEXEC), flag, path)
     for typ in JOIN_ORDER:
         if typ in fds:
             fd, flag, path = fds[typ]
             _step(f"join {typ} namespace {path}", kernel.setns, fd, flag)
-            os.close(fd)
+            posix.close(fd)
 
     if plan.userns_new:
         _step("unshare user namespace", kernel.unshare, CLONE_NEWUSER)
@@ -104,8 +104,8 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
         if tag != "MAPPED":
             raise InitError(f"user namespace mapping failed: {payload}")
         try:
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            posix.setresgid(0, 0, 0)
+            posix.setresuid(0, 0, 0)
         except OSError:
             pass  # root is not mapped: keep the overflow ids, as runc does
     rest = plan.ns_new & ~CLONE_NEWUSER & ~parent_did
@@ -116,10 +116,10 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
         # A new pid (or time) namespace applies to children only: fork the init.
         if rest & CLONE_NEWTIME and plan.time_offsets:
             _step("write timens_offsets", _write_proc, "/proc/self/timens_offsets", plan.time_offsets)
-        pid = os.fork()
+        pid = posix.fork()
         if pid:
             chan.send("PID", str(pid))
-            os._exit(0)
+            posix._exit(0)
 
     for key, value in plan.sysctl.items():
         _step(f"sysctl {key}", _write_proc, "/proc/sys/" + key.replace(".", "/"), value)
@@ -137,16 +137,16 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
         # under the rootfs there; no propagation change, no pivot_root: chroot.
         if plan.terminal:
             raise InitError("process.terminal needs a mount namespace (for /dev/pts and /dev/console)")
-        rootfd = _step("open rootfs", os.open, plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rootfd = _step("open rootfs", posix.open, plan.rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         for m, mo in plan.mounts:
             rootfs_mod.mount_one(rootfd, m, mo, plan.cgroupns)
-        os.close(rootfd)
+        posix.close(rootfd)
         state_json = _hooks_before_pivot(plan, chan)
-        _step("chroot", os.chroot, plan.rootfs)
-        os.chdir("/")
+        _step("chroot", posix.chroot, plan.rootfs)
+        posix.chdir("/")
 
-    _step(f"process.cwd `{plan.cwd}`", os.chdir, plan.cwd)
-    cwd = os.getcwd()
+    _step(f"process.cwd `{plan.cwd}`", posix.chdir, plan.cwd)
+    cwd = posix.getcwd()
     if not cwd.startswith("/"):  # "(unreachable)": outside the container (CVE-2024-21626)
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
     exe = find_executable(plan.args[0], plan.path_env)
@@ -161,9 +161,9 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
         for sig in _WAIT_SIGNALS:
             _signal.signal(sig, _die_of)
         # `ocirun start` writes one byte into the exec fifo.
-        if not os.read(fifo_fd, 1):
-            os._exit(1)
-        os.close(fifo_fd)
+        if not posix.read(fifo_fd, 1):
+            posix._exit(1)
+        posix.close(fifo_fd)
     # (run has no fifo: the init goes on at once, while the runtime writes the state)
     memfd = trampoline.prepare()
     hooks = plan.hooks.get("startContainer")
@@ -183,7 +183,7 @@ _WAIT_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTER
 
 
 def _die_of(sig, frame):
-    os._exit(128 + sig)
+    posix._exit(128 + sig)
 
 
 def _tmark(plan, chan, name):
@@ -192,11 +192,11 @@ def _tmark(plan, chan, name):
 
 
 def _write_proc(path, value):
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC | posix.O_NOFOLLOW)
     try:
-        os.write(fd, value.encode())
+        posix.write(fd, value.encode())
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _hooks_before_pivot(plan, chan):
@@ -211,7 +211,7 @@ def _hooks_before_pivot(plan, chan):
     chan.send("HOOKS")
     tag, payload = chan.recv()
     if tag != "HOOKS_DONE":
-        os._exit(1)
+        posix._exit(1)
     pid, _, payload = payload.partition(" ")
     state_json = payload.encode()
     # for the seccomp listener: the state and our pid as the host sees it
@@ -240,7 +240,7 @@ def _setup_rootfs(plan, chan):
     _tmark(plan, chan, "masked + readonly paths")
     state_json = _hooks_before_pivot(plan, chan)
     _step("pivot_root", rootfs_mod.pivot, rootfd, plan.no_pivot)
-    os.close(rootfd)
+    posix.close(rootfd)
     _step("finish rootfs", rootfs_mod.finish_root, plan.readonly, plan.root_propagation)
     _tmark(plan, chan, "pivot_root")
     return state_json
@@ -255,17 +255,17 @@ def _setup_terminal(plan, rootfd):
     # (CVE-2025-52565): remove it, the console is ours to create.
     dev = paths.mkdir_all(rootfd, "/dev")
     try:
-        if stat.S_ISLNK(os.stat("console", dir_fd=dev, follow_symlinks=False).st_mode):
-            os.unlink("console", dir_fd=dev)
+        if _stat.S_ISLNK(posix.stat("console", dir_fd=dev, follow_symlinks=False).st_mode):
+            posix.unlink("console", dir_fd=dev)
     except FileNotFoundError:
         pass
     finally:
-        os.close(dev)
+        posix.close(dev)
     console = paths.create_file(rootfd, "/dev/console", 0o600)
     try:
         rootfs_mod.bind(peer, console, None, False)
     finally:
-        os.close(console)
+        posix.close(console)
     terminal.hand_over(master, peer, plan.console_fd, plan.console_size)
 
 
@@ -274,20 +274,20 @@ def find_executable(arg0, path_env):
     missing binary fails `create` with the wording callers map to exit 127."""
     if "/" in arg0:
         try:
-            st = os.stat(arg0)
+            st = posix.stat(arg0)
         except OSError:
             raise InitError(f"exec: \"{arg0}\": stat {arg0}: no such file or directory") from None
-        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        if not _stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
             # podman maps "permission denied" to exit 126, as a shell would
             raise InitError(f"exec: \"{arg0}\": permission denied")
         return arg0
     for d in path_env.split(":"):
         cand = f"{d or '.'}/{arg0}"
         try:
-            st = os.stat(cand)
+            st = posix.stat(cand)
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+        if _stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return cand
     raise InitError(f"exec: \"{arg0}\": executable file not found in $PATH")
 
@@ -296,13 +296,13 @@ def _apparmor_exec(profile):
     """Ask AppArmor to confine the process from its next execve on."""
     data = f"exec {profile}".encode()
     try:
-        fd = os.open("/proc/thread-self/attr/apparmor/exec", os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open("/proc/thread-self/attr/apparmor/exec", posix.O_WRONLY | posix.O_CLOEXEC)
     except FileNotFoundError:  # kernels before 5.8
-        fd = os.open("/proc/thread-self/attr/exec", os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open("/proc/thread-self/attr/exec", posix.O_WRONLY | posix.O_CLOEXEC)
     try:
-        os.write(fd, data)
+        posix.write(fd, data)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _module(name):
@@ -333,7 +333,7 @@ def _finalize(plan, then=None):
     before execve (SECURITY.md J); without it, seccomp(2) needs CAP_SYS_ADMIN, so it
     goes on before the capabilities are dropped, and only the few syscalls that drop
     them run under it."""
-    os.umask(0o022 if plan.umask is None else plan.umask)
+    posix.umask(0o022 if plan.umask is None else plan.umask)
     if plan.apparmor:
         _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.apparmor)
     # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
@@ -343,7 +343,7 @@ def _finalize(plan, then=None):
     # Every fd above the preserved ones closes at execve (CVE-2024-21626).
     for fd in range(3, 3 + plan.preserve_fds):
         try:
-            os.set_inheritable(fd, True)
+            posix.set_inheritable(fd, True)
         except OSError:
             pass
     _step("close_range", kernel.close_range, 3 + plan.preserve_fds, 0xFFFFFFFF,
@@ -355,9 +355,9 @@ def _finalize(plan, then=None):
     if plan.seccomp is not None and not plan.nnp:
         _load_seccomp(plan)
     kernel.prctl(PR_SET_KEEPCAPS, 1)
-    _step("setgroups", os.setgroups, plan.gids)
-    _step(f"setresgid {plan.gid}", os.setresgid, plan.gid, plan.gid, plan.gid)
-    _step(f"setresuid {plan.uid}", os.setresuid, plan.uid, plan.uid, plan.uid)
+    _step("setgroups", posix.setgroups, plan.gids)
+    _step(f"setresgid {plan.gid}", posix.setresgid, plan.gid, plan.gid, plan.gid)
+    _step(f"setresuid {plan.uid}", posix.setresuid, plan.uid, plan.uid, plan.uid)
     kernel.prctl(PR_SET_KEEPCAPS, 0)
     _step("capset", kernel.capset, plan.cap_effective, plan.cap_permitted, plan.cap_inheritable)
     if plan.cap_ambient:

@@ -5,19 +5,19 @@ symlink in the (hostile) rootfs such as `etc/hosts -> /tmp/x` or `proc -> /` res
 inside the rootfs, never to the host (CVE-2021-30465, CVE-2024-45310). Mounts then
 target the resolved fd through /proc/self/fd/N, so nothing can swap the path between
 the check and the mount."""
-import os
-import stat
+import posix
+import _stat  # the C module behind `stat`
 
 from ocirun import kernel
 from ocirun.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS
 
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
-O_PATH = os.O_PATH | os.O_CLOEXEC
+O_PATH = posix.O_PATH | posix.O_CLOEXEC
 
 
 def open_in_root(rootfd, path, flags=O_PATH, mode=0):
     """openat2 relative to rootfd with the rootfs as "/" for every symlink."""
-    return kernel.openat2(rootfd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, mode, _RESOLVE)
+    return kernel.openat2(rootfd, path.lstrip("/") or ".", flags | posix.O_CLOEXEC, mode, _RESOLVE)
 
 
 def fd_path(fd):
@@ -29,11 +29,11 @@ def mkdir_all(rootfd, path, mode=0o755):
     fd of the last one. Each component is created relative to its resolved parent,
     so a symlinked component is followed inside the rootfs only."""
     try:
-        return open_in_root(rootfd, path, O_PATH | os.O_DIRECTORY)
+        return open_in_root(rootfd, path, O_PATH | posix.O_DIRECTORY)
     except FileNotFoundError:
         pass
     parts = [p for p in path.split("/") if p and p != "."]
-    parent = os.dup(rootfd)
+    parent = posix.dup(rootfd)
     done = ""
     try:
         for name in parts:
@@ -41,18 +41,18 @@ def mkdir_all(rootfd, path, mode=0o755):
                 raise OSError(22, f"`..` in path {path}")
             done += "/" + name
             try:
-                fd = open_in_root(rootfd, done, O_PATH | os.O_DIRECTORY)
+                fd = open_in_root(rootfd, done, O_PATH | posix.O_DIRECTORY)
             except FileNotFoundError:
                 try:
                     # mkdirat() accepts the O_PATH fd of the resolved parent.
-                    os.mkdir(name, mode, dir_fd=parent)
+                    posix.mkdir(name, mode, dir_fd=parent)
                 except FileExistsError:
                     pass
-                fd = open_in_root(rootfd, done, O_PATH | os.O_DIRECTORY)
-            os.close(parent)
+                fd = open_in_root(rootfd, done, O_PATH | posix.O_DIRECTORY)
+            posix.close(parent)
             parent = fd
     except BaseException:
-        os.close(parent)
+        posix.close(parent)
         raise
     return parent
 
@@ -70,13 +70,13 @@ def create_file(rootfd, path, mode=0o644, _depth=0):
     target = None
     try:
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            fd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC,
                          mode, dir_fd=pfd)
-            os.close(fd)
+            posix.close(fd)
         except FileExistsError:
-            target = os.readlink(name, dir_fd=pfd)
+            target = posix.readlink(name, dir_fd=pfd)
     finally:
-        os.close(pfd)
+        posix.close(pfd)
     if target is not None:
         if _depth >= 40:
             raise OSError(40, f"too many levels of symbolic links at {path}")
@@ -86,4 +86,4 @@ def create_file(rootfd, path, mode=0o644, _depth=0):
 
 
 def is_dir(fd):
-    return stat.S_ISDIR(os.fstat(fd).st_mode)
+    return _stat.S_ISDIR(posix.fstat(fd).st_mode)

@@ -5,9 +5,10 @@ destination is resolved inside the rootfs (paths.open_in_root) and mounted onto 
 resolved fd; bind mounts use the fd-based mount API (open_tree, mount_setattr,
 move_mount) so their attributes are applied before they become visible.
 """
-import os
-import stat
+import posix
+import _stat  # the C module behind `stat`
 
+from ocirun import fs
 from ocirun import kernel
 from ocirun.errors import OciError
 from ocirun.kernel import (
@@ -95,7 +96,7 @@ def bind(src_fd_or_path, dest_fd, mo, recursive):
             for prop in mo.propagation:
                 kernel.mount(None, fd_path(tree), None, prop)
     finally:
-        os.close(tree)
+        posix.close(tree)
 
 
 def mount_one(rootfd, m, mo, cgroupns):
@@ -109,10 +110,10 @@ def mount_one(rootfd, m, mo, cgroupns):
                              f"(mounts inside /proc could redirect procfs writes)")
     if mo.bind:
         try:
-            st = os.stat(source)
+            st = posix.stat(source)
         except OSError as e:
             raise _fail(source, dest, e) from None
-        is_dir = stat.S_ISDIR(st.st_mode)
+        is_dir = _stat.S_ISDIR(st.st_mode)
     else:
         is_dir = True
     try:
@@ -123,7 +124,7 @@ def mount_one(rootfd, m, mo, cgroupns):
     # (`//proc/...`, `/x/../proc`, or a symlink in the image all reach procfs).
     if kernel.fstatfs_type(dest_fd) == kernel.PROC_SUPER_MAGIC and not (
             mo.bind and _in_root_path(dest_fd, rootfd) in PROC_BIND_ALLOWED):
-        os.close(dest_fd)
+        posix.close(dest_fd)
         raise MountError(f"mounts: refusing to mount `{source}` over `{dest}`: it resolves "
                          f"inside /proc")
     try:
@@ -136,13 +137,13 @@ def mount_one(rootfd, m, mo, cgroupns):
     except OSError as e:
         raise _fail(source, dest, e) from None
     finally:
-        os.close(dest_fd)
+        posix.close(dest_fd)
 
 
 def _in_root_path(fd, rootfd):
     """The path of `fd` as seen from the rootfs ("/proc/cpuinfo")."""
-    full = os.readlink(fd_path(fd))
-    base = os.readlink(fd_path(rootfd)).rstrip("/")
+    full = posix.readlink(fd_path(fd))
+    base = posix.readlink(fd_path(rootfd)).rstrip("/")
     return full[len(base):] if full.startswith(base + "/") else full
 
 
@@ -166,7 +167,7 @@ def _mount_fs(source, dest_fd, mtype, mo, dest, rootfd):
             if mo.attr_set or mo.attr_clr:
                 kernel.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
         finally:
-            os.close(top)
+            posix.close(top)
 
 
 def _cgroup_mounts():
@@ -231,12 +232,12 @@ def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
                 else:
                     bind(mnt + (own.get(key, "/") if key else "/"), sub, sub_mo, True)
             finally:
-                os.close(sub)
+                posix.close(sub)
             # cpu,cpuacct is reachable as cpu and cpuacct too, as on the host.
             if "," in name:
                 for alias in name.split(","):
                     try:
-                        os.symlink(name, alias, dir_fd=top)
+                        posix.symlink(name, alias, dir_fd=top)
                     except FileExistsError:
                         pass
         if ro:
@@ -245,9 +246,9 @@ def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
                 kernel.mount(None, fd_path(tmp), None,
                              MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
             finally:
-                os.close(tmp)
+                posix.close(tmp)
     finally:
-        os.close(top)
+        posix.close(top)
 
 
 def make_devices(rootfd, devices, bind_from_host):
@@ -261,54 +262,54 @@ def make_devices(rootfd, devices, bind_from_host):
             kind = d.get("type", "c")
             mode = d.get("fileMode", 0o666) & 0o7777
             try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
+                st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
+                if _stat.S_ISDIR(st.st_mode):
                     raise MountError(f"linux.devices: `{path}` is a directory in the rootfs")
-                os.unlink(name, dir_fd=pfd)
+                posix.unlink(name, dir_fd=pfd)
             except FileNotFoundError:
                 pass
             if bind_from_host:
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o644, dir_fd=pfd)
-                os.close(fd)
-                dfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                fd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
+                             | posix.O_CLOEXEC, 0o644, dir_fd=pfd)
+                posix.close(fd)
+                dfd = posix.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
                 try:
                     bind(path, dfd, None, False)
                 finally:
-                    os.close(dfd)
+                    posix.close(dfd)
                 continue
-            ftype = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK,
-                     "p": stat.S_IFIFO}[kind]
-            dev = os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0
-            os.mknod(name, mode | ftype, dev, dir_fd=pfd)
-            os.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
+            ftype = {"c": _stat.S_IFCHR, "u": _stat.S_IFCHR, "b": _stat.S_IFBLK,
+                     "p": _stat.S_IFIFO}[kind]
+            dev = posix.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0
+            posix.mknod(name, mode | ftype, dev, dir_fd=pfd)
+            posix.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
         except OSError as e:
             raise MountError(f"create device `{path}`: {e.strerror}") from None
         finally:
-            os.close(pfd)
+            posix.close(pfd)
 
 
 def make_dev_symlinks(rootfd):
-    have_kcore = os.path.exists("/proc/kcore")
+    have_kcore = fs.exists("/proc/kcore")
     links = DEV_SYMLINKS + ((("/proc/kcore", "/dev/core"),) if have_kcore else ())
     dfd = paths.mkdir_all(rootfd, "/dev")
     try:
         for target, link in links:
             try:
-                os.symlink(target, link[5:], dir_fd=dfd)
+                posix.symlink(target, link[5:], dir_fd=dfd)
             except FileExistsError:
                 pass
     finally:
-        os.close(dfd)
+        posix.close(dfd)
 
 
 def _dev_null(rootfd):
     """The rootfs's /dev/null, verified to be the real char 1:3 (CVE-2025-31133: a
     symlink or other file there would turn masking into exposure)."""
-    fd = open_in_root(rootfd, "/dev/null", paths.O_PATH | os.O_NOFOLLOW)
-    st = os.fstat(fd)
-    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
-        os.close(fd)
+    fd = open_in_root(rootfd, "/dev/null", paths.O_PATH | posix.O_NOFOLLOW)
+    st = posix.fstat(fd)
+    if not _stat.S_ISCHR(st.st_mode) or st.st_rdev != posix.makedev(1, 3):
+        posix.close(fd)
         raise MountError("maskedPaths: /dev/null in the container is not the null device (char 1:3)")
     return fd
 
@@ -320,11 +321,11 @@ def mask_paths(rootfd, masked):
     try:
         for path in masked:
             try:
-                fd = open_in_root(rootfd, path, paths.O_PATH | os.O_NOFOLLOW)
+                fd = open_in_root(rootfd, path, paths.O_PATH | posix.O_NOFOLLOW)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             try:
-                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                if _stat.S_ISDIR(posix.fstat(fd).st_mode):
                     kernel.mount("tmpfs", fd_path(fd), "tmpfs", MS_RDONLY, None)
                 else:
                     if null_fd is None:
@@ -333,16 +334,16 @@ def mask_paths(rootfd, masked):
             except OSError as e:
                 raise _fail("maskedPaths", path, e) from None
             finally:
-                os.close(fd)
+                posix.close(fd)
     finally:
         if null_fd is not None:
-            os.close(null_fd)
+            posix.close(null_fd)
 
 
 def readonly_paths(rootfd, ro_paths):
     for path in ro_paths or ():
         try:
-            fd = open_in_root(rootfd, path, paths.O_PATH | os.O_NOFOLLOW)
+            fd = open_in_root(rootfd, path, paths.O_PATH | posix.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
             continue
         try:
@@ -352,11 +353,11 @@ def readonly_paths(rootfd, ro_paths):
                 kernel.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
                 kernel.move_mount(tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
             finally:
-                os.close(tree)
+                posix.close(tree)
         except OSError as e:
             raise _fail("readonlyPaths", path, e) from None
         finally:
-            os.close(fd)
+            posix.close(fd)
 
 
 def prepare_root(rootfs, propagation):
@@ -378,7 +379,7 @@ def prepare_root(rootfs, propagation):
     kernel.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     if kind == MS_SHARED:
         kernel.mount(None, rootfs, None, MS_PRIVATE)
-    return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return posix.open(rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
 
 def _mount_point_of(path):
@@ -393,17 +394,17 @@ def _mount_point_of(path):
 
 
 def pivot(rootfd, no_pivot):
-    os.fchdir(rootfd)
+    posix.fchdir(rootfd)
     if no_pivot:
         kernel.mount(".", "/", None, MS_MOVE)
-        os.chroot(".")
+        posix.chroot(".")
     else:
         kernel.pivot_root(".", ".")
         # The old root is stacked under "."; make it a slave so unmounting it does
         # not propagate to the host, then detach it.
         kernel.mount(None, ".", None, MS_SLAVE | MS_REC)
         kernel.umount2(".", MNT_DETACH)
-    os.chdir("/")
+    posix.chdir("/")
 
 
 def finish_root(readonly, propagation):

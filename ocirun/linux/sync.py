@@ -21,7 +21,7 @@
 Any failure in the child is sent as `ERROR <one line>` and the child _exits: nothing
 unwinds into the runtime's code in the child.
 """
-import os
+import posix
 
 
 class Channel:
@@ -36,12 +36,12 @@ class Channel:
 
     def send(self, tag, payload=""):
         line = f"{tag} {payload}".replace("\n", " ") + "\n" if payload else tag + "\n"
-        os.write(self.wfd, line.encode("utf-8", "replace"))
+        posix.write(self.wfd, line.encode("utf-8", "replace"))
 
     def recv(self):
         """Next message as (tag, payload); ("EOF", "") when the peer closed."""
         while b"\n" not in self.buf:
-            chunk = os.read(self.rfd, 4096)
+            chunk = posix.read(self.rfd, 4096)
             if not chunk:
                 return "EOF", ""
             self.buf += chunk
@@ -52,13 +52,13 @@ class Channel:
     def close(self):
         for fd in (self.rfd, self.wfd):
             try:
-                os.close(fd)
+                posix.close(fd)
             except OSError:
                 pass
 
 
 def pair():
     """Two channels: (parent's, child's). All four fds are O_CLOEXEC."""
-    p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
-    c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
+    p2c_r, p2c_w = posix.pipe2(posix.O_CLOEXEC)
+    c2p_r, c2p_w = posix.pipe2(posix.O_CLOEXEC)
     return Channel(c2p_r, p2c_w), Channel(p2c_r, c2p_w)

@@ -27,8 +27,8 @@ fail:
     syscall
 """
 import fcntl
-import os
-import struct
+import posix
+import _struct  # the C module: `struct` is a .py file to find and load
 
 from ocirun import kernel
 
@@ -52,13 +52,13 @@ def elf(machine):
     code = _CODE[machine]
     size = 64 + 56 + len(code)
     ident = b"\x7fELF\x02\x01\x01" + b"\0" * 9
-    ehdr = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, _MACHINE[machine], 1, _BASE + 120,
+    ehdr = _struct.pack("<16sHHIQQQIHHHHHH", ident, 2, _MACHINE[machine], 1, _BASE + 120,
                        64, 0, 0, 64, 56, 1, 0, 0, 0)
-    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, _BASE, _BASE, size, size, 0x1000)
+    phdr = _struct.pack("<IIQQQQQQ", 1, 5, 0, _BASE, _BASE, size, size, 0x1000)
     return ehdr + phdr + code
 
 
-_PROGRAM = elf(os.uname().machine) if os.uname().machine in _CODE else None
+_PROGRAM = elf(posix.uname().machine) if posix.uname().machine in _CODE else None
 
 
 def prepare():
@@ -71,7 +71,7 @@ def prepare():
             fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
         except OSError:  # kernels before 6.3 have no MFD_EXEC
             fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
-        os.write(fd, _PROGRAM)
+        posix.write(fd, _PROGRAM)
         fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
         return fd
     except OSError:
@@ -85,10 +85,10 @@ def execve(memfd, path, args, env):
     Only where no memfd could be made (an architecture without the program, a kernel
     refusing executable memfds) is the exec direct."""
     if memfd is None:
-        os.execve(path, args, env)
+        posix.execve(path, args, env)
     argv = ["ocirun-exec", path, *args]
     try:
-        os.execve(memfd, argv, env)
+        posix.execve(memfd, argv, env)
     except OSError:
         pass
-    os.execve(f"/proc/self/fd/{memfd}", argv, env)
+    posix.execve(f"/proc/self/fd/{memfd}", argv, env)

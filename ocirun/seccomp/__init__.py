@@ -12,11 +12,11 @@ A hit neither parses the rules nor imports a syscall table. Modules: tables/ (ge
 and one generated module per ABI), arches, consts, normalize (semantics and
 validation), compile, asm, emulator, disasm, explain, cache, notify, benchmark.
 
-This module is imported on every container start: it imports only os, sys and C
+This module is imported on every container start: it imports only posix, sys and C
 modules, and load() imports nothing (it runs after pivot_root, where an import could
 execute the container's files).
 """
-import os
+import posix
 import sys
 
 import _json
@@ -70,7 +70,7 @@ def profile_key(seccomp, native=None):
     """blake2b-256 of the canonical encoding of what determines the program."""
     global _NATIVE
     if native is None:
-        native = _NATIVE or os.uname().machine + ":" + sys.byteorder
+        native = _NATIVE or posix.uname().machine + ":" + sys.byteorder
         _NATIVE = native
     from ocirun.seccomp.tables import VERSION as table_version
     try:
@@ -204,9 +204,9 @@ def load(prepared, state_json=None, pid=None):
         if prepared.listener is None:
             raise OSError(107, "seccomp listener: connect_listener() was not called")
         sock, version, meta = prepared.listener
-        msg = _notify.message(version, os.getpid() if pid is None else pid, meta, state_json)
+        msg = _notify.message(version, posix.getpid() if pid is None else pid, meta, state_json)
         _notify.send(sock, fd, msg)
     finally:
-        os.close(fd)
+        posix.close(fd)
         if prepared.listener is not None:
             prepared.listener[0].close()

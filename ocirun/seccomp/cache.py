@@ -13,7 +13,9 @@ so a reader sees a whole entry or none. The store is bounded (MAX_ENTRIES,
 MAX_BYTES); writing evicts the oldest entries by mtime. Every failure of the cache
 is a miss, never an error: the program can always be compiled.
 """
-import os
+import posix
+
+from ocirun import fs
 from _struct import Struct          # not `struct`: one module fewer on every start
 
 from _blake2 import blake2b
@@ -24,47 +26,47 @@ MAX_PROG = 4096 * 8
 MAX_ENTRIES = 256
 MAX_BYTES = 8 << 20
 
-_RD = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_RD = posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK | posix.O_CLOEXEC
+_DIR = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
 
 
 def cache_dir(root):
     """The cache directory under a state root."""
-    return os.path.join(root, ".cache", "seccomp")
+    return fs.join(root, ".cache", "seccomp")
 
 
 def _trusted(st):
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o077
+    return st.st_uid == posix.geteuid() and not st.st_mode & 0o077
 
 
 def read(directory, key):
     """-> (program bytes, info) or None."""
     try:
-        dfd = os.open(directory, _DIR)
+        dfd = posix.open(directory, _DIR)
     except OSError:
         return None
     try:
-        if not _trusted(os.fstat(dfd)):
+        if not _trusted(posix.fstat(dfd)):
             return None
         name = key.hex()
         try:
-            fd = os.open(name, _RD, dir_fd=dfd)
+            fd = posix.open(name, _RD, dir_fd=dfd)
         except OSError:
             return None
         try:
-            st = os.fstat(fd)
+            st = posix.fstat(fd)
             if st.st_mode & 0o170000 != 0o100000 or not _trusted(st):
                 data = b""
             else:
-                data = os.read(fd, HEADER.size + MAX_PROG + 1)
+                data = posix.read(fd, HEADER.size + MAX_PROG + 1)
         finally:
-            os.close(fd)
+            posix.close(fd)
         entry = _verify(data, key)
         if entry is None:
             _unlink(name, dfd)
         return entry
     finally:
-        os.close(dfd)
+        posix.close(dfd)
 
 
 def _verify(data, key):
@@ -80,47 +82,47 @@ def _verify(data, key):
 
 def _unlink(name, dfd):
     try:
-        os.unlink(name, dir_fd=dfd)
+        posix.unlink(name, dir_fd=dfd)
     except OSError:
         pass
 
 
 def _makedirs(directory):
-    parent = os.path.dirname(directory)
-    if parent and not os.path.isdir(parent):
+    parent = fs.dirname(directory)
+    if parent and not fs.isdir(parent):
         _makedirs(parent)
     try:
-        os.mkdir(directory, 0o700)
+        posix.mkdir(directory, 0o700)
     except FileExistsError:
         return
-    os.chmod(directory, 0o700)     # whatever the umask
+    posix.chmod(directory, 0o700)     # whatever the umask
 
 
 def write(directory, key, prog, info=0):
     """Store an entry; returns True if it was stored."""
     try:
         _makedirs(directory)
-        dfd = os.open(directory, _DIR)
+        dfd = posix.open(directory, _DIR)
     except OSError:
         return False
     tmp = None
     try:
-        st = os.fstat(dfd)
-        if st.st_uid != os.geteuid():
+        st = posix.fstat(dfd)
+        if st.st_uid != posix.geteuid():
             return False
         if st.st_mode & 0o777 != 0o700:
-            os.chmod(dfd, 0o700)
+            posix.chmod(dfd, 0o700)
         data = HEADER.pack(MAGIC, key, info, len(prog),
                            blake2b(prog, digest_size=16).digest()) + prog
-        tmp = ".tmp.%d.%s" % (os.getpid(), os.urandom(6).hex())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        tmp = ".tmp.%d.%s" % (posix.getpid(), posix.urandom(6).hex())
+        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC,
                      0o600, dir_fd=dfd)
         try:
-            if os.write(fd, data) != len(data):
+            if posix.write(fd, data) != len(data):
                 raise OSError("short write")
         finally:
-            os.close(fd)
-        os.rename(tmp, key.hex(), src_dir_fd=dfd, dst_dir_fd=dfd)
+            posix.close(fd)
+        posix.rename(tmp, key.hex(), src_dir_fd=dfd, dst_dir_fd=dfd)
         tmp = None
         evict(dfd)
         return True
@@ -129,7 +131,7 @@ def write(directory, key, prog, info=0):
     finally:
         if tmp is not None:
             _unlink(tmp, dfd)
-        os.close(dfd)
+        posix.close(dfd)
 
 
 def evict(dfd, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES):
@@ -139,7 +141,7 @@ def evict(dfd, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES):
     now = time.time()
     entries = []
     total = 0
-    for e in os.scandir(dfd):
+    for e in posix.scandir(dfd):
         try:
             st = e.stat(follow_symlinks=False)
         except OSError:

@@ -1,8 +1,9 @@
 """Container state under <root>/<id>/: state.json written atomically, the exec fifo,
 and the status derived from the init pid *and* its start time (a recycled pid is not
 our container)."""
-import os
+import posix
 
+from ocirun import fs
 from ocirun.errors import NotFound, OciError, UsageError, os_error
 
 STATE_FILE = "state.json"
@@ -44,18 +45,18 @@ def proc_start_time(pid):
 
 def write_atomic(path, data, mode=0o600):
     """Write temp + fsync-free rename: readers see the old or the new file, never half."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    tmp = f"{path}.tmp{posix.getpid()}"
+    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC | posix.O_NOFOLLOW, mode)
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[posix.write(fd, view):]
     except OSError:
-        os.close(fd)
-        os.unlink(tmp)
+        posix.close(fd)
+        posix.unlink(tmp)
         raise
-    os.close(fd)
-    os.rename(tmp, path)
+    posix.close(fd)
+    posix.rename(tmp, path)
 
 
 def _dumps(obj):
@@ -121,7 +122,7 @@ class State:
                     return "paused"
             except OciError:
                 pass
-        if not self.started and os.path.exists(f"{self.dir}/{FIFO}"):
+        if not self.started and fs.exists(f"{self.dir}/{FIFO}"):
             return "created"
         return "running"
 
@@ -146,18 +147,18 @@ def load(root, cid):
     """Load a container's state; NotFound ("does not exist") if there is none."""
     d = container_dir(root, cid)
     try:
-        fd = os.open(f"{d}/{STATE_FILE}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = posix.open(f"{d}/{STATE_FILE}", posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NOFOLLOW)
     except FileNotFoundError:
-        if os.path.isdir(d):
+        if fs.isdir(d):
             st = State(root, cid)  # killed during create: a husk `delete` can remove
             return st
         raise NotFound(cid) from None
     except OSError as e:
         raise os_error(f"read state of `{cid}`", e) from None
     try:
-        data = os.read(fd, 1 << 20)
+        data = posix.read(fd, 1 << 20)
     finally:
-        os.close(fd)
+        posix.close(fd)
     st = State(root, cid)
     try:
         doc = _loads(data.decode())
@@ -175,24 +176,24 @@ def load(root, cid):
 
 def list_ids(root):
     try:
-        names = os.listdir(root)
+        names = posix.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if n[0] != "." and os.path.isdir(f"{root}/{n}"))
+    return sorted(n for n in names if n[0] != "." and fs.isdir(f"{root}/{n}"))
 
 
 def remove_dir(path):
     """Remove a container's state directory (flat: state files and the fifo)."""
     try:
-        names = os.listdir(path)
+        names = posix.listdir(path)
     except FileNotFoundError:
         return
     for n in names:
         try:
-            os.unlink(f"{path}/{n}")
+            posix.unlink(f"{path}/{n}")
         except FileNotFoundError:
             pass
     try:
-        os.rmdir(path)
+        posix.rmdir(path)
     except FileNotFoundError:
         pass

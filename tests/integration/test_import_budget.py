@@ -10,10 +10,14 @@ from support import OCIRUN
 # Never on the hot paths (ARCHITECTURE.md): each costs milliseconds.
 FORBIDDEN = {"re", "json", "argparse", "dataclasses", "enum", "typing", "logging",
              "subprocess", "socket", "signal", "tempfile", "threading", "ctypes",
-             "resource", "datetime", "pathlib", "shutil", "traceback"}
+             "resource", "datetime", "pathlib", "shutil", "traceback",
+             # ~1.0 ms: os builds _collections_abc's ABCs (ocirun/fs.py says more)
+             "os", "posixpath", "_collections_abc",
+             # .py wrappers of C modules: a file lookup each (_struct, _stat instead)
+             "struct", "stat"}
 
 COMMON = {"ocirun", "ocirun.cli", "ocirun.cli.main", "ocirun.cli.opts", "ocirun.errors",
-          "ocirun.log"}
+          "ocirun.log", "ocirun.fs"}
 STATE = {"ocirun.state", "ocirun.config", "ocirun.config.load", "ocirun.lifecycle",
          "ocirun.lifecycle.ops", "ocirun.lifecycle.process", "ocirun.cli.create"}
 CREATE = STATE - {"ocirun.lifecycle.ops", "ocirun.lifecycle.process"} | {

@@ -67,4 +67,4 @@ def test_import_is_cheap():
                           % __file__.rsplit("/tests/", 1)[0]],
                          capture_output=True, text=True, check=True).stdout
     mods = eval(out)
-    assert mods == ["ocirun", "ocirun.cgroups"], mods
+    assert mods == ["ocirun", "ocirun.cgroups", "ocirun.fs"], mods

@@ -94,14 +94,15 @@ def test_create_copies_cpuset_and_records(v1root):
 def test_cpuset_initialised_from_parent(v1root, monkeypatch):
     # mkdir in a temp dir makes no files: have mkdir create the (empty) cpuset files the
     # kernel would show
-    real_mkdir = os.mkdir
+    import posix
+    real_mkdir = posix.mkdir
 
     def mkdir(p, mode=0o777):
         real_mkdir(p, mode)
         if "/cpuset/" in p:
             for f in ("cpuset.cpus", "cpuset.mems"):
                 open(os.path.join(p, f), "w").close()
-    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(posix, "mkdir", mkdir)  # what the cgroup code calls
     m = open_v1(v1root)
     m.create()
     assert read(m, "cpuset", "cpuset.cpus") == "0-1"

@@ -96,7 +96,7 @@ def test_size_at_cap_is_read(tmp_path):
 def test_not_readable(tmp_path, monkeypatch):
     def denied(*a, **kw):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(load.os, "open", denied)
+    monkeypatch.setattr(load.posix, "open", denied)
     assert error_of(str(tmp_path / "x.json"), label="config.json") == \
         "config.json: EACCES (Permission denied)"
 
