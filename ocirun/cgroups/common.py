@@ -416,6 +416,17 @@ def step_warn(msg):
 
 def do_write(d, ctrl, candidates, policy, label):
     """Execute one write step in cgroup directory d (None: controller not available)."""
+    if d is not None and len(candidates) == 1:
+        # The usual case: one file, which exists. Only when it is missing do the
+        # checks below run, to say what is missing (saves two stats per write).
+        name, value = candidates[0]
+        try:
+            write_file(d, name, value)
+            return
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise os_error(f"write {value.strip()!r} to {fs.join(d, name)}", e) from None
     if d is None or not fs.isdir(d):
         msg = f"cannot set {label}: the {ctrl} controller is not available for this cgroup"
         if policy == "warn":

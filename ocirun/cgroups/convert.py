@@ -84,3 +84,18 @@ def device_number(n):
 def major_minor(entry):
     """"8:0" for a blockIO weightDevice / throttle entry (v1 and v2 files alike)."""
     return f"{entry['major']}:{entry['minor']}"
+
+
+# The devices every container gets in addition to its config (runtime-spec config-linux.md
+# "Default Devices"), for callers that build the final rule list: null, zero, full, random,
+# urandom, tty, ptmx, and the container's own devpts ptys.
+DEFAULT_ALLOWED = [
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "minor": -1, "access": "rwm"},
+]

@@ -100,7 +100,7 @@ def assemble(rules, default_allow=True):
 
 def apply(cgroup_dir, rules):
     """Load the program for `rules` and attach it to cgroup_dir (replacing ours, if any)."""
-    import os
+    import posix
 
     from ocirun import kernel
     from ocirun.errors import os_error
@@ -111,27 +111,12 @@ def apply(cgroup_dir, rules):
     except OSError as e:
         raise os_error("load the cgroup v2 device program (linux.resources.devices)", e) from None
     try:
-        dfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dfd = posix.open(cgroup_dir, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         try:
             kernel.bpf_prog_attach(dfd, prog_fd, kernel.BPF_CGROUP_DEVICE, 0)
         finally:
-            os.close(dfd)
+            posix.close(dfd)
     except OSError as e:
         raise os_error(f"attach the device program to {cgroup_dir}", e) from None
     finally:
-        os.close(prog_fd)
-
-
-# The devices every container gets in addition to its config (runtime-spec config-linux.md
-# "Default Devices"), for callers that build the final rule list: null, zero, full, random,
-# urandom, tty, ptmx, and the container's own devpts ptys.
-DEFAULT_ALLOWED = [
-    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 136, "minor": -1, "access": "rwm"},
-]
+        posix.close(prog_fd)

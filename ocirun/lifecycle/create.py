@@ -294,7 +294,7 @@ def device_rules(linux):
     resources = linux.get("resources")
     if not resources or "devices" not in resources:
         return resources
-    from ocirun.cgroups.devices_bpf import DEFAULT_ALLOWED
+    from ocirun.cgroups.convert import DEFAULT_ALLOWED
     rules = list(resources["devices"]) + DEFAULT_ALLOWED
     for d in linux.get("devices") or ():
         if d.get("type") in ("c", "b", "u"):

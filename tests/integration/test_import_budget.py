@@ -32,7 +32,7 @@ SECCOMP = {"ocirun.seccomp", "ocirun.seccomp.cache", "ocirun.seccomp.consts",
 # cgroupfs on this v1/hybrid host (the default manager)
 CGROUPS = {"ocirun.cgroups", "ocirun.cgroups.common", "ocirun.cgroups.v1",
            "ocirun.cgroups.convert"}
-CGROUPS_CREATE = CGROUPS | {"ocirun.cgroups.devices_bpf", "ocirun.cgroups.validate"}
+CGROUPS_CREATE = CGROUPS | {"ocirun.cgroups.validate"}
 
 PINNED = {
     # a container with a cgroup: status reads its freezer state ("paused")
