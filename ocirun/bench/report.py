@@ -147,7 +147,8 @@ def render(result):
                 out.append("ratios of medians:")
                 out.append(rt)
         for k, v in (sec.get("extra") or {}).items():
-            out.append(f"{k}: {v}")
+            if not isinstance(v, dict):  # dicts are raw figures for --json; notes say them
+                out.append(f"{k}: {v}")
         for n in sec.get("notes", []):
             out.append(f"note: {n}")
     return "\n".join(out) + "\n"

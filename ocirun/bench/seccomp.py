@@ -76,7 +76,8 @@ def measure(profile, source, progress=None):
         rows += _ocirun_rows(oseccomp, profile, progress)
         figures = _ocirun_figures(oseccomp, profile, progress)
         if figures is not None:
-            extra["ocirun seccomp_figures"] = figures
+            extra["ocirun seccomp_figures"] = figures  # all of it, for --json
+            notes.extend(_figure_notes(figures))
     try:
         libseccomp = import_optional("seccomp")
     except ImportError:
@@ -143,6 +144,27 @@ def _ocirun_rows(oseccomp, profile, progress):
         log._level = saved_level
         shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def _figure_notes(f):
+    """The seccomp_figures that the table has no row for, as readable notes."""
+    def pair(key, fmt):
+        ours, lib = f.get("ours_" + key), f.get("lib_" + key)
+        text = "ocirun " + (fmt.format(ours) if ours is not None else "n/a")
+        return text + (", libseccomp " + fmt.format(lib) if lib is not None else "")
+    out = []
+    runs = [f"{who} {f[p + '_exec_avg']:.1f} average, {f[p + '_exec_max']} max"
+            for who, p in (("ocirun", "ours"), ("libseccomp", "lib"))
+            if f.get(p + "_exec_avg") is not None and f.get(p + "_exec_max") is not None]
+    if runs:
+        out.append("the filter's own run time, instructions executed per x86_64 syscall: "
+                   + "; ".join(runs))
+    if f.get("ours_attach_ms") is not None:
+        out.append(f"loading the filter, seccomp(2): {pair('attach_ms', '{:.3f} ms')}")
+    if f.get("ours_cold_compile_ms") is not None:
+        out.append("cold compile in a fresh interpreter (its start not counted): "
+                   + pair("cold_compile_ms", "{:.2f} ms"))
+    return out
 
 
 def _ocirun_figures(oseccomp, profile, progress):

@@ -133,3 +133,18 @@ def test_bench_is_not_on_the_run_path():
                          text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_seccomp_figures_read_as_notes_not_a_dict():
+    from ocirun.bench.seccomp import _figure_notes
+    fig = {"ours_exec_avg": 11.34, "ours_exec_max": 19, "lib_exec_avg": 231.8,
+           "lib_exec_max": 696, "ours_attach_ms": 0.236, "lib_attach_ms": 1.239,
+           "ours_cold_compile_ms": 5.4}
+    notes = _figure_notes(fig)
+    assert notes[0].endswith("ocirun 11.3 average, 19 max; libseccomp 231.8 average, 696 max")
+    assert "ocirun 0.236 ms, libseccomp 1.239 ms" in notes[1]
+    assert notes[2].endswith("ocirun 5.40 ms")
+    sec = {"title": "seccomp", "rows": [], "notes": notes, "extra": {"figures": fig}}
+    text = report.render({"sections": {"seccomp": sec}})
+    assert "note: the filter's own run time" in text
+    assert "{'" not in text  # the raw dict is for --json only
