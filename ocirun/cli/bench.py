@@ -12,7 +12,7 @@ Measure what container start-up costs on this machine and print a table:
   ns       network/ipc namespace create+destroy, an mqueue mount, all namespaces at once
   names    syscall-name resolution (ocirun's tables, libseccomp's if installed)
   seccomp  seccomp profile compile, cold and from the cache (and libseccomp's)
-  run      a full `run` of /bin/true: ocirun against runc and crun, interleaved
+  run      a full `run` of /bin/true: ocirun against runc and crun, in rounds of blocks
 
 options:
   --runs N                runs per runtime in the run section (default 30)

@@ -30,7 +30,7 @@ def test_bench_ns_and_run_json(tmp_path):
     assert doc["host"]["cpus"] >= 1
     assert list(doc["sections"]) == ["ns", "run"]
     # progress went to stderr, a line per phase
-    assert "bench: ns:" in r.stderr and "bench: run: round" in r.stderr and "3/3" in r.stderr
+    assert "bench: ns:" in r.stderr and "bench: run: runs (blocks of" in r.stderr and "3/3" in r.stderr
 
     ns = doc["sections"]["ns"]
     assert [row["name"] for row in ns["rows"]] == list(NS_ROWS)
