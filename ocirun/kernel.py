@@ -4,8 +4,10 @@ Syscalls go through ocirun._sys.syscall, a tiny C function built at install time
 it is not built, through ctypes (whose import alone costs ~1.5-3 ms, more than every
 other import of `ocirun run`). Structures are packed with `struct`. Everything raises
 OSError with errno, like the os module."""
-import posix
 import _struct  # the C module: `struct` is a .py file to find and load
+import posix
+
+from ocirun import fs
 
 try:
     from ocirun._sys import address as _address
@@ -86,7 +88,6 @@ MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
 MNT_DETACH = 2
 
-from ocirun import fs
 from ocirun.linux.namespaces import (  # noqa: E402,F401  (re-exported for callers)
     CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME,
     CLONE_NEWUSER, CLONE_NEWUTS,

@@ -9,8 +9,7 @@ import errno
 import posix
 import time
 
-from ocirun import fs
-from ocirun import log
+from ocirun import fs, log
 from ocirun.errors import OciError, os_error
 
 RMDIR_TIMEOUT = 5.0

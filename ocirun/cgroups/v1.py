@@ -7,8 +7,7 @@ go to the v1 controllers, and linux.resources.unified is refused (validate.py).
 """
 import posix
 
-from ocirun import fs
-from ocirun import log
+from ocirun import fs, log
 from ocirun.cgroups import common, convert
 from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint, step_warn,
                                    step_write, write_checked)

@@ -1,8 +1,7 @@
 """create: validate -> plan -> state dir -> cgroup -> fork init -> sync -> state."""
 import posix
 
-from ocirun import fs
-from ocirun import kernel, timings
+from ocirun import fs, kernel, timings
 from ocirun.config.load import load_config_bytes
 from ocirun.config.plan import build
 from ocirun.config.validate import validate

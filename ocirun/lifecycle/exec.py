@@ -4,8 +4,7 @@ import posix
 
 import _signal
 
-from ocirun import fs
-from ocirun import kernel
+from ocirun import fs, kernel
 from ocirun.config.plan import Plan, fill_process
 from ocirun.errors import ConfigError, OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME

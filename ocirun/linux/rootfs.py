@@ -8,8 +8,7 @@ move_mount) so their attributes are applied before they become visible.
 import posix
 import _stat  # the C module behind `stat`
 
-from ocirun import fs
-from ocirun import kernel
+from ocirun import fs, kernel
 from ocirun.errors import OciError
 from ocirun.kernel import (
     AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV,
