@@ -360,6 +360,9 @@ class DisabledManager:
     def add(self, pid, sub=None):
         pass
 
+    def fork_targets(self):
+        return None, []
+
     def apply(self, resources):
         if resources:
             from ocirun.cgroups import validate
