@@ -147,14 +147,7 @@ def plan_v1(res, update=False, field="linux.resources"):
         steps.append(step_write("net_prio", [("net_prio.ifpriomap", f"{p['name']} {p['priority']}")],
                                 f"{field}.network.priorities[{i}]", "warn"))
 
-    for name, lim in (res.get("rdma") or {}).items():
-        parts = [name]
-        if lim.get("hcaHandles") is not None:
-            parts.append(f"hca_handle={lim['hcaHandles']}")
-        if lim.get("hcaObjects") is not None:
-            parts.append(f"hca_object={lim['hcaObjects']}")
-        if len(parts) > 1:
-            steps.append(step_write("rdma", [("rdma.max", " ".join(parts))], f"{field}.rdma[{name!r}]"))
+    steps += common.rdma_steps(res, field)
 
     devs = res.get("devices")
     if devs is not None:

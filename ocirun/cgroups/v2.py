@@ -94,14 +94,7 @@ def plan_v2(res, update=False, field="linux.resources"):
     if net.get("classID") is not None or net.get("priorities"):
         steps.append(step_warn(f"{field}.network: net_cls/net_prio do not exist on cgroup v2; ignored"))
 
-    for name, lim in (res.get("rdma") or {}).items():
-        parts = [name]
-        if lim.get("hcaHandles") is not None:
-            parts.append(f"hca_handle={lim['hcaHandles']}")
-        if lim.get("hcaObjects") is not None:
-            parts.append(f"hca_object={lim['hcaObjects']}")
-        if len(parts) > 1:
-            steps.append(step_write("rdma", [("rdma.max", " ".join(parts))], f"{field}.rdma[{name!r}]"))
+    steps += common.rdma_steps(res, field)
 
     if res.get("devices") is not None:
         steps.append(("devices", res["devices"]))

@@ -7,7 +7,6 @@ from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
-from ocirun.lifecycle.forking import fork_in_cgroup
 from ocirun.linux import sync
 from ocirun.linux.init import child_main
 from ocirun.state import (
@@ -192,7 +191,7 @@ def _fork(plan, chan, child_chan, fifo_fd, manager):
     try:
         if not plan.userns_new:
             parent_did = _enter_early_namespaces(plan, saved)
-        pid, self_join = fork_in_cgroup(manager)
+        pid, self_join = manager.fork() if manager is not None else (posix.fork(), ())
         if pid == 0:
             # Our copy of the runtime's ends must go, or a runtime that dies would
             # leave the init waiting on a pipe that never reports EOF.

@@ -8,7 +8,6 @@ from ocirun import fs, kernel
 from ocirun.config.plan import Plan, fill_process
 from ocirun.errors import ConfigError, OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
-from ocirun.lifecycle.forking import fork_in_cgroup
 from ocirun.lifecycle.process import open_init
 from ocirun.linux import sync
 from ocirun.linux.caps import last_cap
@@ -150,10 +149,10 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         from ocirun.cgroups import from_dict
         manager = from_dict(st.cgroup)
     try:
-        if cgroup_sub:  # a sub-cgroup (exec --cgroup): the runtime adds the pid there
+        if manager is None or cgroup_sub:  # exec --cgroup SUB: the runtime adds the pid
             pid, self_join = posix.fork(), None
         else:
-            pid, self_join = fork_in_cgroup(manager)
+            pid, self_join = manager.fork()
         if pid == 0:
             chan.close()  # see create: EOF must reach us if the runtime dies
             from ocirun.linux.exec_init import exec_main

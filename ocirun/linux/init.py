@@ -38,7 +38,7 @@ def _step(what, fn, *args):
 def child_main(plan, chan, fifo_fd, parent_did, cgroup_join=()):
     """Entry point after fork. `parent_did`: namespace flags the runtime already
     created or joined for us before fork (pid, time). `cgroup_join`: cgroup v1
-    directories to move ourselves into (lifecycle/create.py _fork_init)."""
+    directories to move ourselves into (cgroups/common.py Manager.fork)."""
     try:
         _run(plan, chan, fifo_fd, parent_did, cgroup_join)
     except BaseException as e:
@@ -47,7 +47,7 @@ def child_main(plan, chan, fifo_fd, parent_did, cgroup_join=()):
 
 
 def join_cgroups(dirs):
-    """Move ourselves into cgroup v1 directories (lifecycle/forking.py): "0" in
+    """Move ourselves into cgroup v1 directories (cgroups/common.py Manager.fork): "0" in
     `tasks` is the writing thread, which here is the whole process."""
     for d in dirs:
         _step(f"join cgroup {d}", _write_proc, d + "/tasks", "0")

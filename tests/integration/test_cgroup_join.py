@@ -1,4 +1,4 @@
-"""How the init gets into its cgroup (lifecycle/create.py _fork_init).
+"""How the init gets into its cgroup (cgroups/common.py Manager.fork).
 
 Born in the cgroup v2 directory by clone3(CLONE_INTO_CGROUP), then moving itself into
 every cgroup v1 hierarchy through `tasks`: no write of its pid to cgroup.procs by the

@@ -1,4 +1,4 @@
-"""lifecycle/forking.py: which path puts the child in its cgroup (the kernel side is
+"""Manager.fork: which path puts the child in its cgroup (the kernel side is
 tests/integration/test_cgroup_join.py)."""
 import errno
 import os
@@ -6,12 +6,12 @@ import os
 import pytest
 
 from ocirun import kernel
-from ocirun.cgroups.common import DisabledManager
-from ocirun.lifecycle import forking
+from ocirun.cgroups.common import DisabledManager, Manager
 
 
-class FakeManager:
+class FakeManager(Manager):
     def __init__(self, v2, v1):
+        super().__init__("/sys/fs/cgroup", "/x", "x", "v1")
         self.targets = (v2, v1)
 
     def fork_targets(self):
@@ -19,19 +19,19 @@ class FakeManager:
 
 
 def _fork(manager):
-    pid, join = forking.fork_in_cgroup(manager)
+    pid, join = manager.fork()
     if pid == 0:
         os._exit(0)
     assert os.waitpid(pid, 0)[1] == 0
     return join
 
 
-def test_no_manager_nothing_to_join():
-    assert _fork(None) == ()
+def test_without_cgroups_nothing_to_join_or_add():
+    assert _fork(DisabledManager("c")) == ()
 
 
 def test_a_manager_without_targets_leaves_the_add_to_the_runtime():
-    assert _fork(DisabledManager("c")) is None
+    assert _fork(FakeManager(None, [])) is None
 
 
 def test_v1_only_the_child_joins_itself():
