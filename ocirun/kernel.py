@@ -13,6 +13,10 @@ try:
     from ocirun._sys import address as _address
     from ocirun._sys import fork_into_cgroup
     from ocirun._sys import syscall as _raw
+    try:
+        from ocirun._sys import clone_vm  # x86_64 and glibc only (_sys.c)
+    except ImportError:
+        clone_vm = None
 except ImportError:  # no C compiler at install: the same interface over ctypes
     import ctypes as _ct
 
@@ -42,6 +46,8 @@ except ImportError:  # no C compiler at install: the same interface over ctypes
         import errno
         raise OSError(errno.ENOSYS, "fork_into_cgroup needs ocirun._sys")
 
+    clone_vm = None
+
     def _address(obj):
         if isinstance(obj, bytes):
             return _ct.cast(_ct.c_char_p(obj), _ct.c_void_p).value
@@ -54,13 +60,13 @@ _NR = {
                    seccomp=317, bpf=321, memfd_create=319, execveat=322,
                    pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                    pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                   prlimit64=302, fstatfs=138),
+                   prlimit64=302, fstatfs=138, rt_sigaction=13),
     "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
                     sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
                     seccomp=277, bpf=280, memfd_create=279, execveat=281,
                     pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                     pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                    prlimit64=261, fstatfs=44),
+                    prlimit64=261, fstatfs=44, rt_sigaction=134),
 }[posix.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
@@ -221,6 +227,14 @@ CLOSE_RANGE_CLOEXEC = 4
 def close_range(first, last=0xFFFFFFFF, flags=0):
     """close_range(2); with CLOSE_RANGE_CLOEXEC the fds close at execve instead."""
     _raw(_NR["close_range"], first, last, flags)
+
+
+def sigaction_default(sig):
+    """rt_sigaction(sig, SIG_DFL): the kernel's disposition only. signal.signal()
+    would also rewrite the interpreter's handler table, which a child made by
+    clone_vm shares with the runtime (struct kernel_sigaction: handler 0, no flags,
+    no restorer, empty mask; an 8-byte sigset)."""
+    _raw(_NR["rt_sigaction"], sig, bytes(32), None, 8)
 
 
 def memfd_create(name, flags):

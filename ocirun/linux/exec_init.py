@@ -53,6 +53,6 @@ def _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join):
     memfd = trampoline.prepare()
     init_mod._finalize(plan)
     try:
-        trampoline.execve(memfd, exe, plan.args, init_mod._env_dict(plan.env))
+        trampoline.execve(trampoline.request(memfd, exe, plan.args, plan.env, chan.wfd))
     except OSError as e:
         raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None

@@ -35,15 +35,55 @@ def _step(what, fn, *args):
         raise InitError(f"{what}: {name} ({e.strerror})") from None
 
 
+class _Quit(BaseException):
+    """Leave the init with this exit status, reporting nothing (the runtime is gone
+    or has told us to stop)."""
+
+    def __init__(self, code):
+        self.code = code
+
+
 def child_main(plan, chan, fifo_fd, parent_did, cgroup_join=()):
     """Entry point after fork. `parent_did`: namespace flags the runtime already
     created or joined for us before fork (pid, time). `cgroup_join`: cgroup v1
-    directories to move ourselves into (cgroups/common.py Manager.fork)."""
+    directories to move ourselves into (cgroups/common.py Manager.fork). Never
+    returns: execve or _exit."""
+    req = child_prepare(plan, chan, fifo_fd, parent_did, cgroup_join)
+    if isinstance(req, int):
+        posix._exit(req)
     try:
-        _run(plan, chan, fifo_fd, parent_did, cgroup_join)
-    except BaseException as e:
-        report_and_exit(chan, e)
+        trampoline.execve(req)
+    except OSError as e:
+        report(chan, InitError(f"exec `{plan.args[0]}`: {e.strerror}"))
     posix._exit(1)
+
+
+def child_prepare(plan, chan, fifo_fd, parent_did, cgroup_join, shared=False):
+    """Everything up to the execve: returns its request (trampoline.request), or an
+    exit status after reporting an error. Returns instead of exiting so that a child
+    sharing the runtime's memory (`shared`: create.py _clone_vm) leaves no frame
+    behind. Such a child gets no GO: the runtime is suspended until our execve."""
+    try:
+        return _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared)
+    except _Quit as q:
+        return q.code
+    except BaseException as e:
+        report(chan, e)
+        return 1
+
+
+def needs_runtime(plan):
+    """Whether the init must wait for the runtime during its set-up: to map a new user
+    namespace, or for _hooks_before_pivot."""
+    return bool(plan.userns_new or _hooks_need_runtime(plan))
+
+
+def _hooks_need_runtime(plan):
+    """Hooks before pivot_root, or a seccomp listener to hand over: both need the
+    container's state from the runtime."""
+    h = plan.hooks
+    return bool(h.get("prestart") or h.get("createRuntime") or h.get("createContainer")
+                or h.get("startContainer") or (plan.seccomp is not None and plan.seccomp.notify))
 
 
 def join_cgroups(dirs):
@@ -53,9 +93,8 @@ def join_cgroups(dirs):
         _step(f"join cgroup {d}", _write_proc, d + "/tasks", "0")
 
 
-def report_and_exit(chan, e):
-    """The child's single error path: one line to the runtime, then _exit (nothing
-    unwinds into the runtime's code in the child)."""
+def report(chan, e):
+    """The child's single error path: one line to the runtime."""
     msg = e.msg if isinstance(e, OciError) else (
         f"{e.strerror}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
         if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
@@ -63,19 +102,27 @@ def report_and_exit(chan, e):
         chan.send("ERROR", msg)
     except BaseException:
         pass
+
+
+def report_and_exit(chan, e):
+    """report(), then _exit (nothing unwinds into the runtime's code in the child)."""
+    report(chan, e)
     posix._exit(1)
 
 
-def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
+def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
     # Not dumpable: nothing in the container may open our /proc/PID/exe (the host's
     # interpreter) or ptrace us before execve (CVE-2019-5736). Die with the runtime
     # while we are being set up.
     kernel.prctl(PR_SET_DUMPABLE, 0)
     kernel.prctl(PR_SET_PDEATHSIG, 9)
     join_cgroups(cgroup_join)
-    tag, _ = chan.recv()  # EOF if the runtime died before (or while) we set PDEATHSIG
-    if tag != "GO":
-        posix._exit(1)
+    if not shared:
+        tag, _ = chan.recv()  # EOF if the runtime died before (or while) we set PDEATHSIG
+        if tag != "GO":
+            raise _Quit(1)
+    elif not _runtime_alive(chan):  # it died before we set PDEATHSIG
+        raise _Quit(1)
     _tmark(plan, chan, "started")
     posix.umask(0)
     # rlimits first: in a new user namespace we could no longer raise them.
@@ -162,7 +209,7 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
             _signal.signal(sig, _die_of)
         # `ocirun start` writes one byte into the exec fifo.
         if not posix.read(fifo_fd, 1):
-            posix._exit(1)
+            raise _Quit(1)
         posix.close(fifo_fd)
     # (run has no fifo: the init goes on at once, while the runtime writes the state)
     memfd = trampoline.prepare()
@@ -172,10 +219,17 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join):
     _finalize(plan, (lambda: _module("ocirun.hooks").run_hooks(
         "startContainer", hooks, state_json)) if hooks else None)
     _tmark(plan, chan, "user, caps, seccomp (execve next)")
+    return trampoline.request(memfd, exe, plan.args, plan.env, chan.wfd)
+
+
+def _runtime_alive(chan):
+    """For a child that gets no GO: the runtime's end of our pipe is open as long as
+    it lives (and it sends nothing), so a read that would block means alive."""
+    posix.set_blocking(chan.rfd, False)
     try:
-        trampoline.execve(memfd, exe, plan.args, _env_dict(plan.env))
-    except OSError as e:
-        raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None
+        return posix.read(chan.rfd, 1) != b""
+    except BlockingIOError:
+        return True
 
 
 _WAIT_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM,
@@ -203,15 +257,13 @@ def _hooks_before_pivot(plan, chan):
     """prestart/createRuntime run in the runtime (it gets HOOKS), createContainer
     here, in the container's namespaces; all before pivot_root (runtime.md
     "Lifecycle"). Returns the state JSON the runtime sent, for startContainer."""
-    h = plan.hooks
-    notify = plan.seccomp is not None and plan.seccomp.notify
-    if not (h.get("prestart") or h.get("createRuntime") or h.get("createContainer")
-            or h.get("startContainer") or notify):
+    if not _hooks_need_runtime(plan):
         return None
+    h = plan.hooks
     chan.send("HOOKS")
     tag, payload = chan.recv()
     if tag != "HOOKS_DONE":
-        posix._exit(1)
+        raise _Quit(1)
     pid, _, payload = payload.partition(" ")
     state_json = payload.encode()
     # for the seccomp listener: the state and our pid as the host sees it
@@ -317,14 +369,6 @@ def _load_seccomp(plan):
     _module("ocirun.seccomp").load(plan.seccomp, plan.state_json, plan.host_pid)
 
 
-def _env_dict(env):
-    d = {}
-    for e in env:
-        k, _, v = e.partition("=")
-        d[k] = v
-    return d
-
-
 def _finalize(plan, then=None):
     """Privileges, last. First what needs no privilege and which a seccomp profile
     might not allow (umask, signal dispositions, fds); then the bounding set, user
@@ -336,9 +380,10 @@ def _finalize(plan, then=None):
     posix.umask(0o022 if plan.umask is None else plan.umask)
     if plan.apparmor:
         _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.apparmor)
-    # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
+    # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve. (The
+    # kernel's dispositions only: the interpreter's table may be the runtime's.)
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ) + _WAIT_SIGNALS:
-        _signal.signal(sig, _signal.SIG_DFL)
+        kernel.sigaction_default(sig)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     # Every fd above the preserved ones closes at execve (CVE-2024-21626).
     for fd in range(3, 3 + plan.preserve_fds):

@@ -78,15 +78,38 @@ def prepare():
         return None
 
 
-def execve(memfd, path, args, env):
-    """Exec `path` through the memfd program: with execveat(2), or, where a seccomp
-    profile refuses execveat, with execve(2) of /proc/self/fd/N. Never directly: a
-    direct execve would let `/proc/self/exe` name the host's interpreter again.
-    Only where no memfd could be made (an architecture without the program, a kernel
-    refusing executable memfds) is the exec direct."""
-    if memfd is None:
-        posix.execve(path, args, env)
-    argv = ["ocirun-exec", path, *args]
+def request(memfd, path, args, env, errfd):
+    """The execve to make, as a tuple the C side of clone_vm can perform (_sys.c
+    vm_exec) and execve() below does: (memfd or -1, path, argv, envp, errfd, error
+    line), all bytes. `env` holds "K=V" strings; a later one replaces an earlier one
+    with the same name. The error line is the channel message that precedes
+    strerror(errno) when the execve fails."""
+    d = {}
+    for e in env:
+        k, _, v = e.partition("=")
+        d[k] = v
+    envp = tuple(f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in d.items())
+    argv = tuple(a.encode("utf-8", "surrogateescape") for a in args)
+    path_b = path.encode("utf-8", "surrogateescape")
+    if memfd is not None:
+        argv = (b"ocirun-exec", path_b) + argv
+    for item in (path_b,) + argv + envp:
+        if b"\0" in item:
+            raise ValueError(f"embedded null byte in `{item[:40].decode('utf-8', 'replace')}`")
+    errline = f"ERROR exec `{args[0]}`: ".replace("\n", " ").encode("utf-8", "replace")
+    return (-1 if memfd is None else memfd, path_b, argv, envp, errfd, errline)
+
+
+def execve(req):
+    """Perform a request(): through the memfd program with execveat(2), or, where a
+    seccomp profile refuses execveat, with execve(2) of /proc/self/fd/N. Never
+    directly: a direct execve would let `/proc/self/exe` name the host's interpreter
+    again. Only where no memfd could be made (an architecture without the program, a
+    kernel refusing executable memfds) is the exec direct."""
+    memfd, path, argv, envp, _, _ = req
+    env = dict(e.partition(b"=")[::2] for e in envp)
+    if memfd < 0:
+        posix.execve(path, argv, env)
     try:
         posix.execve(memfd, argv, env)
     except OSError:

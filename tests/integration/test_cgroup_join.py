@@ -54,7 +54,19 @@ def v1_host():
         pytest.skip("host is pure cgroup v2: covered by test_pure_v2_init_is_born_in_its_cgroup")
 
 
-def test_init_is_in_every_hierarchy_without_a_procs_write(bundle, tmp_path, v1_host, monkeypatch):
+@pytest.fixture(params=["clone_vm", "fork"])
+def start_path(request, monkeypatch):
+    """Both ways `run` starts an init: in the runtime's memory (kernel.clone_vm,
+    where the extension has it) and by fork."""
+    if request.param == "fork":
+        monkeypatch.setattr(kernel, "clone_vm", None)
+    elif kernel.clone_vm is None:
+        pytest.skip("kernel.clone_vm needs the C extension on x86_64 with glibc")
+    return request.param
+
+
+def test_init_is_in_every_hierarchy_without_a_procs_write(bundle, tmp_path, v1_host, monkeypatch,
+                                                          start_path):
     def no_add(self, pid, sub=None):
         raise AssertionError("the runtime wrote the init's pid to cgroup.procs")
     monkeypatch.setattr(common.Manager, "add", no_add)
@@ -67,6 +79,14 @@ def test_without_clone3_the_runtime_adds_the_pid(bundle, tmp_path, v1_host, monk
     def enosys(fd):
         raise OSError(errno.ENOSYS, "clone3 unavailable")
     monkeypatch.setattr(kernel, "fork_into_cgroup", enosys)
+    if kernel.clone_vm is not None:
+        real_clone_vm = kernel.clone_vm
+
+        def clone_vm(fn, cgroup_fd):
+            if cgroup_fd >= 0:
+                raise OSError(errno.ENOSYS, "clone3 unavailable")
+            return real_clone_vm(fn, cgroup_fd)
+        monkeypatch.setattr(kernel, "clone_vm", clone_vm)
     added = []
     real_add = common.Manager.add
 
@@ -81,7 +101,7 @@ def test_without_clone3_the_runtime_adds_the_pid(bundle, tmp_path, v1_host, monk
 
 
 def test_a_cgroup_the_init_cannot_join_fails_create_and_leaves_nothing(bundle, tmp_path, v1_host,
-                                                                        monkeypatch):
+                                                                        monkeypatch, start_path):
     """The init's own join fails (a v1 directory that is gone): create reports it in
     one line and leaves no state directory, cgroup or process."""
     from ocirun.cgroups import v1

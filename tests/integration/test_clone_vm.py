@@ -1,0 +1,173 @@
+"""`run` without copying the runtime (kernel.clone_vm in _sys.c, create.py _clone_vm).
+
+The init runs in the runtime's memory up to its execve while the runtime waits. So
+both sides are checked: the container gets exactly what a forked init gives it, and
+the runtime's process comes back intact (signal handlers, dumpable flag, gc, fds,
+memory) through many runs and through the ways an init can fail. The library runs
+in a fresh interpreter per test: clone_vm refuses a process that has ever had a
+second thread, which pytest's may have."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ocirun import kernel
+from support import REPO
+
+pytestmark = pytest.mark.skipif(kernel.clone_vm is None,
+                                reason="kernel.clone_vm needs the C extension on x86_64 with glibc")
+
+# What the container's process sees of itself: everything a different start path
+# could get wrong (credentials, capabilities, seccomp, signal mask and dispositions,
+# cgroups, mounts, limits, umask, environment, pid).
+PROBE = ("echo pid=$$; umask; env | sort; ulimit -a; cat /proc/self/cgroup; "
+         "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp|Sig(Blk|Ign))' /proc/self/status; "
+         "cut -d' ' -f5,6 /proc/self/mountinfo; ls -l /dev")
+
+SCRIPT = r"""
+import gc, json, os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from ocirun import kernel
+from ocirun.api import Runtime
+from ocirun.errors import OciError
+
+bundle, root, mode, runs = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+used = []
+real = kernel.clone_vm
+if mode == "fork":
+    kernel.clone_vm = None
+else:
+    def counting(fn, fd):
+        pid = real(fn, fd)
+        used.append(pid)
+        return pid
+    kernel.clone_vm = counting
+
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return line.split()[1]
+
+
+def fds():
+    return sorted(os.listdir("/proc/self/fd"))
+
+
+def on_usr1(sig, frame):
+    pass
+
+
+signal.signal(signal.SIGUSR1, on_usr1)
+rt = Runtime(root=root)
+cfg_path = bundle + "/config.json"
+cfg = json.load(open(cfg_path))
+
+
+def run_with(args, cid, cwd="/", seccomp=None):
+    cfg["process"]["args"] = args
+    cfg["process"]["cwd"] = cwd
+    cfg["linux"].pop("seccomp", None)
+    if seccomp:
+        cfg["linux"]["seccomp"] = seccomp
+    json.dump(cfg, open(cfg_path, "w"))
+    out = os.open(bundle + "/out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    saved = os.dup(1)
+    os.dup2(out, 1)
+    try:
+        return rt.run(cid, bundle)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(out)
+
+
+report = {}
+report["code"] = run_with(["sh", "-c", sys.argv[6]], "probe")
+report["probe"] = open(bundle + "/out").read()
+fds0 = fds()
+errors = []
+rss = []
+for i in range(runs):
+    assert run_with(["true"], f"r{i}") == 0
+    if i == runs // 4:
+        rss.append(int(status("VmRSS")))
+rss.append(int(status("VmRSS")))
+# the init fails before its execve (cwd), at its execve (refused by seccomp), and
+# the program it execs is not one (the memfd program's execve fails: exit 127)
+no_exec = {"defaultAction": "SCMP_ACT_ALLOW",
+           "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}
+for cid, args, cwd, sc in (("e1", ["true"], "/nonexistent", None), ("e2", ["true"], "/", no_exec),
+                           ("e3", ["/bad"], "/", None)):
+    for _ in range(20):
+        try:
+            errors.append(f"exit {run_with(args, cid, cwd, sc)}")
+        except OciError as e:
+            errors.append(str(e))
+gc.collect()
+report.update(
+    used=len(used), errors=sorted(set(errors)), rss_growth_kib=rss[1] - rss[0],
+    fds_same=fds() == fds0, gc_enabled=gc.isenabled(),
+    usr1=signal.getsignal(signal.SIGUSR1) is on_usr1,
+    sigint=signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    sigpipe=signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN,
+    dumpable=kernel.prctl(3),
+    left=[n for n in os.listdir(root) if n != ".cache"] if os.path.isdir(root) else [])
+print(json.dumps(report))
+"""
+
+
+def _library(bundle, mode, runs=10):
+    bundle.write()
+    with open(f"{bundle.path}/rootfs/bad", "w") as f:
+        f.write("not a program\n")
+    os.chmod(f"{bundle.path}/rootfs/bad", 0o755)
+    r = subprocess.run([sys.executable, "-c", SCRIPT, REPO, bundle.path, bundle.root, mode,
+                        str(runs), PROBE], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def test_container_sees_the_same_as_with_fork(bundle):
+    vm = _library(bundle, "vm", runs=1)
+    fork = _library(bundle, "fork", runs=1)
+    assert vm["used"] > 0, "clone_vm was not used"
+    assert fork["used"] == 0
+    assert vm["code"] == fork["code"] == 0
+    assert "pid=1\n" in vm["probe"]
+    assert vm["probe"] == fork["probe"]
+
+
+def test_the_runtime_comes_back_intact(bundle):
+    """Hundreds of runs and failed runs in one process: our handlers, the dumpable
+    flag, gc, fds are ours again after each; memory does not grow per run."""
+    r = _library(bundle, "vm", runs=300)
+    assert r["used"] >= 300
+    assert r["errors"] == [
+        "exec `true`: Operation not permitted",
+        "exit 127",
+        "process.cwd `/nonexistent`: ENOENT (No such file or directory)",
+    ]
+    assert r["usr1"] and r["sigint"] and r["sigpipe"]
+    assert r["dumpable"] == 1
+    assert r["gc_enabled"]
+    assert r["fds_same"]
+    assert r["left"] == []
+    assert r["rss_growth_kib"] < 1024, r
+
+
+def test_failures_read_the_same_as_with_fork(bundle):
+    assert _library(bundle, "vm", runs=1)["errors"] == _library(bundle, "fork", runs=1)["errors"]
+
+
+def test_cli_run_whose_execve_fails_reports_it_and_leaves_nothing(bundle):
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}
+    r = bundle.run(["true"])
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == ["ocirun: exec `true`: Operation not permitted"], r.stderr
+    assert not os.path.isdir(bundle.root) or [
+        n for n in os.listdir(bundle.root) if not n.startswith(".")] == []
