@@ -93,6 +93,42 @@ def test_sigkill_runtime_at_every_phase_of_create(bundle):
         assert_clean(bundle, cid)
 
 
+def _run(bundle, cid, env):
+    """`run` in the foreground, stdio in files (a surviving container holds them)."""
+    with open(f"{bundle.path}/run.err", "w+") as err:
+        r = subprocess.run([OCIRUN, "--root", bundle.root, "run", "-b", bundle.path, cid],
+                           env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=err, timeout=60)
+        err.seek(0)
+        r.stderr = err.read()
+    return r
+
+
+def test_sigkill_runtime_at_every_phase_of_run(bundle):
+    """`run` starts its init in the runtime's memory (create.py _clone_vm): a runtime
+    killed at any of its phases, the init's own marks included, leaves nothing that
+    `delete --force` does not clean."""
+    bundle.config["process"]["args"] = ["sh", "-c", "sleep 0.3"]
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 100}}
+    bundle.write()
+    tfile = f"{bundle.path}/run-timings.json"
+    cid = bundle.new_id()
+    r = _run(bundle, cid, dict(os.environ, OCIRUN_TIMINGS=tfile))
+    assert r.returncode == 0, r.stderr
+    phases = [p["phase"] for p in json.load(open(tfile))
+              if not p["phase"].startswith("interpreter") and p["phase"] != "exit"]
+    assert "execve (the runtime resumes)" in phases or "fork" in phases, phases
+    assert len(phases) >= 15, phases
+    for phase in phases:
+        cid = bundle.new_id()
+        r = _run(bundle, cid, dict(os.environ, OCIRUN_FAULT=phase))
+        assert r.returncode == -9, (phase, r.returncode, r.stderr)
+        d = bundle.ocirun("delete", "--force", cid)
+        assert d.returncode == 0 or "does not exist" in d.stderr, (phase, d.stderr)
+        assert "Traceback" not in d.stderr
+        assert_clean(bundle, cid)
+
+
 def test_concurrent_create_same_id_one_winner(bundle):
     bundle.config["process"]["args"] = ["sleep", "60"]
     bundle.write()
