@@ -128,6 +128,21 @@ def getenv(name, default=None):
     return default if v is None else v.decode(_ENC, "surrogateescape")
 
 
+def read_bytes(path):
+    """The whole file, through posix (no io stack: builtins.open costs five syscalls
+    and three objects more for a /proc file). Raises OSError."""
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            b = posix.read(fd, 65536)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    finally:
+        posix.close(fd)
+
+
 def fsencode(s):
     """os.fsencode: str -> bytes the way posix calls encode a str path."""
     return s.encode(_ENC, "surrogateescape")

@@ -40,8 +40,7 @@ def _mount_entries(mountinfo):
     if isinstance(mountinfo, list):
         return mountinfo
     try:
-        with open(mountinfo, "rb") as f:
-            data = f.read().decode("utf-8", "surrogateescape")
+        data = fs.read_bytes(mountinfo).decode("utf-8", "surrogateescape")
     except OSError:
         return []
     out = []

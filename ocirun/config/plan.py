@@ -24,8 +24,7 @@ class Plan:
 
 def apparmor_enabled():
     try:
-        with open("/sys/module/apparmor/parameters/enabled", "rb") as f:
-            return f.read(1) == b"Y"
+        return fs.read_bytes("/sys/module/apparmor/parameters/enabled")[:1] == b"Y"
     except OSError:
         return False
 

@@ -1,6 +1,7 @@
 """start, kill, delete, state, list: the operations on an existing container."""
 import posix
 
+from ocirun import fs
 from ocirun.errors import NotFound, OciError, StateError
 from ocirun.lifecycle import process
 from ocirun.state import CGROUP_RECORD, FIFO, list_ids, load, remove_dir
@@ -113,8 +114,7 @@ def cgroup_record(st):
     """The cgroup that `create` recorded next to the state (cgroup.json) before it
     wrote state.json: what a killed create or a damaged state.json left behind."""
     try:
-        with open(f"{st.dir}/{CGROUP_RECORD}", "rb") as f:
-            data = f.read()
+        data = fs.read_bytes(f"{st.dir}/{CGROUP_RECORD}")
         from ocirun.config.load import parse_config
         return parse_config(data.decode(), CGROUP_RECORD)
     except (OSError, ValueError, OciError):

@@ -17,9 +17,9 @@ CAP_SYS_ADMIN = 21
 
 def last_cap():
     """The highest capability this kernel knows (caps above it cannot be set)."""
+    from ocirun import fs  # here: config validation imports this module, and only names
     try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return int(f.read())
+        return int(fs.read_bytes("/proc/sys/kernel/cap_last_cap"))
     except OSError:
         return len(CAPS) - 1
 

@@ -172,23 +172,21 @@ def _mount_fs(source, dest_fd, mtype, mo, dest, rootfd):
 def _cgroup_mounts():
     """Host cgroup hierarchies under /sys/fs/cgroup: [(fstype, mountpoint, options)]."""
     out = []
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f.read().decode().splitlines():
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            rfields = right.split()
-            if rfields[0] in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
-                out.append((rfields[0], fields[4], rfields[2]))
+    for line in fs.read_bytes("/proc/self/mountinfo").decode().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        rfields = right.split()
+        if rfields[0] in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
+            out.append((rfields[0], fields[4], rfields[2]))
     return out
 
 
 def _own_cgroups():
     """controller set (or "" for v2) -> this process's cgroup path."""
     own = {}
-    with open("/proc/self/cgroup", "rb") as f:
-        for line in f.read().decode().splitlines():
-            _, ctrls, path = line.split(":", 2)
-            own[ctrls] = path
+    for line in fs.read_bytes("/proc/self/cgroup").decode().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        own[ctrls] = path
     return own
 
 
@@ -384,11 +382,10 @@ def prepare_root(rootfs, propagation):
 def _mount_point_of(path):
     """The mount point (from mountinfo) that holds `path`."""
     best = "/"
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f.read().decode().splitlines():
-            mp = line.split()[4].replace("\\040", " ")
-            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-                best = mp
+    for line in fs.read_bytes("/proc/self/mountinfo").decode().splitlines():
+        mp = line.split()[4].replace("\\040", " ")
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+            best = mp
     return best
 
 

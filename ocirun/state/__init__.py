@@ -33,8 +33,7 @@ def proc_start_time(pid):
     """Field 22 of /proc/PID/stat (clock ticks since boot), or None if pid is gone.
     The comm field may contain spaces and ')', so split after the last ')'."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = fs.read_bytes(f"/proc/{pid}/stat")
     except OSError:
         return None
     rest = data[data.rindex(b")") + 2:].split()

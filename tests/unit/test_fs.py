@@ -90,3 +90,15 @@ def test_getenv_and_fsencode(monkeypatch):
     assert fs.getenv("OCIRUN_FS_TEST") == "v\u00e9"
     assert fs.getenv("OCIRUN_FS_TEST_UNSET", "dflt") == "dflt"
     assert fs.fsencode("a\udcff") == os.fsencode("a\udcff")
+
+
+def test_read_bytes(tmp_path):
+    big = tmp_path / "big"
+    data = os.urandom(200_000)  # more than one read
+    big.write_bytes(data)
+    assert fs.read_bytes(str(big)) == data
+    (tmp_path / "empty").write_bytes(b"")
+    assert fs.read_bytes(str(tmp_path / "empty")) == b""
+    assert fs.read_bytes("/proc/self/cgroup") == open("/proc/self/cgroup", "rb").read()
+    with pytest.raises(FileNotFoundError):
+        fs.read_bytes(str(tmp_path / "missing"))
