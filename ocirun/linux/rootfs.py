@@ -251,39 +251,48 @@ def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
 def make_devices(rootfd, devices, bind_from_host):
     """mknod each device (or, in a user namespace where mknod is not allowed, bind the
     host's node onto an empty file)."""
-    for d in devices:
-        path = d["path"]
-        parent, _, name = path.rpartition("/")
-        pfd = paths.mkdir_all(rootfd, parent or "/")
-        try:
-            kind = d.get("type", "c")
-            mode = d.get("fileMode", 0o666) & 0o7777
-            try:
-                st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
-                if _stat.S_ISDIR(st.st_mode):
-                    raise MountError(f"linux.devices: `{path}` is a directory in the rootfs")
-                posix.unlink(name, dir_fd=pfd)
-            except FileNotFoundError:
-                pass
-            if bind_from_host:
-                fd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
-                             | posix.O_CLOEXEC, 0o644, dir_fd=pfd)
-                posix.close(fd)
-                dfd = posix.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
-                try:
-                    bind(path, dfd, None, False)
-                finally:
-                    posix.close(dfd)
-                continue
-            ftype = {"c": _stat.S_IFCHR, "u": _stat.S_IFCHR, "b": _stat.S_IFBLK,
-                     "p": _stat.S_IFIFO}[kind]
-            dev = posix.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0
-            posix.mknod(name, mode | ftype, dev, dir_fd=pfd)
-            posix.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
-        except OSError as e:
-            raise MountError(f"create device `{path}`: {e.strerror}") from None
-        finally:
+    parents = {}  # one fd per directory (they are nearly all in /dev)
+    try:
+        for d in devices:
+            _make_device(rootfd, d, bind_from_host, parents)
+    finally:
+        for pfd in parents.values():
             posix.close(pfd)
+
+
+def _make_device(rootfd, d, bind_from_host, parents):
+    path = d["path"]
+    parent, _, name = path.rpartition("/")
+    pfd = parents.get(parent)
+    if pfd is None:
+        pfd = parents[parent] = paths.mkdir_all(rootfd, parent or "/")
+    try:
+        kind = d.get("type", "c")
+        mode = d.get("fileMode", 0o666) & 0o7777
+        try:
+            st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if _stat.S_ISDIR(st.st_mode):
+                raise MountError(f"linux.devices: `{path}` is a directory in the rootfs")
+            posix.unlink(name, dir_fd=pfd)
+        except FileNotFoundError:
+            pass
+        if bind_from_host:
+            fd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
+                            | posix.O_CLOEXEC, 0o644, dir_fd=pfd)
+            posix.close(fd)
+            dfd = posix.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
+            try:
+                bind(path, dfd, None, False)
+            finally:
+                posix.close(dfd)
+            return
+        ftype = {"c": _stat.S_IFCHR, "u": _stat.S_IFCHR, "b": _stat.S_IFBLK,
+                 "p": _stat.S_IFIFO}[kind]
+        dev = posix.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0
+        posix.mknod(name, mode | ftype, dev, dir_fd=pfd)
+        posix.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
+    except OSError as e:
+        raise MountError(f"create device `{path}`: {e.strerror}") from None
 
 
 def make_dev_symlinks(rootfd):
