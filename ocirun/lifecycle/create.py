@@ -163,7 +163,9 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
             else:
                 raise OciError("container init exited during setup")
         st.pid = init_pid
-        st.pid_start = proc_start_time(init_pid)
+        # exited_ok: a run's init has exec'd before we get here (it shared our memory),
+        # and a short program may have exited already; unreaped, it keeps its pid.
+        st.pid_start = proc_start_time(init_pid, exited_ok=True)
         st.started = for_run
         st.save()
         if pid_file:

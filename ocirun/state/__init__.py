@@ -29,15 +29,17 @@ def container_dir(root, cid):
     return f"{root}/{cid}"
 
 
-def proc_start_time(pid):
-    """Field 22 of /proc/PID/stat (clock ticks since boot), or None if pid is gone.
-    The comm field may contain spaces and ')', so split after the last ')'."""
+def proc_start_time(pid, exited_ok=False):
+    """Field 22 of /proc/PID/stat (clock ticks since boot), or None if pid is gone
+    (or has exited, unless `exited_ok`: a child of ours that we have not reaped keeps
+    its pid and start time, which is how create records an init that was quick to
+    exit). The comm field may contain spaces and ')', so split after the last ')'."""
     try:
         data = fs.read_bytes(f"/proc/{pid}/stat")
     except OSError:
         return None
     rest = data[data.rindex(b")") + 2:].split()
-    if rest[0] in (b"Z", b"X"):  # zombie/dead: the container's init has exited
+    if rest[0] in (b"Z", b"X") and not exited_ok:  # the container's init has exited
         return None
     return int(rest[19])
 
@@ -106,7 +108,10 @@ class State:
 
     def alive(self):
         """True if our init still runs: same pid *and* same start time."""
-        return bool(self.pid) and proc_start_time(self.pid) == self.pid_start
+        if not self.pid:
+            return False
+        now = proc_start_time(self.pid)
+        return now is not None and now == self.pid_start
 
     def status(self):
         if not self.pid:

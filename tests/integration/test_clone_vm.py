@@ -171,3 +171,18 @@ def test_cli_run_whose_execve_fails_reports_it_and_leaves_nothing(bundle):
     assert r.stderr.strip().splitlines() == ["ocirun: exec `true`: Operation not permitted"], r.stderr
     assert not os.path.isdir(bundle.root) or [
         n for n in os.listdir(bundle.root) if not n.startswith(".")] == []
+
+
+def test_a_detached_init_that_exits_at_once_reads_stopped(bundle):
+    """run -d of a program that exits before the runtime writes the state (likely:
+    the runtime resumes only after the init's execve): its start time is still read
+    from the unreaped zombie, so `state` says stopped, never `running` forever."""
+    import time
+    for _ in range(10):
+        cid = bundle.detach(["true"])
+        deadline = time.time() + 5
+        while bundle.state(cid)["status"] != "stopped" and time.time() < deadline:
+            time.sleep(0.02)
+        assert bundle.state(cid)["status"] == "stopped"
+        assert bundle.state(cid)["pid"] == 0
+        assert bundle.ocirun("delete", cid).returncode == 0

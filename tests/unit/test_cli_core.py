@@ -88,6 +88,34 @@ def test_proc_start_time_matches_own_process():
     assert state_mod.proc_start_time(2 ** 22 + 12345) is None
 
 
+def test_start_time_of_an_init_that_exited_before_it_was_recorded(tmp_path):
+    """A run's init may exit before the runtime records it (it resumes only after the
+    init's execve): unreaped, the zombie still gives its start time to create
+    (exited_ok), and `alive` is false for it, and once it is gone, whatever was
+    recorded (None included) never reads as running."""
+    import time
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        for _ in range(500):
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rpartition(b")")[2].split()[0] == b"Z":
+                    break
+            time.sleep(0.002)
+        started = state_mod.proc_start_time(pid, exited_ok=True)
+        assert started and started > 0
+        assert state_mod.proc_start_time(pid) is None
+        st = state_mod.State(str(tmp_path), "z")
+        st.pid, st.pid_start = pid, started
+        assert not st.alive() and st.status() == "stopped"
+    finally:
+        os.waitpid(pid, 0)
+    for recorded in (started, None):
+        st.pid_start = recorded
+        assert not st.alive() and st.status() == "stopped"
+
+
 def test_state_roundtrip_and_garbage(tmp_path):
     root = str(tmp_path)
     os.mkdir(f"{root}/c1")
