@@ -5,7 +5,7 @@
  *   syscall(nr, *args) -> int     args: int, None (NULL), or a buffer (its address)
  *   address(buffer) -> int        the address of a buffer's bytes (keep it alive)
  *   fork_into_cgroup(fd) -> int   os.fork(), born in the cgroup v2 directory fd
- *   clone_vm(fn, cgroup_fd) -> int
+ *   clone_vm(fn, cgroup_fd, errfd) -> int
  *                                 a child sharing our memory runs fn() to its execve
  */
 #define PY_SSIZE_T_CLEAN
@@ -20,7 +20,10 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#if defined(__x86_64__) && defined(__GLIBC__)
+/* clone_vm: x86_64 (its entry is written in asm) with glibc, and CPython before 3.14,
+ * whose recursion checks compare the C stack pointer with the thread's own stack and
+ * would refuse the child's. */
+#if defined(__x86_64__) && defined(__GLIBC__) && PY_VERSION_HEX < 0x030E0000
 #include <sys/single_threaded.h>
 #define OCI_HAVE_CLONE_VM 1
 #endif
@@ -164,10 +167,20 @@ sys_fork_into_cgroup(PyObject *self, PyObject *arg)
  *   this for a container that sets one.)
  * - No garbage collection while the child runs: a collection there would run the
  *   finalizers of our objects in the child's process.
+ * - Every signal blocked while the child runs Python: a handler of ours (the
+ *   interpreter's, or one the caller installed) must not run in the child, and a
+ *   signal must not kill it halfway through changing an object. vm_exec empties the
+ *   mask right before the execve, when only C runs: a signal pending then is the new
+ *   program's, or kills the child at a point where our memory is consistent. Only
+ *   SIGKILL can stop the child in its Python part; if that happens while it has
+ *   released the GIL in a blocking call, we take the GIL back (see sys_clone_vm).
+ * - Failures of our own (not the container's) are reported as one ERROR line on
+ *   `errfd`, the channel to the runtime, like the init's.
  * After it: our thread state as it was, the request's objects released. */
 static PyObject *vm_fn, *vm_result;
 static char **vm_vec;
 static char *vm_stack;
+static int vm_errfd = -1;
 #define VM_STACK_SIZE (1 << 20)
 
 static void vm_exit(int code)
@@ -188,6 +201,15 @@ static void vm_write_all(int fd, const char *p, size_t n)
     }
 }
 
+/* A failure of ours, not the container's: one line for the runtime, then exit. */
+static void vm_fail(const char *what)
+{
+    vm_write_all(vm_errfd, "ERROR container init: ", 22);
+    vm_write_all(vm_errfd, what, strlen(what));
+    vm_write_all(vm_errfd, "\n", 1);
+    vm_exit(1);
+}
+
 /* The execve of an exec request, or exit with the error line on the channel. */
 static void vm_exec(PyObject *req)
 {
@@ -196,10 +218,11 @@ static void vm_exec(PyObject *req)
     long fd, errfd;
     const char *path, *err;
     char proc[64];
+    sigset_t none;
     int e;
 
     if (!PyTuple_Check(req) || PyTuple_GET_SIZE(req) != 6)
-        vm_exit(1);
+        vm_fail("malformed exec request");
     fd = PyLong_AsLong(PyTuple_GET_ITEM(req, 0));
     path = PyBytes_AsString(PyTuple_GET_ITEM(req, 1));
     argv_t = PyTuple_GET_ITEM(req, 2);
@@ -208,21 +231,28 @@ static void vm_exec(PyObject *req)
     errline = PyTuple_GET_ITEM(req, 5);
     if (PyErr_Occurred() || path == NULL || !PyTuple_Check(argv_t) || !PyTuple_Check(envp_t)
         || !PyBytes_Check(errline))
-        vm_exit(1);
+        vm_fail("malformed exec request");
     argc = PyTuple_GET_SIZE(argv_t);
     envc = PyTuple_GET_SIZE(envp_t);
     /* freed by the parent (clone_vm), which we leave at our execve */
     vm_vec = malloc(sizeof(char *) * (size_t)(argc + envc + 2));
     if (vm_vec == NULL)
-        vm_exit(1);
+        vm_fail("out of memory");
     for (i = 0; i < argc; i++)
         if ((vm_vec[i] = PyBytes_AsString(PyTuple_GET_ITEM(argv_t, i))) == NULL)
-            vm_exit(1);
+            vm_fail("malformed exec request");
     vm_vec[argc] = NULL;
     for (i = 0; i < envc; i++)
         if ((vm_vec[argc + 1 + i] = PyBytes_AsString(PyTuple_GET_ITEM(envp_t, i))) == NULL)
-            vm_exit(1);
+            vm_fail("malformed exec request");
     vm_vec[argc + 1 + envc] = NULL;
+    /* The new program starts with no signal blocked (linux/init.py _finalize does this
+     * on the fork path); from here on only C runs until the execve. (After the seccomp
+     * filter: a profile that refuses rt_sigprocmask is reported, not obeyed halfway.) */
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        vm_fail("cannot unblock signals before execve (does the seccomp profile refuse "
+                "rt_sigprocmask?)");
     if (fd >= 0) {
         /* linux/trampoline.py: execveat(2), or execve(2) of /proc/self/fd/N where a
          * seccomp profile refuses execveat */
@@ -243,8 +273,8 @@ static int vm_child(void)
 {
     PyObject *r = PyObject_CallNoArgs(vm_fn);
 
-    if (r == NULL)
-        vm_exit(1);   /* fn reports its own errors; this is a bug, not a user error */
+    if (r == NULL)    /* fn reports its own errors: this is a bug, not a user error */
+        vm_fail("internal error before execve");
     vm_result = r;
     if (PyLong_Check(r))
         vm_exit((int)PyLong_AsLong(r));
@@ -281,15 +311,19 @@ sys_clone_vm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     struct oci_clone_args a;
     PyThreadState *ts, saved;
-    long fd, pid;
+    sigset_t all, old;
+    long fd, errfd, pid;
     int dumpable, gc_was_on;
 
-    if (nargs != 2 || !PyCallable_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "clone_vm(fn, cgroup_fd)");
+    if (nargs != 3 || !PyCallable_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "clone_vm(fn, cgroup_fd, errfd)");
         return NULL;
     }
     fd = PyLong_AsLong(args[1]);
     if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    errfd = PyLong_AsLong(args[2]);
+    if (errfd == -1 && PyErr_Occurred())
         return NULL;
     if (!__libc_single_threaded || vm_fn != NULL) {
         errno = EBUSY;
@@ -318,15 +352,24 @@ sys_clone_vm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     ts = PyThreadState_Get();
     saved = *ts;
     vm_fn = args[0];
+    vm_errfd = (int)errfd;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pid = vm_clone3(&a);
-    /* the child has exec'd or exited: its frames are gone (fn returned) or were
-     * abandoned by an _exit inside fn; either way our thread state is ours again */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The child has exec'd or exited: its frames are gone (fn returned) or were
+     * abandoned by an _exit inside fn; either way our thread state is ours again.
+     * SIGKILLed while it had released the GIL in a blocking call, it leaves the GIL
+     * free and no current thread state: take them back. */
+    if (_PyThreadState_UncheckedGet() == NULL)
+        PyEval_RestoreThread(ts);
     *ts = saved;
     vm_fn = NULL;
+    vm_errfd = -1;
     Py_CLEAR(vm_result);
     free(vm_vec);
     vm_vec = NULL;
-    if (dumpable >= 0)
+    if (dumpable == 0 || dumpable == 1)  /* (2, root-only dumps, cannot be set back) */
         prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     if (gc_was_on)
         PyGC_Enable();
@@ -343,7 +386,8 @@ static PyMethodDef methods[] = {
     {"address", sys_address, METH_O, "address(buffer)"},
     {"fork_into_cgroup", sys_fork_into_cgroup, METH_O, "fork_into_cgroup(fd) -> pid"},
 #ifdef OCI_HAVE_CLONE_VM
-    {"clone_vm", (PyCFunction)(void (*)(void))sys_clone_vm, METH_FASTCALL, "clone_vm(fn, cgroup_fd) -> pid"},
+    {"clone_vm", (PyCFunction)(void (*)(void))sys_clone_vm, METH_FASTCALL,
+     "clone_vm(fn, cgroup_fd, errfd) -> pid"},
 #endif
     {NULL, NULL, 0, NULL},
 };

@@ -123,8 +123,8 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
             # intermediate process exits, and `run` can wait for it.
             kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
         timings.mark("state dir")
-        pid, parent_did, joined, shared = _fork(plan, chan, child_chan, fifo_fd, manager,
-                                                for_run)
+        share = for_run and _can_share_memory(plan, linux)
+        pid, parent_did, joined, shared = _fork(plan, chan, child_chan, fifo_fd, manager, share)
         timings.mark("execve (the runtime resumes)" if shared else "fork")
         child_chan.close()
         if fifo_fd is not None:
@@ -185,7 +185,7 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         raise
 
 
-def _fork(plan, chan, child_chan, fifo_fd, manager, for_run):
+def _fork(plan, chan, child_chan, fifo_fd, manager, share):
     """Fork the init. Without a new user namespace the runtime itself creates (or
     joins) the pid and time namespaces before fork, so the child is pid 1 without a
     second fork; a user namespace must own them, so then the child forks again.
@@ -196,7 +196,7 @@ def _fork(plan, chan, child_chan, fifo_fd, manager, for_run):
     try:
         if not plan.userns_new:
             parent_did = _enter_early_namespaces(plan, saved)
-        if for_run and _can_share_memory(plan):
+        if share:
             pid = _clone_vm(plan, chan, child_chan, manager, parent_did, saved)
             if pid:
                 return pid, parent_did, True, True
@@ -215,17 +215,30 @@ def _fork(plan, chan, child_chan, fifo_fd, manager, for_run):
     return pid, parent_did, manager is None or self_join is not None, False
 
 
-def _can_share_memory(plan):
+def _can_share_memory(plan, linux):
     """Whether `run` may start the init with _clone_vm: the C extension has it
-    (x86_64, glibc); the init needs nothing from us before its execve (we are
-    suspended until then); no process of another container can see it, since
-    whatever could reach its memory (ptrace, /proc/PID/mem) would reach ours: it
-    must not join an existing pid namespace; and it sets no oom_score_adj, which the
-    kernel keeps per memory, so ours would change with it (and could not come back
-    down without CAP_SYS_RESOURCE)."""
-    return (kernel.clone_vm is not None and not needs_runtime(plan)
-            and plan.oom_score_adj is None
-            and not any(flag == CLONE_NEWPID for _, _, flag in plan.ns_join))
+    (x86_64, glibc, CPython before 3.14); the init needs nothing from us before its
+    execve (we are suspended until then); no process of another container can see it,
+    since whatever could reach its memory (ptrace, /proc/PID/mem) would reach ours: it
+    must not join an existing pid namespace; and nothing the kernel keeps per memory
+    or per clone would differ: no oomScoreAdj (per memory: ours would change with it,
+    and could not come back down without CAP_SYS_RESOURCE), no memory limit (the OOM
+    killer kills every process that shares the memory of the one it picks: an init
+    that runs out in its cgroup while setting up would take the runtime with it), no
+    time namespace (before Linux 6.0 a CLONE_VM child does not enter the one made for
+    children)."""
+    if kernel.clone_vm is None or needs_runtime(plan) or plan.oom_score_adj is not None:
+        return False
+    if plan.ns_new & CLONE_NEWTIME:
+        return False
+    for _, _, flag in plan.ns_join:
+        if flag in (CLONE_NEWPID, CLONE_NEWTIME):
+            return False
+    resources = linux.get("resources") or {}
+    memory = resources.get("memory") or {}
+    if any(type(memory.get(k)) is int and memory[k] > 0 for k in ("limit", "swap", "kernel")):
+        return False
+    return (resources.get("unified") or {}).get("memory.max", "max") == "max"
 
 
 def _clone_vm(plan, chan, child_chan, manager, parent_did, saved):
@@ -254,7 +267,7 @@ def _clone_vm(plan, chan, child_chan, manager, parent_did, saved):
         return child_prepare(plan, child_chan, None, parent_did, join, shared=True)
 
     try:
-        return kernel.clone_vm(init, cg_fd)
+        return kernel.clone_vm(init, cg_fd, child_chan.wfd)
     except OSError:
         return 0
     finally:

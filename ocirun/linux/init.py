@@ -217,7 +217,7 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
     # startContainer hooks come from the container's filesystem: they run with the
     # process's own user, capabilities and (without noNewPrivileges) seccomp filter.
     _finalize(plan, (lambda: _module("ocirun.hooks").run_hooks(
-        "startContainer", hooks, state_json)) if hooks else None)
+        "startContainer", hooks, state_json)) if hooks else None, unblock=not shared)
     _tmark(plan, chan, "user, caps, seccomp (execve next)")
     return trampoline.request(memfd, exe, plan.args, plan.env, chan.wfd)
 
@@ -369,7 +369,7 @@ def _load_seccomp(plan):
     _module("ocirun.seccomp").load(plan.seccomp, plan.state_json, plan.host_pid)
 
 
-def _finalize(plan, then=None):
+def _finalize(plan, then=None, unblock=True):
     """Privileges, last. First what needs no privilege and which a seccomp profile
     might not allow (umask, signal dispositions, fds); then the bounding set, user
     and capabilities; then `then()` (the startContainer hooks, which must not run
@@ -384,7 +384,8 @@ def _finalize(plan, then=None):
     # kernel's dispositions only: the interpreter's table may be the runtime's.)
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ) + _WAIT_SIGNALS:
         kernel.sigaction_default(sig)
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    if unblock:  # (a child sharing the runtime's memory unblocks in C, at its execve)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     # Every fd above the preserved ones closes at execve (CVE-2024-21626).
     for fd in range(3, 3 + plan.preserve_fds):
         try:

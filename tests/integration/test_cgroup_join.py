@@ -82,10 +82,10 @@ def test_without_clone3_the_runtime_adds_the_pid(bundle, tmp_path, v1_host, monk
     if kernel.clone_vm is not None:
         real_clone_vm = kernel.clone_vm
 
-        def clone_vm(fn, cgroup_fd):
+        def clone_vm(fn, cgroup_fd, errfd):
             if cgroup_fd >= 0:
                 raise OSError(errno.ENOSYS, "clone3 unavailable")
-            return real_clone_vm(fn, cgroup_fd)
+            return real_clone_vm(fn, cgroup_fd, errfd)
         monkeypatch.setattr(kernel, "clone_vm", clone_vm)
     added = []
     real_add = common.Manager.add

@@ -39,8 +39,8 @@ real = kernel.clone_vm
 if mode == "fork":
     kernel.clone_vm = None
 else:
-    def counting(fn, fd):
-        pid = real(fn, fd)
+    def counting(*args):
+        pid = real(*args)
         used.append(pid)
         return pid
     kernel.clone_vm = counting
@@ -186,3 +186,94 @@ def test_a_detached_init_that_exits_at_once_reads_stopped(bundle):
         assert bundle.state(cid)["status"] == "stopped"
         assert bundle.state(cid)["pid"] == 0
         assert bundle.ocirun("delete", cid).returncode == 0
+
+
+CHILD_FAULT = r"""
+import json, os, signal, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from ocirun import kernel
+from ocirun.api import Runtime
+from ocirun.errors import OciError
+from ocirun.linux import init
+
+bundle, root, what = sys.argv[2], sys.argv[3], sys.argv[4]
+seen = []
+# SIGWINCH: a signal the init does not reset before its execve (as pid 1 of its pid
+# namespace it only receives signals it has a handler for)
+signal.signal(signal.SIGWINCH, lambda sig, frame: seen.append(os.getpid()))
+real_join = init.join_cgroups
+# the killer: SIGKILL every child of ours but itself (from outside the init's pid
+# namespace, whose init cannot be killed from inside)
+KILLER = ("import os, sys, time\n"
+          "time.sleep(0.3)\n"
+          "for p in os.listdir('/proc'):\n"
+          "    try:\n"
+          "        st = open('/proc/%s/stat' % p).read().rpartition(')')[2].split()\n"
+          "        if p.isdigit() and int(p) != os.getpid() and st[1] == sys.argv[1]:\n"
+          "            os.kill(int(p), 9)\n"
+          "    except (OSError, IndexError):\n"
+          "        pass\n")
+
+
+def fault(dirs):
+    # runs in the container init, first thing: as if a signal came during its
+    # set-up, or a SIGKILL while it waits in a blocking call
+    real_join(dirs)
+    if what == "signal":
+        os.kill(os.getpid(), signal.SIGWINCH)
+    else:
+        r, w = os.pipe()
+        os.read(r, 1)  # releases the GIL, and never returns
+
+
+init.join_cgroups = fault
+used = []
+real = kernel.clone_vm
+kernel.clone_vm = lambda *a: used.append(1) or real(*a)
+rt = Runtime(root=root)
+out = {"parent": os.getpid()}
+if what == "kill":  # started before: the runtime is suspended while its init runs
+    killer = subprocess.Popen([sys.executable, "-c", KILLER, str(os.getpid())])
+try:
+    out["code"] = rt.run("f1", bundle)
+except OciError as e:
+    out["error"] = str(e)
+if what == "kill":
+    killer.wait()
+init.join_cgroups = real_join
+import gc
+gc.collect()
+out["again"] = rt.run("f2", bundle)  # the runtime goes on as before
+out["seen"] = seen
+out["used"] = len(used)
+print(json.dumps(out))
+"""
+
+
+def _child_fault(bundle, what):
+    bundle.config["process"]["args"] = ["true"]
+    bundle.write()
+    r = subprocess.run([sys.executable, "-c", CHILD_FAULT, REPO, bundle.path, bundle.root, what],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def test_a_signal_during_set_up_never_runs_our_handler_in_the_init(bundle):
+    """The init runs its Python part with every signal blocked: a handler of the
+    runtime's (here SIGWINCH's, which records the pid it runs in) must not run in the
+    init's process; the signal waits for the execve and the runtime's interpreter
+    handles the flag it left."""
+    r = _child_fault(bundle, "signal")
+    assert r["used"] >= 1
+    assert r["code"] == 0 and r["again"] == 0
+    assert r["seen"] and set(r["seen"]) == {r["parent"]}, r
+
+
+def test_an_init_killed_in_a_blocking_call_leaves_the_runtime_working(bundle):
+    """SIGKILL cannot be blocked: an init killed while it had released the GIL
+    leaves the runtime to take it back, report one line, and run the next one."""
+    r = _child_fault(bundle, "kill")
+    assert r["used"] >= 1
+    assert r.get("error") == "container init exited during setup", r
+    assert r["again"] == 0

@@ -1,30 +1,39 @@
 """When `run` may start the init in the runtime's memory (create.py _can_share_memory):
 only when the init needs nothing from the runtime before its execve, joins no
-existing pid namespace and sets no oom_score_adj; otherwise it forks."""
+existing pid namespace, and sets no oom_score_adj, memory limit or time namespace;
+otherwise it forks."""
 import types
 
 import pytest
 
 from ocirun import kernel
-from ocirun.kernel import CLONE_NEWNET, CLONE_NEWPID
+from ocirun.kernel import CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWTIME
 from ocirun.lifecycle.create import _can_share_memory
 
 
 def plan(**kw):
-    p = dict(userns_new=False, hooks={}, seccomp=None, oom_score_adj=None, ns_join=[])
+    p = dict(userns_new=False, hooks={}, seccomp=None, oom_score_adj=None, ns_join=[],
+             ns_new=0)
     p.update(kw)
     return types.SimpleNamespace(**p)
 
 
+def share(p, linux=None):
+    return _can_share_memory(p, linux or {})
+
+
 @pytest.fixture(autouse=True)
 def have_clone_vm(monkeypatch):
-    monkeypatch.setattr(kernel, "clone_vm", lambda fn, fd: 0)
+    monkeypatch.setattr(kernel, "clone_vm", lambda fn, fd, errfd: 0)
 
 
 def test_a_plain_container_shares():
-    assert _can_share_memory(plan())
-    assert _can_share_memory(plan(ns_join=[("network", "/proc/1/ns/net", CLONE_NEWNET)]))
-    assert _can_share_memory(plan(hooks={"poststart": [{"path": "/bin/true"}]}))
+    assert share(plan())
+    assert share(plan(ns_join=[("network", "/proc/1/ns/net", CLONE_NEWNET)]))
+    assert share(plan(hooks={"poststart": [{"path": "/bin/true"}]}))
+    assert share(plan(), {"resources": {"memory": {"limit": -1, "reservation": 1 << 20},
+                                        "pids": {"limit": 10},
+                                        "unified": {"memory.max": "max"}}})
 
 
 @pytest.mark.parametrize("why", [
@@ -36,11 +45,23 @@ def test_a_plain_container_shares():
     dict(seccomp=types.SimpleNamespace(notify=True)),
     dict(oom_score_adj=0),
     dict(ns_join=[("pid", "/proc/1/ns/pid", CLONE_NEWPID)]),
+    dict(ns_join=[("time", "/proc/1/ns/time", CLONE_NEWTIME)]),
+    dict(ns_new=CLONE_NEWTIME),
 ])
 def test_these_fork(why):
-    assert not _can_share_memory(plan(**why))
+    assert not share(plan(**why))
+
+
+@pytest.mark.parametrize("resources", [
+    {"memory": {"limit": 32 << 20}},
+    {"memory": {"swap": 64 << 20}},
+    {"memory": {"kernel": 8 << 20}},
+    {"unified": {"memory.max": "33554432"}},
+])
+def test_a_memory_limit_forks(resources):
+    assert not share(plan(), {"resources": resources})
 
 
 def test_without_the_extension_it_forks(monkeypatch):
     monkeypatch.setattr(kernel, "clone_vm", None)
-    assert not _can_share_memory(plan())
+    assert not share(plan())
