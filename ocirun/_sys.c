@@ -173,7 +173,9 @@ sys_fork_into_cgroup(PyObject *self, PyObject *arg)
  *   mask right before the execve, when only C runs: a signal pending then is the new
  *   program's, or kills the child at a point where our memory is consistent. Only
  *   SIGKILL can stop the child in its Python part; if that happens while it has
- *   released the GIL in a blocking call, we take the GIL back (see sys_clone_vm).
+ *   released the GIL in a blocking call (most of its time), we take the GIL back (see
+ *   sys_clone_vm); if it happens while it runs bytecode, an object it was changing
+ *   may be left half-changed, which the runtime cannot detect.
  * - Failures of our own (not the container's) are reported as one ERROR line on
  *   `errfd`, the channel to the runtime, like the init's.
  * After it: our thread state as it was, the request's objects released. */
