@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(kernel.clone_vm is None,
 # cgroups, mounts, limits, umask, environment, pid).
 PROBE = ("echo pid=$$; umask; env | sort; ulimit -a; cat /proc/self/cgroup; "
          "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp|Sig(Blk|Ign))' /proc/self/status; "
-         "cut -d' ' -f5,6 /proc/self/mountinfo; ls -l /dev")
+         "cut -d' ' -f5,6 /proc/self/mountinfo; stat -c '%n %F %a %u:%g %t:%T' /dev/* /dev/.*")
 
 SCRIPT = r"""
 import gc, json, os, signal, sys
