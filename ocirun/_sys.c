@@ -141,12 +141,12 @@ sys_fork_into_cgroup(PyObject *self, PyObject *arg)
 }
 
 #ifdef OCI_HAVE_CLONE_VM
-/* clone_vm(fn, cgroup_fd): the container init without copying the runtime.
+/* clone_vm(fn, cgroup_fd, errfd): the container init without copying the runtime.
  *
  * fork() copies the page tables of the runtime's ~10 MB heap, and then every page
  * either process writes (CPython writes a refcount whenever it touches an object) is
- * copied on a fault: ~800 faults and 2-2.5 ms per container measured here, a third
- * of what a warm `run` costs. Instead the child is made with CLONE_VM | CLONE_VFORK:
+ * copied on a fault: ~800 faults and 1.7-2.4 ms per container measured here, close to
+ * half of what a warm `run` costs. Instead the child is made with CLONE_VM | CLONE_VFORK:
  * it runs in our memory, on a stack of its own, while we stay suspended in clone3
  * until it has exec'd or exited, like vfork(2). It is our one thread continuing
  * elsewhere: same interpreter, same thread state, the GIL ours.
