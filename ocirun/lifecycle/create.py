@@ -139,8 +139,8 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
             if not joined:
                 manager.add(pid)
             chan.send("GO")
-        # While the init sets itself up: exec takes the container's process defaults
-        # and seccomp profile from this copy (the bundle may change after create).
+        # (After a fork, while the init sets itself up.) exec takes the container's
+        # process defaults and seccomp profile from this copy: the bundle may change.
         write_atomic(f"{cdir}/config.json", raw)
         while True:
             tag, payload = chan.recv()
@@ -259,6 +259,7 @@ def _clone_vm(plan, chan, child_chan, manager, parent_did, saved):
             except OSError:
                 return 0
         join = v1 or ()
+
     def init():
         # The child's fd table is a copy: closing fds here leaves ours open.
         chan.close()
