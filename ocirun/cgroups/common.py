@@ -22,19 +22,9 @@ SIGKILL = 9  # not `signal.SIGKILL`: the signal module pulls in enum
 def read_file(d, name):
     """Contents of d/name as str, or None if it does not exist."""
     try:
-        fd = posix.open(fs.join(d, name), posix.O_RDONLY | posix.O_CLOEXEC)
+        return fs.read_bytes(fs.join(d, name)).decode("utf-8", "replace")
     except FileNotFoundError:
         return None
-    try:
-        chunks = []
-        while True:
-            b = posix.read(fd, 65536)
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks).decode("utf-8", "replace")
-    finally:
-        posix.close(fd)
 
 
 def write_file(d, name, value):
@@ -271,13 +261,12 @@ class Manager:
         join_cgroups): a thread that moves itself skips that lock.
         -> (pid, the v1 directories the child must join), or (pid, None) when the
         runtime must still add(pid): no C extension, a kernel before 5.7, no targets."""
-        v2, v1 = self.fork_targets()
-        if v2 is None:
-            return posix.fork(), (v1 or None)
-        try:
-            fd = posix.open(v2, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
-        except OSError:
+        targets = self.birth_targets()
+        if targets is None:
             return posix.fork(), None
+        fd, v1 = targets
+        if fd < 0:
+            return posix.fork(), v1
         from ocirun import kernel  # not at the top: `state` and `kill` import this module
         try:
             return kernel.fork_into_cgroup(fd), v1
@@ -285,6 +274,20 @@ class Manager:
             return posix.fork(), None
         finally:
             posix.close(fd)
+
+    def birth_targets(self):
+        """fork_targets() ready for clone3: (an fd of the cgroup v2 directory to be
+        born in, or -1; the v1 directories the child joins itself), or None when
+        the runtime must add the pid (no targets, or the directory cannot be opened).
+        The caller closes the fd. Used by fork above and by `run`'s init
+        (lifecycle/create.py _clone_vm)."""
+        v2, v1 = self.fork_targets()
+        if v2 is None:
+            return (-1, v1) if v1 else None
+        try:
+            return posix.open(v2, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC), v1
+        except OSError:
+            return None
 
     def _sub_for(self, leaf, sub):
         """The sub-path of `sub` ({controller: path}) that applies to `leaf`."""

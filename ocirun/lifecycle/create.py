@@ -247,18 +247,12 @@ def _clone_vm(plan, chan, child_chan, manager, parent_did, saved):
     That spares the ~800 copy-on-write faults a fork of this process costs. Returns
     its pid, or 0 where it cannot be done (no cgroup v2 directory to be born in, a
     second thread in this process, an old kernel): the caller forks instead."""
-    cg_fd = -1
-    join = ()
+    cg_fd, join = -1, ()
     if manager is not None:
-        v2, v1 = manager.fork_targets()  # as Manager.fork
-        if v2 is None and not v1:
+        targets = manager.birth_targets()
+        if targets is None:
             return 0
-        if v2 is not None:
-            try:
-                cg_fd = posix.open(v2, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
-            except OSError:
-                return 0
-        join = v1 or ()
+        cg_fd, join = targets
 
     def init():
         # The child's fd table is a copy: closing fds here leaves ours open.

@@ -22,10 +22,10 @@ Any failure in the child is sent as `ERROR <one line>` and the child _exits: not
 unwinds into the runtime's code in the child.
 
 `run` of an init that needs nothing from the runtime (no user namespace, no hooks
-before pivot_root, no seccomp listener) starts it in the runtime's memory instead of a
-fork (lifecycle/create.py _clone_vm): the runtime is suspended until the init's execve,
-so there is no GO; the init's messages (T, READY, ERROR) wait in the pipe and the
-runtime reads them when it resumes.
+before pivot_root, no seccomp listener; lifecycle/create.py _can_share_memory has the
+rest) starts it in the runtime's memory instead of a fork (_clone_vm): the runtime is
+suspended until the init's execve, so there is no GO; the init's messages (T, READY,
+ERROR) wait in the pipe and the runtime reads them when it resumes.
 """
 import posix
 
