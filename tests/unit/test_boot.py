@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 
@@ -71,3 +72,55 @@ def test_foreign_or_broken_bundle_falls_back(installed):
     os.unlink(bundle)
     r = _run(launcher, "--version")
     assert r.returncode == 0 and r.stdout.startswith("ocirun version")
+
+
+def _header(bundle):
+    data = bundle.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    return marshal.loads(data[8:8 + size]), data[8 + size:]
+
+
+def _rewrite_header(bundle, header, body):
+    """A new header of the same layout (base moves with the header's length)."""
+    while True:
+        blob = marshal.dumps(header)
+        if header["base"] == 8 + len(blob):
+            break
+        header["base"] = 8 + len(blob)
+    bundle.write_bytes(len(blob).to_bytes(8, "little") + blob + body)
+
+
+def test_extensions_load_from_recorded_paths(installed):
+    """The C extensions the package imports are loaded from the paths the bundle
+    recorded, without a search of sys.path."""
+    lib, launcher = installed
+    header, _ = _header(lib / "ocirun" / "bundle.marshal")
+    ext = header["extensions"]
+    import _json
+    if getattr(_json, "__file__", None):
+        assert ext["_json"] == _json.__file__
+    built = [p for p in os.listdir(lib / "ocirun") if p.startswith("_sys.")]
+    if built:
+        assert ext["ocirun._sys"] == f"{lib}/ocirun/{built[0]}"
+    assert not [n for n in ext if n in sys.builtin_module_names]
+    # only the interpreter's own library and ours: a third-party module stays optional
+    stdlib = sysconfig.get_path("platstdlib")
+    assert all(p.startswith((f"{lib}/", f"{stdlib}/")) for p in ext.values()), ext
+    probe = ("import sys; sys.path.insert(0, %r); from ocirun import boot; "
+             "assert boot.install(); import _json, ocirun.kernel; "
+             "print(_json.__spec__.loader.__class__.__name__, _json.__spec__.origin)" % str(lib))
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if "_json" in ext:
+        assert r.stdout.split() == ["ExtensionFileLoader", ext["_json"]]
+
+
+def test_extension_moved_since_install_is_searched_for(installed):
+    lib, launcher = installed
+    bundle = lib / "ocirun" / "bundle.marshal"
+    header, body = _header(bundle)
+    header["extensions"] = {name: "/nonexistent/" + name + ".so" for name in
+                            ("_json", "ocirun._sys")}
+    _rewrite_header(bundle, header, body)
+    r = _run(launcher, "features")
+    assert r.returncode == 0 and json.loads(r.stdout), r.stderr
