@@ -7,7 +7,10 @@
  *   fork_into_cgroup(fd) -> int   os.fork(), born in the cgroup v2 directory fd
  *   clone_vm(fn, cgroup_fd, errfd) -> int
  *                                 a child sharing our memory runs fn() to its execve
+ *   netns_ahead(), netns_take() -> fd
+ *                                 a network namespace made by a helper meanwhile
  */
+#define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
@@ -18,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 /* clone_vm: x86_64 (its entry is written in asm) with glibc, and CPython before 3.14,
@@ -285,11 +289,12 @@ static int vm_child(void)
 }
 
 /* clone3 on a stack of its own: the child cannot return through the C frames it
- * shares with us, so it starts in vm_child (as glibc's clone() does with fn). */
-static long vm_clone3(struct oci_clone_args *a)
+ * shares with us, so it starts in `entry` (as glibc's clone() does with fn) and exits
+ * with what it returns. */
+static long oci_clone3(struct oci_clone_args *a, int (*entry)(void))
 {
     long ret;
-    register int (*fn)(void) __asm__("r12") = vm_child;
+    register int (*fn)(void) __asm__("r12") = entry;
 
     __asm__ volatile(
         "syscall\n\t"
@@ -306,6 +311,118 @@ static long vm_clone3(struct oci_clone_args *a)
         : "0"((long)SYS_clone3), "D"(a), "S"(sizeof(*a)), "r"(fn)
         : "rcx", "r11", "memory");
     return ret;
+}
+
+/* netns_ahead() / netns_take(): a new network namespace made on another CPU while we
+ * go on.
+ *
+ * unshare(CLONE_NEWNET) is the costliest namespace to create (~0.5 ms measured here:
+ * the kernel sets up a loopback device, sysctls and per-namespace tables), and the
+ * init used to pay it on the path to the container's execve. A helper process made
+ * with CLONE_VM | CLONE_FILES (our memory and our fd table, nothing else) creates the
+ * namespace and opens it; the runtime meanwhile prepares seccomp, the cgroup and the
+ * state directory, then takes the fd, and the init joins it with setns(2), which
+ * costs microseconds. The namespace is the one unshare would have made: created with
+ * our credentials in our user namespace (create.py only asks for it then).
+ *
+ * The helper runs while we run Python, in the same memory, so it touches nothing but
+ * its own stack and na_fd / na_err: raw syscalls only (glibc's wrappers write errno,
+ * which is our thread's), every signal blocked (it inherits a full mask: no handler
+ * of ours runs on its stack), exit_signal 0 (no SIGCHLD for our handlers or for
+ * `run`'s wait). netns_take reaps it (__WALL) and returns the fd. clone_vm refuses
+ * (EBUSY) while a helper has not been taken: the two must not share the memory at
+ * once. */
+static volatile int na_fd = -1, na_err;
+static long na_pid;
+static char na_stack[16384] __attribute__((aligned(16)));
+
+static inline long na_raw(long nr, long a, long b, long c)
+{
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "0"(nr), "D"(a), "S"(b), "d"(c)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+static int na_child(void)
+{
+    static const char path[] = "/proc/self/ns/net";
+    long r = na_raw(SYS_unshare, CLONE_NEWNET, 0, 0);
+
+    if (r == 0)
+        r = na_raw(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC);
+    if (r < 0)
+        na_err = (int)-r;
+    else
+        na_fd = (int)r;
+    return 0;
+}
+
+static PyObject *
+sys_netns_ahead(PyObject *self, PyObject *unused)
+{
+    struct oci_clone_args a;
+    sigset_t all, old;
+    long pid;
+
+    if (na_pid != 0 || vm_fn != NULL) {
+        errno = EBUSY;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    na_fd = -1;
+    na_err = 0;
+    memset(&a, 0, sizeof(a));
+    a.flags = CLONE_VM | CLONE_FILES;
+    a.exit_signal = 0;
+    a.stack = (uint64_t)(uintptr_t)na_stack;
+    a.stack_size = sizeof(na_stack);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = oci_clone3(&a, na_child);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        errno = (int)-pid;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    na_pid = pid;
+    /* Another CPU than ours, where there is one: placed on ours, as the scheduler
+     * often places a new process, the helper would only run once we block in
+     * netns_take, and nothing would overlap (measured: it then waits the whole
+     * ~0.7 ms). Best effort: a failure leaves it where it is. */
+    {
+        cpu_set_t cpus;
+        int cpu = sched_getcpu();
+
+        if (cpu >= 0 && sched_getaffinity(0, sizeof(cpus), &cpus) == 0) {
+            CPU_CLR(cpu, &cpus);
+            if (CPU_COUNT(&cpus) > 0)
+                sched_setaffinity((pid_t)pid, sizeof(cpus), &cpus);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sys_netns_take(PyObject *self, PyObject *unused)
+{
+    int status;
+    long r;
+
+    if (na_pid == 0) {
+        errno = ECHILD;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    do
+        r = waitpid((pid_t)na_pid, &status, __WALL);
+    while (r < 0 && errno == EINTR);
+    Py_END_ALLOW_THREADS
+    na_pid = 0;
+    if (na_fd < 0) {
+        errno = na_err ? na_err : EIO;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(na_fd);
 }
 
 static PyObject *
@@ -327,7 +444,7 @@ sys_clone_vm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     errfd = PyLong_AsLong(args[2]);
     if (errfd == -1 && PyErr_Occurred())
         return NULL;
-    if (!__libc_single_threaded || vm_fn != NULL) {
+    if (!__libc_single_threaded || vm_fn != NULL || na_pid != 0) {
         errno = EBUSY;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
@@ -357,7 +474,7 @@ sys_clone_vm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     vm_errfd = (int)errfd;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = vm_clone3(&a);
+    pid = oci_clone3(&a, vm_child);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* The child has exec'd or exited: its frames are gone (fn returned) or were
      * abandoned by an _exit inside fn; either way our thread state is ours again.
@@ -390,6 +507,8 @@ static PyMethodDef methods[] = {
 #ifdef OCI_HAVE_CLONE_VM
     {"clone_vm", (PyCFunction)(void (*)(void))sys_clone_vm, METH_FASTCALL,
      "clone_vm(fn, cgroup_fd, errfd) -> pid"},
+    {"netns_ahead", sys_netns_ahead, METH_NOARGS, "netns_ahead(): start making a netns"},
+    {"netns_take", sys_netns_take, METH_NOARGS, "netns_take() -> fd of that netns"},
 #endif
     {NULL, NULL, 0, NULL},
 };

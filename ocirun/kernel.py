@@ -15,8 +15,9 @@ try:
     from ocirun._sys import syscall as _raw
     try:
         from ocirun._sys import clone_vm  # x86_64 and glibc only (_sys.c)
+        from ocirun._sys import netns_ahead, netns_take
     except ImportError:
-        clone_vm = None
+        clone_vm = netns_ahead = netns_take = None
 except ImportError:  # no C compiler at install: the same interface over ctypes
     import ctypes as _ct
 
@@ -46,7 +47,7 @@ except ImportError:  # no C compiler at install: the same interface over ctypes
         import errno
         raise OSError(errno.ENOSYS, "fork_into_cgroup needs ocirun._sys")
 
-    clone_vm = None
+    clone_vm = netns_ahead = netns_take = None
 
     def _address(obj):
         if isinstance(obj, bytes):

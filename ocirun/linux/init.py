@@ -13,8 +13,8 @@ import _signal
 from ocirun import kernel
 from ocirun.errors import OciError
 from ocirun.kernel import (
-    CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
-    PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
+    CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
 )
 from ocirun.linux import paths, trampoline
@@ -156,6 +156,11 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
         except OSError:
             pass  # root is not mapped: keep the overflow ids, as runc does
     rest = plan.ns_new & ~CLONE_NEWUSER & ~parent_did
+    if plan.netns_fd is not None:
+        # the runtime made it while it prepared the rest (create.py _netns_ahead)
+        _step("join the new network namespace", kernel.setns, plan.netns_fd, CLONE_NEWNET)
+        posix.close(plan.netns_fd)  # our copy (the plan itself is not ours to change)
+        rest &= ~CLONE_NEWNET
     if rest:
         _step("unshare namespaces", kernel.unshare, rest)
     _tmark(plan, chan, "namespaces")
