@@ -43,29 +43,29 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         config_path = f"{bundle}/{config_path}"
     spec, raw = load_config_bytes(config_path, "config.json")
     timings.mark("config load")
-    validate(spec)
-    timings.mark("config validate")
-    if not spec.get("process"):
-        raise OciError("process: a process is required to create a container")
-    for fd in range(3, 3 + (preserve_fds or 0)):
-        try:
-            posix.fstat(fd)
-        except OSError:
-            raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
-    plan = build(spec, bundle, no_pivot, preserve_fds or 0)
-    if plan.hooks:
-        import ocirun.hooks  # noqa: F401  (the init runs createContainer/startContainer hooks)
-    timings.mark("plan")
-    _netns_ahead(plan)
+    netns = NetnsAhead(spec)
     try:
-        return _create(root, cid, bundle, spec, raw, plan, pid_file, console_socket,
+        validate(spec)
+        timings.mark("config validate")
+        if not spec.get("process"):
+            raise OciError("process: a process is required to create a container")
+        for fd in range(3, 3 + (preserve_fds or 0)):
+            try:
+                posix.fstat(fd)
+            except OSError:
+                raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
+        plan = build(spec, bundle, no_pivot, preserve_fds or 0)
+        if plan.hooks:
+            import ocirun.hooks  # noqa: F401  (the init runs createContainer/startContainer hooks)
+        timings.mark("plan")
+        return _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
                        cgroup_manager, for_run, detach)
     finally:
-        _netns_settle(plan, close=True)
+        netns.close()
 
 
-def _create(root, cid, bundle, spec, raw, plan, pid_file, console_socket, cgroup_manager,
-            for_run, detach):
+def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
+            cgroup_manager, for_run, detach):
     linux = spec.get("linux") or {}
     if linux.get("seccomp"):
         from ocirun import seccomp
@@ -134,7 +134,7 @@ def _create(root, cid, bundle, spec, raw, plan, pid_file, console_socket, cgroup
             kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
         timings.mark("state dir")
         share = for_run and _can_share_memory(plan, linux)
-        _netns_settle(plan)
+        plan.netns_fd = netns.take() if _init_unshares_netns(plan) else None
         pid, parent_did, joined, shared = _fork(plan, chan, child_chan, fifo_fd, manager, share)
         timings.mark("execve (the runtime resumes)" if shared else "fork")
         child_chan.close()
@@ -196,36 +196,61 @@ def _create(root, cid, bundle, spec, raw, plan, pid_file, console_socket, cgroup
         raise
 
 
-def _netns_ahead(plan):
-    """Have a helper create the container's network namespace on another CPU while we
-    prepare seccomp, the cgroup and the state (_sys.c netns_ahead: unshare of a network
-    namespace costs ~0.5 ms, setns to it microseconds). Only where the init would
-    unshare it in our user namespace: not with a new or joined user namespace, which
-    must own it."""
-    plan.netns_fd = None
-    if kernel.netns_ahead is None or not plan.ns_new & CLONE_NEWNET or plan.userns_new:
-        return
-    if any(typ == "user" for typ, _, _ in plan.ns_join):
-        return
-    try:
-        kernel.netns_ahead()
-    except OSError:
-        return  # the init unshares it, as without the helper
-    plan.netns_fd = -1  # pending: _netns_settle takes it
+class NetnsAhead:
+    """The container's network namespace, made by a helper on another CPU while we
+    validate, plan and prepare seccomp, the cgroup and the state (_sys.c netns_ahead:
+    unshare of a network namespace costs ~0.5 ms here, setns to it microseconds).
 
+    It starts from the parsed, not yet validated config, so only a config that asks for
+    a new network namespace and no user namespace (a new or a joined one would have to
+    own it) starts a helper; _init_unshares_netns checks the plan again before the init
+    gets the fd. A helper that fails leaves the init to unshare one, as without it."""
 
-def _netns_settle(plan, close=False):
-    """Take the namespace the helper made (the init joins it), or leave the init to
-    unshare one if the helper failed; with `close`, our copy is no longer needed."""
-    if plan.netns_fd == -1:
+    __slots__ = ("pending", "fd")
+
+    def __init__(self, spec):
+        self.pending = False
+        self.fd = None
+        if kernel.netns_ahead is None or not _asks_new_netns_only(spec):
+            return
         try:
-            plan.netns_fd = kernel.netns_take()
+            kernel.netns_ahead()
         except OSError:
-            plan.netns_fd = None
-        timings.mark("network namespace made ahead (wait)")
-    if close and plan.netns_fd is not None:
-        posix.close(plan.netns_fd)
-        plan.netns_fd = None
+            return
+        self.pending = True
+
+    def take(self):
+        """The namespace's fd (ours to close), or None."""
+        if self.pending:
+            self.pending = False
+            try:
+                self.fd = kernel.netns_take()
+            except OSError:
+                self.fd = None
+            timings.mark("network namespace made ahead (wait)")
+        return self.fd
+
+    def close(self):
+        self.take()
+        if self.fd is not None:
+            posix.close(self.fd)
+            self.fd = None
+
+
+def _asks_new_netns_only(spec):
+    """linux.namespaces of a config not yet validated: a new network namespace, and no
+    user namespace at all."""
+    try:
+        entries = [(ns["type"], ns.get("path")) for ns in spec["linux"]["namespaces"]]
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return (any(typ == "network" and not path for typ, path in entries)
+            and not any(typ == "user" for typ, _ in entries))
+
+
+def _init_unshares_netns(plan):
+    return (plan.ns_new & CLONE_NEWNET and not plan.userns_new
+            and not any(typ == "user" for typ, _, _ in plan.ns_join))
 
 
 def _fork(plan, chan, child_chan, fifo_fd, manager, share):

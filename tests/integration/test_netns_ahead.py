@@ -1,5 +1,5 @@
 """The container's network namespace made ahead by a helper (_sys.c netns_ahead,
-create.py _netns_ahead): the container gets a namespace of its own, as when its init
+create.py NetnsAhead): the container gets a namespace of its own, as when its init
 unshared it; one that a user namespace must own is still unshared by the init; and
 a create that fails after the helper started leaves no fd and no process behind."""
 import json
@@ -73,8 +73,10 @@ report["started"] = len(started)
 fds0 = fds()
 bad_profile = lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_NOPE"})
 bad_cwd = lambda c: c["process"].update(cwd="/nonexistent")
+bad_config = lambda c: c["process"].update(args=[])
 errors = []
 for i in range(5):
+    errors.append(attempt(f"v{i}", bad_config))        # fails validation
     errors.append(attempt(f"p{i}", bad_profile))       # fails before the init exists
     errors.append(attempt(f"c{i}", bad_cwd))           # the init fails
     errors.append(attempt(f"ok{i}", args("true")))
@@ -103,10 +105,11 @@ def test_container_gets_a_network_namespace_of_its_own(bundle):
 
 def test_failures_after_the_helper_started_leave_no_fd_or_process(bundle):
     r = _library(bundle)
-    assert r["started_all"] == 16  # the probe and 15 attempts: each started a helper
+    assert r["started_all"] == 21  # the probe and 20 attempts: each started a helper
     assert r["errors"] == [
         "0",
         "linux.seccomp.defaultAction: unknown action `SCMP_ACT_NOPE`",
+        "process.args: must not be empty",
         "process.cwd `/nonexistent`: ENOENT (No such file or directory)",
     ]
     assert r["fds_same"]

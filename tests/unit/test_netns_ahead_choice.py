@@ -1,0 +1,40 @@
+"""Which parsed (not yet validated) configs start the network namespace helper
+(create.py _asks_new_netns_only) and which plans let the init join what it made."""
+import pytest
+
+from ocirun.lifecycle.create import _asks_new_netns_only, _init_unshares_netns
+from ocirun.config.plan import Plan
+from ocirun.kernel import CLONE_NEWNET, CLONE_NEWUSER
+
+
+def spec(*namespaces):
+    return {"linux": {"namespaces": list(namespaces)}}
+
+
+@pytest.mark.parametrize("doc,wanted", [
+    (spec({"type": "network"}), True),
+    (spec({"type": "pid"}, {"type": "network", "path": ""}), True),
+    (spec({"type": "network", "path": "/proc/1/ns/net"}), False),
+    (spec({"type": "pid"}), False),
+    (spec({"type": "network"}, {"type": "user"}), False),
+    (spec({"type": "network"}, {"type": "user", "path": "/proc/1/ns/user"}), False),
+    # garbage before validation: never an exception, never a helper
+    ({}, False), ({"linux": None}, False), ({"linux": {"namespaces": 3}}, False),
+    (spec("network"), False), (spec({"path": "x"}), False), (spec(None), False),
+    (spec({"type": ["network"]}), False), ([], False), (None, False),
+])
+def test_which_configs_start_the_helper(doc, wanted):
+    assert _asks_new_netns_only(doc) is wanted
+
+
+def plan(ns_new=0, ns_join=(), userns_new=False):
+    p = Plan()
+    p.ns_new, p.ns_join, p.userns_new = ns_new, list(ns_join), userns_new
+    return p
+
+
+def test_the_plan_is_checked_again():
+    assert _init_unshares_netns(plan(CLONE_NEWNET))
+    assert not _init_unshares_netns(plan(0))
+    assert not _init_unshares_netns(plan(CLONE_NEWNET | CLONE_NEWUSER, userns_new=True))
+    assert not _init_unshares_netns(plan(CLONE_NEWNET, [("user", "/proc/1/ns/user", CLONE_NEWUSER)]))
