@@ -9,7 +9,9 @@
 Every call raises ocirun.errors.OciError (one-line message) on failure, and leaves
 nothing behind, as the CLI does. The calling process is never changed, except that
 `run` of a container with a new user namespace makes it a child subreaper (the init is
-then a grandchild it must be able to wait for)."""
+then a grandchild it must be able to wait for). A container with a new network
+namespace briefly gives it one more child, the helper that makes the namespace
+(lifecycle/create.py NetnsAhead): no SIGCHLD, reaped before the call returns."""
 from ocirun.errors import OciError  # noqa: F401  (re-exported for callers)
 
 
