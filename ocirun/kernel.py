@@ -61,13 +61,13 @@ _NR = {
                    seccomp=317, bpf=321, memfd_create=319, execveat=322,
                    pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                    pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                   prlimit64=302, fstatfs=138, rt_sigaction=13),
+                   prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72),
     "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
                     sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
                     seccomp=277, bpf=280, memfd_create=279, execveat=281,
                     pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                     pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                    prlimit64=261, fstatfs=44, rt_sigaction=134),
+                    prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25),
 }[posix.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
@@ -240,6 +240,11 @@ def sigaction_default(sig):
 
 def memfd_create(name, flags):
     return _raw(_NR["memfd_create"], _b(name), flags)
+
+
+def fcntl(fd, cmd, arg=0):
+    """fcntl(2) with an integer argument (the fcntl module costs an import)."""
+    return _raw(_NR["fcntl"], fd, cmd, arg)
 
 
 

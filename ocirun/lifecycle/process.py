@@ -1,6 +1,5 @@
 """Signalling and waiting for a container's processes, safe against pid reuse."""
 import posix
-import select
 
 from ocirun.errors import OciError, StateError
 from ocirun.state import proc_start_time
@@ -70,6 +69,7 @@ def wait_gone(st, timeout=10.0):
     fd = open_init(st)
     if fd is None:
         return True
+    import select  # only here: `state` and `run` never wait like this
     try:
         p = select.poll()
         p.register(fd, select.POLLIN)

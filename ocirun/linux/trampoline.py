@@ -26,7 +26,6 @@ fail:
     mov  eax, 231
     syscall
 """
-import fcntl
 import posix
 import _struct  # the C module: `struct` is a .py file to find and load
 
@@ -72,7 +71,7 @@ def prepare():
         except OSError:  # kernels before 6.3 have no MFD_EXEC
             fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
         posix.write(fd, _PROGRAM)
-        fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+        kernel.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
         return fd
     except OSError:
         return None
