@@ -333,7 +333,17 @@ static long oci_clone3(struct oci_clone_args *a, int (*entry)(void))
  * (EBUSY) while a helper has not been taken: the two must not share the memory at
  * once. */
 static volatile int na_fd = -1, na_err;
-static long na_pid;
+static long na_pid;     /* the pending helper, 0 if none */
+static pid_t na_owner;  /* the process that started it: a child forked meanwhile has
+                         * a copy of na_pid but no such child (fork does not copy it) */
+
+/* The pending helper's pid, or 0; forgets one inherited through fork. */
+static long na_pending(void)
+{
+    if (na_pid != 0 && na_owner != getpid())
+        na_pid = 0;
+    return na_pid;
+}
 static char na_stack[16384] __attribute__((aligned(16)));
 
 static inline long na_raw(long nr, long a, long b, long c)
@@ -365,7 +375,7 @@ sys_netns_ahead(PyObject *self, PyObject *unused)
     sigset_t all, old;
     long pid;
 
-    if (na_pid != 0 || vm_fn != NULL) {
+    if (na_pending() != 0 || vm_fn != NULL) {
         errno = EBUSY;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
@@ -385,6 +395,7 @@ sys_netns_ahead(PyObject *self, PyObject *unused)
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     na_pid = pid;
+    na_owner = getpid();
     /* Another CPU than ours, where there is one: placed on ours, as the scheduler
      * often places a new process, the helper would only run once we block in
      * netns_take, and nothing would overlap (measured: it then waits the whole
@@ -408,7 +419,7 @@ sys_netns_take(PyObject *self, PyObject *unused)
     int status;
     long r;
 
-    if (na_pid == 0) {
+    if (na_pending() == 0) {
         errno = ECHILD;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
@@ -444,7 +455,7 @@ sys_clone_vm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     errfd = PyLong_AsLong(args[2]);
     if (errfd == -1 && PyErr_Occurred())
         return NULL;
-    if (!__libc_single_threaded || vm_fn != NULL || na_pid != 0) {
+    if (!__libc_single_threaded || vm_fn != NULL || na_pending() != 0) {
         errno = EBUSY;
         return PyErr_SetFromErrno(PyExc_OSError);
     }

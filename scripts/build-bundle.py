@@ -91,9 +91,13 @@ def _extension_files(pkg_dir, final_dir, imported):
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     stdlib = sysconfig.get_path("platstdlib").rstrip("/") + "/"
     found = {}
-    for fn in sorted(os.listdir(pkg_dir)):
-        if fn.endswith(suffixes):
-            found["ocirun." + fn.partition(".")[0]] = f"{final_dir}/{fn}"
+    # the first suffix this interpreter would try wins (a directory may hold builds
+    # for several interpreters: _sys.cpython-311-....so next to _sys.cpython-312-....so)
+    for suffix in suffixes:
+        for fn in sorted(os.listdir(pkg_dir)):
+            name = "ocirun." + fn[:-len(suffix)]
+            if fn.endswith(suffix) and "." not in fn[:-len(suffix)] and name not in found:
+                found[name] = f"{final_dir}/{fn}"
     for name in sorted(imported):
         if name == "ocirun" or name in sys.builtin_module_names:
             continue

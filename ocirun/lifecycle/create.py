@@ -41,19 +41,22 @@ def create(root, cid, bundle=None, config_path=None, pid_file=None, console_sock
         config_path = f"{bundle}/config.json"
     elif not config_path.startswith("/"):
         config_path = f"{bundle}/{config_path}"
+    # Before the network namespace helper exists: it opens an fd into our table, which
+    # could otherwise pass for one of the caller's.
+    for fd in range(3, 3 + (preserve_fds or 0)):
+        try:
+            posix.fstat(fd)
+        except OSError:
+            raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
     spec, raw = load_config_bytes(config_path, "config.json")
     timings.mark("config load")
-    netns = NetnsAhead(spec)
+    netns = NetnsAhead()
     try:
+        netns.start(spec)
         validate(spec)
         timings.mark("config validate")
         if not spec.get("process"):
             raise OciError("process: a process is required to create a container")
-        for fd in range(3, 3 + (preserve_fds or 0)):
-            try:
-                posix.fstat(fd)
-            except OSError:
-                raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
         plan = build(spec, bundle, no_pivot, preserve_fds or 0)
         if plan.hooks:
             import ocirun.hooks  # noqa: F401  (the init runs createContainer/startContainer hooks)
@@ -202,22 +205,28 @@ class NetnsAhead:
     unshare of a network namespace costs ~0.5 ms here, setns to it microseconds).
 
     It starts from the parsed, not yet validated config, so only a config that asks for
-    a new network namespace and no user namespace (a new or a joined one would have to
-    own it) starts a helper; _init_unshares_netns checks the plan again before the init
-    gets the fd. A helper that fails leaves the init to unshare one, as without it."""
+    a new network namespace, no user namespace (a new or a joined one would have to own
+    it) and no memory limit starts a helper; _init_unshares_netns checks the plan again
+    before the init gets the fd. (The kernel charges a namespace's memory, ~200 KiB, to
+    the memory cgroup of the task that creates it: the helper's is ours, so a container
+    with a memory limit has its init create its own, inside the limit.) A helper that
+    fails leaves the init to unshare one, as without it."""
 
     __slots__ = ("pending", "fd")
 
-    def __init__(self, spec):
+    def __init__(self):
         self.pending = False
         self.fd = None
+
+    def start(self, spec):
         if kernel.netns_ahead is None or not _asks_new_netns_only(spec):
             return
+        # pending before the call: an interrupt right after it still has take() reap it
+        self.pending = True
         try:
             kernel.netns_ahead()
         except OSError:
-            return
-        self.pending = True
+            self.pending = False
 
     def take(self):
         """The namespace's fd (ours to close), or None."""
@@ -238,14 +247,25 @@ class NetnsAhead:
 
 
 def _asks_new_netns_only(spec):
-    """linux.namespaces of a config not yet validated: a new network namespace, and no
-    user namespace at all."""
+    """linux.namespaces of a config not yet validated: a new network namespace, no
+    user namespace at all, and no memory limit."""
     try:
-        entries = [(ns["type"], ns.get("path")) for ns in spec["linux"]["namespaces"]]
+        linux = spec["linux"]
+        entries = [(ns["type"], ns.get("path")) for ns in linux["namespaces"]]
+        limited = _memory_limited(linux)
     except (KeyError, TypeError, AttributeError):
         return False
     return (any(typ == "network" and not path for typ, path in entries)
-            and not any(typ == "user" for typ, _ in entries))
+            and not any(typ == "user" for typ, _ in entries) and not limited)
+
+
+def _memory_limited(linux):
+    """Whether linux.resources limits the container's memory (v1 or unified)."""
+    resources = linux.get("resources") or {}
+    memory = resources.get("memory") or {}
+    if any(type(memory.get(k)) is int and memory[k] > 0 for k in ("limit", "swap", "kernel")):
+        return True
+    return (resources.get("unified") or {}).get("memory.max", "max") != "max"
 
 
 def _init_unshares_netns(plan):
@@ -302,11 +322,7 @@ def _can_share_memory(plan, linux):
     for _, _, flag in plan.ns_join:
         if flag in (CLONE_NEWPID, CLONE_NEWTIME):
             return False
-    resources = linux.get("resources") or {}
-    memory = resources.get("memory") or {}
-    if any(type(memory.get(k)) is int and memory[k] > 0 for k in ("limit", "swap", "kernel")):
-        return False
-    return (resources.get("unified") or {}).get("memory.max", "max") == "max"
+    return not _memory_limited(linux)
 
 
 def _clone_vm(plan, chan, child_chan, manager, parent_did, saved):

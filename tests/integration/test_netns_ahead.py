@@ -168,3 +168,55 @@ def test_clone_vm_waits_for_no_helper():
              "assert os.waitpid(pid, 0)[1] == 0\nprint('ok')\n" % REPO)
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+
+
+def test_preserve_fds_counts_only_the_callers_fds(bundle):
+    """The helper opens its fd into our table while the config is validated: it must
+    never pass for fd 3 of --preserve-fds (then the init, having closed it, would hand
+    its memfd program to the container as fd 3). A long validation (a seccomp profile,
+    thousands of env entries) gives the helper time to finish first."""
+    from support import OCIRUN, SHARED
+    with open(f"{SHARED}/fixtures/seccomp-podman-default.json") as f:
+        bundle.config["linux"]["seccomp"] = json.load(f)
+    bundle.config["process"]["env"] = ["PATH=/bin"] + [f"V{i}=x" for i in range(20000)]
+    bundle.write()
+    for i in range(5):
+        r = subprocess.run([OCIRUN, "--root", bundle.root, "run", "--preserve-fds", "1",
+                            "-b", bundle.path, f"pf{i}"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert r.stderr.strip() == "ocirun: --preserve-fds 1: fd 3 is not open", r.stderr
+    # with fd 3 open it is the caller's file the container gets, and no memfd
+    bundle.config["process"]["args"] = ["sh", "-c", "readlink /proc/self/fd/3; "
+                                        "ls -l /proc/self/fd/ | grep -c memfd; true"]
+    bundle.write()
+    r = subprocess.run(["sh", "-c", 'exec "$0" --root "$1" run --preserve-fds 1 -b "$2" pfok '
+                        '3>"$2/passed"', OCIRUN, bundle.root, bundle.path],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    target, memfds = r.stdout.split()
+    assert target.endswith("/passed") and memfds == "0", r.stdout
+
+
+def test_fork_while_a_helper_is_pending_leaves_the_child_free():
+    """A child forked while our helper runs has a copy of its pid but no such child:
+    it must be able to start its own, and clone_vm must not refuse it."""
+    probe = ("import errno, os, sys; sys.path.insert(0, %r); from ocirun import _sys\n"
+             "_sys.netns_ahead()\n"
+             "pid = os.fork()\n"
+             "if pid == 0:\n"
+             "    _sys.netns_ahead(); fd = _sys.netns_take()\n"
+             "    assert os.readlink(f'/proc/self/fd/{fd}').startswith('net:')\n"
+             "    try:\n"
+             "        _sys.netns_take()\n"
+             "    except OSError as e:\n"
+             "        assert e.errno == errno.ECHILD, e\n"
+             "    else:\n"
+             "        raise SystemExit('a second take')\n"
+             "    os._exit(0)\n"
+             "assert os.waitpid(pid, 0)[1] == 0\n"
+             "fd = _sys.netns_take()\n"
+             "assert os.readlink(f'/proc/self/fd/{fd}').startswith('net:')\n"
+             "print('ok')\n" % REPO)
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr

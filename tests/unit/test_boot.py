@@ -124,3 +124,20 @@ def test_extension_moved_since_install_is_searched_for(installed):
     _rewrite_header(bundle, header, body)
     r = _run(launcher, "features")
     assert r.returncode == 0 and json.loads(r.stdout), r.stderr
+
+
+def test_the_extension_for_this_interpreter_is_recorded(tmp_path):
+    """A package directory holding builds for several interpreters records the one
+    this interpreter would import (its first extension suffix), whatever the order."""
+    import importlib.machinery
+    pkg = tmp_path / "ocirun"
+    shutil.copytree(f"{REPO}/ocirun", pkg,
+                    ignore=shutil.ignore_patterns("__pycache__", "bundle.marshal", "*.so"))
+    own = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for name in ("_sys.cpython-399-x86_64-linux-gnu.so", "_sys.abi3.so", "_sys" + own, "_sys.so"):
+        (pkg / name).write_bytes(b"")
+    r = subprocess.run([sys.executable, "-X", "no_debug_ranges", f"{REPO}/scripts/build-bundle.py",
+                        str(pkg)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    header, _ = _header(pkg / "bundle.marshal")
+    assert header["extensions"]["ocirun._sys"] == f"{pkg}/_sys{own}"

@@ -11,6 +11,12 @@ def spec(*namespaces):
     return {"linux": {"namespaces": list(namespaces)}}
 
 
+def limited(resources):
+    doc = spec({"type": "network"})
+    doc["linux"]["resources"] = resources
+    return doc
+
+
 @pytest.mark.parametrize("doc,wanted", [
     (spec({"type": "network"}), True),
     (spec({"type": "pid"}, {"type": "network", "path": ""}), True),
@@ -18,6 +24,12 @@ def spec(*namespaces):
     (spec({"type": "pid"}), False),
     (spec({"type": "network"}, {"type": "user"}), False),
     (spec({"type": "network"}, {"type": "user", "path": "/proc/1/ns/user"}), False),
+    # a memory limit: the namespace's memory must be charged inside it (the init makes it)
+    (limited({"memory": {"limit": 1 << 26}}), False),
+    (limited({"memory": {"swap": 1 << 26}}), False),
+    (limited({"unified": {"memory.max": "67108864"}}), False),
+    (limited({"memory": {"limit": -1}}), True), (limited({"unified": {"memory.max": "max"}}), True),
+    (limited({"memory": 3}), False), (limited(7), False),
     # garbage before validation: never an exception, never a helper
     ({}, False), ({"linux": None}, False), ({"linux": {"namespaces": 3}}, False),
     (spec("network"), False), (spec({"path": "x"}), False), (spec(None), False),
