@@ -4,7 +4,7 @@ import posix
 
 import _signal
 
-from ocirun import fs, kernel
+from ocirun import fs, kernel, timings
 from ocirun.config.plan import Plan, fill_process
 from ocirun.errors import ConfigError, OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
@@ -85,6 +85,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             posix.fstat(fd)
         except OSError:
             raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
+    timings.mark("state load + process validation")
     spec = load_container_config(st)
     p = Plan()
     fill_process(p, proc, preserve_fds or 0)
@@ -101,6 +102,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             seccomp.connect_listener(p.seccomp)
             from ocirun.hooks import encode_state
             p.state_json = encode_state(st.oci_state())
+        timings.mark("seccomp prepare (key + cache or compile)")
     relay_fd = None
     if p.terminal:
         from ocirun.linux import terminal
@@ -125,6 +127,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             pass
     root_fd = posix.open(f"/proc/{st.pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     chan, child_chan = sync.pair()
+    timings.mark("the container's namespaces and root")
     # pid and time namespaces apply to children: enter them here, fork, come back.
     early = flags & (CLONE_NEWPID | CLONE_NEWTIME)
     saved = []
@@ -161,6 +164,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         for fd, flag in saved:
             kernel.setns(fd, flag)
             posix.close(fd)
+    timings.mark("fork")
     child_chan.close()
     posix.close(pidfd)
     posix.close(root_fd)
@@ -179,11 +183,12 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             master, _ = recv_fd(relay_fd)
             posix.close(relay_fd)
             relay_fd = None
-        tag, payload = chan.recv()
+        tag, payload = chan.recv()  # EOF: its execve closed the pipe
         chan.close()
         if tag == "ERROR":
             posix.waitpid(pid, 0)
             raise OciError(payload)
+        timings.mark("cgroup join, the child's set-up and execve")
     except BaseException:
         try:
             posix.kill(pid, 9)
@@ -201,6 +206,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         from ocirun.lifecycle.tty_relay import relay
         relay(master, pid)
     _, status = posix.waitpid(pid, 0)
+    timings.mark("process exited")
     code = posix.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 

@@ -1,5 +1,6 @@
 """start, kill, delete, state, list: the operations on an existing container."""
 import posix
+import sys
 
 from ocirun import fs
 from ocirun.errors import NotFound, OciError, StateError
@@ -7,11 +8,20 @@ from ocirun.lifecycle import process
 from ocirun.state import CGROUP_RECORD, FIFO, list_ids, load, remove_dir
 
 
+def _mark(name):
+    """A --timings mark without importing ocirun.timings on the paths that do not time
+    themselves (state, list, kill): when timings are on, the CLI has loaded it."""
+    t = sys.modules.get("ocirun.timings")
+    if t is not None:
+        t.mark(name)
+
+
 def start(root, cid):
     st = load(root, cid)
     status = st.status()
     if status != "created":
         raise StateError(f"cannot start container `{cid}`: it is {status}, not created")
+    _mark("state load + status")
     fifo = f"{st.dir}/{FIFO}"
     try:
         # Non-blocking: fails with ENXIO at once if no init holds the fifo.
@@ -22,15 +32,18 @@ def start(root, cid):
         posix.write(fd, b"0")
     finally:
         posix.close(fd)
+    _mark("exec fifo written (the init goes on)")
     st.started = True
     st.save()
     try:
         posix.unlink(fifo)
     except FileNotFoundError:
         pass
+    _mark("state write")
     if (st.config_hooks or {}).get("poststart"):
         _wait_exec(st.pid)  # poststart runs after the user process is executed
         run_poststart(st)
+        _mark("poststart hooks")
     return st
 
 
@@ -95,6 +108,7 @@ def delete(root, cid, force=False):
     # "creating": another create may be at work, or one was killed: only --force.
     if status in ("running", "paused", "creating") and not force:
         raise StateError(f"cannot delete container `{cid}` that is not stopped: {status}")
+    _mark("state load + status")
     if status == "paused" and st.cgroup:
         from ocirun.cgroups import from_dict as open_saved
         open_saved(st.cgroup).thaw()
@@ -107,7 +121,9 @@ def delete(root, cid, force=False):
             process.signal_all(st, 9)
         except OciError:
             pass
+    _mark("processes killed")
     destroy(st)
+    _mark("cgroup, mounts, state directory removed")
 
 
 def cgroup_record(st):

@@ -223,7 +223,10 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
     # process's own user, capabilities and (without noNewPrivileges) seccomp filter.
     _finalize(plan, (lambda: _module("ocirun.hooks").run_hooks(
         "startContainer", hooks, state_json)) if hooks else None, unblock=not shared)
-    _tmark(plan, chan, "user, caps, seccomp (execve next)")
+    if fifo_fd is None:
+        # (after `start` the runtime that made us is gone: a mark written to its pipe
+        # would only raise SIGPIPE, whose default disposition _finalize restored)
+        _tmark(plan, chan, "user, caps, seccomp (execve next)")
     return trampoline.request(memfd, exe, plan.args, plan.env, chan.wfd)
 
 
