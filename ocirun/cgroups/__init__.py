@@ -146,6 +146,41 @@ def open_manager(kind, cgroups_path, container_id, root=DEFAULT_ROOT, mode=None,
     return V1Manager(root, path, container_id, mode, mountinfo=mountinfo)
 
 
+def paused(d):
+    """Whether the cgroup of a record persisted with Manager.to_dict() is frozen, read
+    straight from its freezer file: `state`, `start`, `kill` and `delete` ask on every
+    call, and opening a manager (from_dict) costs the v1/v2 modules' import. The record
+    is checked as from_dict checks it; OciError if it is corrupt."""
+    from ocirun.errors import OciError
+
+    if not isinstance(d, dict) or d.get("version") != 1:
+        raise OciError("cgroup state: unsupported or corrupt record")
+    kind, mode, root, path = d.get("kind"), d.get("mode"), d.get("root"), d.get("path")
+    if kind == "disabled":
+        return False
+    if kind != "cgroupfs" or mode not in ("v1", "hybrid", "unified"):
+        return from_dict(d).state() == "paused"
+    if (not isinstance(root, str) or not root.startswith("/") or not isinstance(path, str)
+            or clean_path(path, None) != path):
+        raise OciError("cgroup state: corrupt record (bad root or path)")
+    if mode == "unified":
+        text = _read_or_empty(root + path + "/cgroup.events")
+        return any(line == "frozen 1" for line in text.splitlines())
+    base = (d.get("hierarchies") or {}).get("freezer")
+    if base is None:
+        return False
+    if not isinstance(base, str) or fs.dirname(fs.normpath(base)) != fs.normpath(root):
+        raise OciError(f"cgroup state: corrupt record (hierarchy {base!r} is not under {root})")
+    return _read_or_empty(base + path + "/freezer.state").strip() == "FROZEN"
+
+
+def _read_or_empty(path):
+    try:
+        return fs.read_bytes(path).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
 def from_dict(d):
     """Reopen a manager persisted with Manager.to_dict() (state.json "cgroup")."""
     from ocirun.errors import OciError
@@ -168,4 +203,4 @@ def from_dict(d):
     raise OciError(f"cgroup state: unknown manager kind={kind!r} mode={mode!r}")
 
 
-__all__ = ["detect", "open_manager", "from_dict", "clean_path", "validate_resources"]
+__all__ = ["detect", "open_manager", "from_dict", "paused", "clean_path", "validate_resources"]

@@ -114,9 +114,11 @@ def delete(root, cid, force=False):
         open_saved(st.cgroup).thaw()
     if status != "stopped":
         process.kill_container(st)
-    elif st.cgroup:
-        # The init has exited, but without a pid namespace its children outlive it
-        # in the cgroup: they go too, or the cgroup could never be removed.
+    elif st.cgroup and not _had_own_pid_namespace(st):
+        # The init has exited, but without a pid namespace of its own its children
+        # outlive it in the cgroup: they go too, or the cgroup could never be removed.
+        # (With one, the kernel killed them and waited for them before the init's
+        # exit completed: nothing is left to signal, as runc also reasons.)
         try:
             process.signal_all(st, 9)
         except OciError:
@@ -124,6 +126,11 @@ def delete(root, cid, force=False):
     _mark("processes killed")
     destroy(st)
     _mark("cgroup, mounts, state directory removed")
+
+
+def _had_own_pid_namespace(st):
+    return any(isinstance(ns, dict) and ns.get("type") == "pid" and not ns.get("path")
+               for ns in st.namespaces or ())
 
 
 def cgroup_record(st):

@@ -120,9 +120,9 @@ class State:
             return "stopped"
         # frozen before created: a created container can be paused as well
         if self.cgroup:
-            from ocirun.cgroups import from_dict as open_saved
+            from ocirun.cgroups import paused
             try:
-                if open_saved(self.cgroup).state() == "paused":
+                if paused(self.cgroup):
                     return "paused"
             except OciError:
                 pass

@@ -34,14 +34,18 @@ CGROUPS = {"ocirun.cgroups", "ocirun.cgroups.common", "ocirun.cgroups.v1",
            "ocirun.cgroups.convert"}
 CGROUPS_CREATE = CGROUPS | {"ocirun.cgroups.validate"}
 
+# a container with a cgroup: status reads its freezer file through the package alone
+# (cgroups.paused), without opening a manager
+FREEZER = {"ocirun.cgroups"}
+
 PINNED = {
-    # a container with a cgroup: status reads its freezer state ("paused")
-    "state": COMMON | STATE | CGROUPS | {"ocirun.cli.state"},
-    "list": COMMON | STATE - {"ocirun.cli.create"} | CGROUPS | {"ocirun.cli.list_"},
-    "kill": COMMON | STATE - {"ocirun.cli.create"} | CGROUPS | {"ocirun.cli.kill",
+    "state": COMMON | STATE | FREEZER | {"ocirun.cli.state"},
+    "list": COMMON | STATE - {"ocirun.cli.create"} | FREEZER | {"ocirun.cli.list_"},
+    "kill": COMMON | STATE - {"ocirun.cli.create"} | FREEZER | {"ocirun.cli.kill",
                                                                "ocirun.lifecycle.signals"},
+    # delete removes the cgroup: it opens the manager
     "delete": COMMON | STATE | CGROUPS | {"ocirun.cli.delete"},
-    "start": COMMON | STATE | CGROUPS | {"ocirun.cli.start"},
+    "start": COMMON | STATE | FREEZER | {"ocirun.cli.start"},
     "create": COMMON | CREATE | SECCOMP | CGROUPS_CREATE,
     "run": COMMON | CREATE | SECCOMP | CGROUPS_CREATE | {
         "ocirun.cli.run", "ocirun.lifecycle.run", "ocirun.lifecycle.ops",

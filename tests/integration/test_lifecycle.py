@@ -238,6 +238,22 @@ def test_kill_all_after_init_exit_reaches_the_leftovers(bundle):
     assert bundle.ocirun("delete", cid).returncode == 0
 
 
+def test_delete_of_a_stopped_container_kills_what_outlived_its_init(bundle):
+    """Without a pid namespace of its own, what the init left behind is still in the
+    cgroup: `delete` kills it (with one, the kernel already has: delete skips that)."""
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
+                                            if n["type"] != "pid"]
+    cid = bundle.detach(["sh", "-c", "sleep 1002 </dev/null >/dev/null 2>&1 & exit 0"])
+    assert _wait_status(bundle, cid, "stopped")
+    pids = json.loads(bundle.ocirun("ps", "--format", "json", cid).stdout)
+    assert pids, "the background sleep should still be in the cgroup"
+    r = bundle.ocirun("delete", cid)
+    assert r.returncode == 0, r.stderr
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"{pid} survived delete"
+
+
 def test_exec_cgroup_per_controller(bundle):
     cid = bundle.detach(["sleep", "60"])
     sub = f"/sys/fs/cgroup/memory/ocirun/{cid}/sub"

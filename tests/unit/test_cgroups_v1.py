@@ -248,3 +248,25 @@ def test_memory_limit_alone_keeps_a_swapless_container_swapless(tmp_path):
     (d / "memory.memsw.limit_in_bytes").write_text(str(500 << 20))
     set_memory_v1(str(d), 300 << 20, 0, False)  # some swap allowed: memsw is left alone
     assert (d / "memory.memsw.limit_in_bytes").read_text() == str(500 << 20)
+
+
+def test_paused_reads_the_record_like_the_manager(v1root):
+    """cgroups.paused (what `state` asks, without opening a manager) agrees with the
+    manager's state() and refuses the records from_dict refuses."""
+    import json
+    m = open_v1(v1root)
+    m.create()
+    populate(m)
+    d = json.loads(json.dumps(m.to_dict()))
+    for freeze in (True, False):
+        m.freeze() if freeze else m.thaw()
+        assert cg.paused(d) is freeze
+        assert (cg.from_dict(d).state() == "paused") is freeze
+    no_freezer = dict(d, hierarchies={k: v for k, v in d["hierarchies"].items() if k != "freezer"})
+    assert cg.paused(no_freezer) is False
+    for bad in (dict(d, hierarchies={"freezer": "/etc"}), dict(d, path="/a/../../etc"),
+                dict(d, path=3), dict(d, version=2), dict(d, root="relative"), "junk"):
+        with pytest.raises(OciError):
+            cg.paused(bad)
+    assert cg.paused({"version": 1, "kind": "disabled", "container_id": "c1"}) is False
+    destroy(m)

@@ -312,3 +312,19 @@ def test_from_dict_refuses_foreign_created(v2root):
     d["path"] = "/a/../.."
     with pytest.raises(Exception):
         cg.from_dict(d)
+
+
+def test_paused_reads_cgroup_events(v2root):
+    import json
+    import ocirun.cgroups as cg
+    m = manager(v2root)
+    m.create()
+    touch_leaf(m)
+    d = json.loads(json.dumps(m.to_dict()))
+    for text, frozen in (("populated 1\nfrozen 1\n", True), ("populated 1\nfrozen 0\n", False),
+                         ("", False)):
+        with open(os.path.join(m.leaf, "cgroup.events"), "w") as f:
+            f.write(text)
+        assert cg.paused(d) is frozen
+        assert (cg.from_dict(d).state() == "paused") is frozen
+    destroy(m)
