@@ -117,6 +117,24 @@ class Bundle:
         self.write()
         return self.ocirun("run", *extra, "-b", self.path, self.new_id(), **kw)
 
+    def use_user_namespace(self, host_id, own_bundle=False):
+        """A new user namespace mapping container ids 0-65535 to host_id...: every
+        directory above the bundle becomes searchable for the mapped root, and with
+        `own_bundle` the bundle's files become the mapped root's."""
+        linux = self.config["linux"]
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+        d = self.path
+        while d != "/":
+            os.chmod(d, os.stat(d).st_mode | 0o011)
+            d = os.path.dirname(d)
+        if own_bundle:
+            for dirpath, dirnames, filenames in os.walk(self.path):
+                for n in dirnames + filenames:
+                    os.lchown(os.path.join(dirpath, n), host_id, host_id)
+            os.lchown(self.path, host_id, host_id)
+
     def cleanup(self):
         for cid in self.ids:
             subprocess.run([OCIRUN, "--root", self.root, "delete", "-f", cid],

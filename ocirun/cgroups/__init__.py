@@ -164,14 +164,23 @@ def paused(d):
             or clean_path(path, None) != path):
         raise OciError("cgroup state: corrupt record (bad root or path)")
     if mode == "unified":
-        text = _read_or_empty(root + path + "/cgroup.events")
-        return any(line == "frozen 1" for line in text.splitlines())
+        return frozen_v2(root + path)
     base = (d.get("hierarchies") or {}).get("freezer")
     if base is None:
         return False
     if not isinstance(base, str) or fs.dirname(fs.normpath(base)) != fs.normpath(root):
         raise OciError(f"cgroup state: corrupt record (hierarchy {base!r} is not under {root})")
-    return _read_or_empty(base + path + "/freezer.state").strip() == "FROZEN"
+    return frozen_v1(base + path)
+
+
+def frozen_v1(d):
+    """The v1 freezer cgroup directory `d` says FROZEN (a missing file: not frozen)."""
+    return _read_or_empty(d + "/freezer.state").strip() == "FROZEN"
+
+
+def frozen_v2(d):
+    """The v2 cgroup directory `d` has "frozen 1" in cgroup.events."""
+    return "frozen 1" in _read_or_empty(d + "/cgroup.events").splitlines()
 
 
 def _read_or_empty(path):

@@ -8,7 +8,7 @@ go to the v1 controllers, and linux.resources.unified is refused (validate.py).
 import posix
 
 from ocirun import fs, log
-from ocirun.cgroups import common, convert
+from ocirun.cgroups import common, convert, frozen_v1
 from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint, step_warn,
                                    step_write, write_checked)
 
@@ -317,7 +317,7 @@ class V1Manager(common.Manager):
         while True:
             write_checked(d, "freezer.state", "FROZEN")
             # FREEZING while tasks are still on their way to the refrigerator
-            if (read_file(d, "freezer.state") or "").strip() == "FROZEN":
+            if frozen_v1(d):
                 return
             if time.monotonic() >= deadline:
                 write_checked(d, "freezer.state", "THAWED")
@@ -333,7 +333,7 @@ class V1Manager(common.Manager):
         d = self.dir("freezer")
         if d is None:
             return "running"
-        return "paused" if (read_file(d, "freezer.state") or "").strip() == "FROZEN" else "running"
+        return "paused" if frozen_v1(d) else "running"
 
     def _cgroup_kill(self):
         if self.unified:

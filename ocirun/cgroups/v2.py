@@ -3,7 +3,7 @@ cgroup.subtree_control; devices through an eBPF program (devices_bpf.py)."""
 import posix
 
 from ocirun import log
-from ocirun.cgroups import common, convert
+from ocirun.cgroups import common, convert, frozen_v2
 from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint, step_warn,
                                    step_write, write_checked)
 
@@ -208,7 +208,7 @@ class V2Manager(common.Manager):
         write_checked(d, "cgroup.freeze", "1")
         deadline = time.monotonic() + common.FREEZE_TIMEOUT
         delay = 0.001
-        while common.parse_flat(read_file(d, "cgroup.events")).get("frozen") != 1:
+        while not frozen_v2(d):
             if time.monotonic() >= deadline:
                 write_checked(d, "cgroup.freeze", "0")
                 raise OciError(f"freeze {d}: the cgroup did not freeze within {common.FREEZE_TIMEOUT:g}s")
@@ -219,8 +219,7 @@ class V2Manager(common.Manager):
         write_checked(self.leaf, "cgroup.freeze", "0")
 
     def state(self):
-        ev = common.parse_flat(read_file(self.leaf, "cgroup.events"))
-        return "paused" if ev.get("frozen") == 1 else "running"
+        return "paused" if frozen_v2(self.leaf) else "running"
 
     def _cgroup_kill(self):
         if common.exists(self.leaf, "cgroup.kill"):

@@ -146,14 +146,7 @@ def test_console_socket_not_a_socket(bundle, tmp_path):
 
 
 def test_exec_in_user_namespace_container(bundle):
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    d = bundle.path
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o011)
-        d = os.path.dirname(d)
+    bundle.use_user_namespace(200000)
     cid = bundle.detach(["sleep", "60"])
     r = bundle.ocirun("exec", cid, "sh", "-c", "id -u; cat /proc/self/uid_map")
     assert r.returncode == 0, r.stderr

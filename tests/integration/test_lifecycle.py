@@ -5,8 +5,6 @@ import time
 
 import pytest
 
-from support import OCIRUN
-
 
 def _wait_status(bundle, cid, want, timeout=5):
     deadline = time.time() + timeout
@@ -224,13 +222,20 @@ def test_signal_to_a_created_container_ends_it(bundle, sig, code):
     assert bundle.ocirun("delete", cid).returncode == 0
 
 
-def test_kill_all_after_init_exit_reaches_the_leftovers(bundle):
+def _stopped_with_a_leftover(bundle, seconds):
+    """A container without a pid namespace whose init exited, leaving a background
+    sleep in its cgroup: -> (id, the pids still there)."""
     bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
                                             if n["type"] != "pid"]
-    cid = bundle.detach(["sh", "-c", "sleep 1001 </dev/null >/dev/null 2>&1 & exit 0"])
+    cid = bundle.detach(["sh", "-c", f"sleep {seconds} </dev/null >/dev/null 2>&1 & exit 0"])
     assert _wait_status(bundle, cid, "stopped")
     pids = json.loads(bundle.ocirun("ps", "--format", "json", cid).stdout)
     assert pids, "the background sleep should still be in the cgroup"
+    return cid, pids
+
+
+def test_kill_all_after_init_exit_reaches_the_leftovers(bundle):
+    cid, _ = _stopped_with_a_leftover(bundle, 1001)
     r = bundle.ocirun("kill", "--all", cid, "9")
     assert r.returncode == 0, r.stderr
     time.sleep(0.2)
@@ -241,12 +246,7 @@ def test_kill_all_after_init_exit_reaches_the_leftovers(bundle):
 def test_delete_of_a_stopped_container_kills_what_outlived_its_init(bundle):
     """Without a pid namespace of its own, what the init left behind is still in the
     cgroup: `delete` kills it (with one, the kernel already has: delete skips that)."""
-    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
-                                            if n["type"] != "pid"]
-    cid = bundle.detach(["sh", "-c", "sleep 1002 </dev/null >/dev/null 2>&1 & exit 0"])
-    assert _wait_status(bundle, cid, "stopped")
-    pids = json.loads(bundle.ocirun("ps", "--format", "json", cid).stdout)
-    assert pids, "the background sleep should still be in the cgroup"
+    cid, pids = _stopped_with_a_leftover(bundle, 1002)
     r = bundle.ocirun("delete", cid)
     assert r.returncode == 0, r.stderr
     for pid in pids:

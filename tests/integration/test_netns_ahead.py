@@ -135,18 +135,7 @@ def test_a_new_user_namespace_owns_its_network_namespace(bundle):
     caps = bundle.config["process"]["capabilities"]
     for kind in ("bounding", "effective", "permitted"):
         caps[kind] = caps.get(kind, []) + ["CAP_NET_ADMIN"]
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    d = bundle.path
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o011)
-        d = os.path.dirname(d)
-    for dirpath, dirnames, filenames in os.walk(bundle.path):
-        for n in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, n), 100000, 100000)
-    os.lchown(bundle.path, 100000, 100000)
+    bundle.use_user_namespace(100000, own_bundle=True)
     r = bundle.run(["sh", "-c", "ip link set lo up && cat /sys/class/net/lo/operstate"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() in ("unknown", "up")
@@ -166,8 +155,7 @@ def test_clone_vm_waits_for_no_helper():
              "try:\n    _sys.netns_take()\nexcept OSError as e:\n    assert e.errno == errno.ECHILD\n"
              "pid = _sys.clone_vm(lambda: 0, -1, 2)\n"
              "assert os.waitpid(pid, 0)[1] == 0\nprint('ok')\n" % REPO)
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+    _probe(probe)
 
 
 def test_preserve_fds_counts_only_the_callers_fds(bundle):
@@ -218,5 +206,10 @@ def test_fork_while_a_helper_is_pending_leaves_the_child_free():
              "fd = _sys.netns_take()\n"
              "assert os.readlink(f'/proc/self/fd/{fd}').startswith('net:')\n"
              "print('ok')\n" % REPO)
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    _probe(probe)
+
+
+def _probe(code):
+    """Run `code` in a fresh interpreter (no thread of pytest's): it prints ok."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr

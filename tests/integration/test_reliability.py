@@ -8,8 +8,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from support import OCIRUN
 
 STRESS = bool(os.environ.get("OCIRUN_STRESS"))
@@ -55,15 +53,20 @@ def assert_clean(bundle, cid):
     assert leaked_processes(bundle) == []
 
 
-def _create(bundle, cid, env=None):
-    """create with stderr in a file (a surviving init would hold a pipe open)."""
-    with open(f"{bundle.path}/create.err", "w+") as err:
-        r = subprocess.run([OCIRUN, "--root", bundle.root, "create", "-b", bundle.path, cid],
+def _cli(bundle, verb, cid, env=None):
+    """`ocirun VERB -b BUNDLE ID` with stderr in a file (a surviving init would hold a
+    pipe open)."""
+    with open(f"{bundle.path}/{verb}.err", "w+") as err:
+        r = subprocess.run([OCIRUN, "--root", bundle.root, verb, "-b", bundle.path, cid],
                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=err, timeout=60)
         err.seek(0)
         r.stderr = err.read()
     return r
+
+
+def _create(bundle, cid, env=None):
+    return _cli(bundle, "create", cid, env)
 
 
 def _phases(bundle):
@@ -94,14 +97,8 @@ def test_sigkill_runtime_at_every_phase_of_create(bundle):
 
 
 def _run(bundle, cid, env):
-    """`run` in the foreground, stdio in files (a surviving container holds them)."""
-    with open(f"{bundle.path}/run.err", "w+") as err:
-        r = subprocess.run([OCIRUN, "--root", bundle.root, "run", "-b", bundle.path, cid],
-                           env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=err, timeout=60)
-        err.seek(0)
-        r.stderr = err.read()
-    return r
+    """`run` in the foreground (a surviving container holds its stdio)."""
+    return _cli(bundle, "run", cid, env)
 
 
 def test_sigkill_runtime_at_every_phase_of_run(bundle):

@@ -153,20 +153,8 @@ def test_env(bundle):
 
 
 def test_user_namespace(bundle):
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     # the mapped root (host uid 100000) must be able to reach the bundle
-    d = bundle.path
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o011)
-        d = os.path.dirname(d)
-    os.chown(bundle.path, 100000, 100000)
-    for dirpath, dirnames, filenames in os.walk(bundle.rootfs):
-        for n in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, n), 100000, 100000)
-    os.lchown(bundle.rootfs, 100000, 100000)
+    bundle.use_user_namespace(100000, own_bundle=True)
     r = bundle.run(["sh", "-c", "cat /proc/self/uid_map; id -u; echo $$"])
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split("\n")

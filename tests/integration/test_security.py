@@ -117,14 +117,7 @@ def test_I_userns_host_file_not_readable(bundle, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("top secret\n")
     os.chmod(secret, 0o600)
-    linux = bundle.config["linux"]
-    linux["namespaces"].append({"type": "user"})
-    linux["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
-    d = bundle.path
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o011)
-        d = os.path.dirname(d)
+    bundle.use_user_namespace(300000)
     bundle.config["mounts"].append({"destination": "/secret", "type": "bind", "source": str(secret),
                                     "options": ["bind"]})
     r = bundle.run(["cat", "/secret"])
