@@ -141,3 +141,66 @@ def test_the_extension_for_this_interpreter_is_recorded(tmp_path):
     assert r.returncode == 0, r.stderr
     header, _ = _header(pkg / "bundle.marshal")
     assert header["extensions"]["ocirun._sys"] == f"{pkg}/_sys{own}"
+
+
+# What importlib sets on a module that the bundle's own load path must set the same.
+_ATTRS_PROBE = """import sys
+sys.path.insert(0, {lib!r})
+from ocirun import boot
+if {bundle}:
+    assert boot.install()
+import _frozen_importlib
+import ocirun.lifecycle.create, ocirun.cli.main, ocirun.linux, ocirun.seccomp
+out = {{}}
+for name in ("ocirun.lifecycle.create", "ocirun.lifecycle", "ocirun.cli.main", "ocirun.linux",
+             "ocirun.seccomp", "ocirun.config.validate"):
+    m = sys.modules[name]
+    parent, _, child = name.rpartition(".")
+    out[name] = dict(file=m.__file__, package=m.__package__, path=getattr(m, "__path__", None),
+                     spec=(m.__spec__.name, m.__spec__.origin, m.__spec__.parent,
+                           m.__spec__.submodule_search_locations, m.__spec__.has_location),
+                     loader=m.__loader__ is m.__spec__.loader,
+                     bound=getattr(sys.modules[parent], child) is m)
+out["hook"] = type(getattr(_frozen_importlib._find_and_load, "__self__", None)).__name__
+print(repr(out))
+"""
+
+
+def test_bundle_load_sets_what_importlib_sets(installed):
+    """A bundle module loaded by BundleFinder.find_and_load (importlib's generic path
+    bypassed) has the attributes, spec and parent binding a normal import gives it."""
+    import ast
+    lib, _ = installed
+    seen = {}
+    for bundle in (True, False):
+        r = subprocess.run([sys.executable, "-I", "-S", "-c",
+                            _ATTRS_PROBE.format(lib=str(lib), bundle=bundle)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        seen[bundle] = ast.literal_eval(r.stdout)
+    assert seen[True].pop("hook") == "BundleFinder"
+    assert seen[False].pop("hook") != "BundleFinder"
+    assert seen[True] == seen[False]
+
+
+def test_a_failing_bundle_module_is_not_left_loaded(installed):
+    """As with importlib: a module whose code raises is removed from sys.modules and not
+    bound to its package, and importing it again runs it again."""
+    lib, _ = installed
+    (lib / "ocirun" / "boom.py").write_text("import sys\nsys.boom_runs = getattr(sys, 'boom_runs', 0) + 1\n"
+                                            "raise RuntimeError('boom')\n")
+    r = subprocess.run([sys.executable, "-X", "no_debug_ranges", f"{REPO}/scripts/build-bundle.py",
+                        str(lib / "ocirun")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (lib / "ocirun" / "boom.py").unlink()  # only the bundle has it
+    probe = ("import sys; sys.path.insert(0, %r); from ocirun import boot; assert boot.install()\n"
+             "import ocirun\n"
+             "for _ in range(2):\n"
+             "    try:\n"
+             "        import ocirun.boom\n"
+             "    except RuntimeError:\n"
+             "        pass\n"
+             "print(sys.boom_runs, 'ocirun.boom' in sys.modules, hasattr(ocirun, 'boom'))" % str(lib))
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2", "False", "False"]
