@@ -28,23 +28,17 @@ sed -i "s/^COMMIT = .*/COMMIT = \"$commit\"/" "$LIB.new/ocirun/__init__.py"
 # The syscall extension (optional: ctypes otherwise, ~2 ms slower per command).
 ./scripts/build-ext.sh "$PYTHON" "$LIB.new/ocirun" || true
 "$PYTHON" -m compileall -q -j 0 -s "$LIB.new" -p "$LIB" "$LIB.new/ocirun"
-# Every module's code in one file, for the launcher (see ocirun/boot.py).
-"$PYTHON" -X no_debug_ranges scripts/build-bundle.py "$LIB.new/ocirun" "$LIB/ocirun" >/dev/null
+# Every module's code in one file, for the launcher (see ocirun/boot.py), and the
+# launcher itself: the command, -I -S (no site processing, no user site, no cwd on
+# sys.path), reading ocirun.boot's code from boot.code.
+mkdir -p "$PREFIX/bin"
+"$PYTHON" -X no_debug_ranges scripts/build-bundle.py "$LIB.new/ocirun" "$LIB/ocirun" \
+    --launcher "$PREFIX/bin/ocirun.new" >/dev/null
 rm -rf "$LIB.old"
 [ -d "$LIB" ] && mv "$LIB" "$LIB.old"
 mv "$LIB.new" "$LIB"
 rm -rf "$LIB.old"
 
-# The command: -I -S, no site processing, no user site, no cwd on sys.path.
-mkdir -p "$PREFIX/bin"
-cat > "$PREFIX/bin/ocirun.new" <<LAUNCHER
-#!$PYTHON -IS
-import sys
-sys.path.insert(0, "$LIB")
-from ocirun.boot import main
-main()
-LAUNCHER
-chmod 755 "$PREFIX/bin/ocirun.new"
 mv "$PREFIX/bin/ocirun.new" "$PREFIX/bin/ocirun"
 echo "installed: $("$PREFIX/bin/ocirun" --version | head -1) -> $PREFIX/bin/ocirun"
 

@@ -1,7 +1,9 @@
 """Write bundle.marshal: the compiled code of every module of the ocirun package in
-DIR, for ocirun.boot. Run with the interpreter the command will use, with
-`-X no_debug_ranges` (no column tables: code objects a third smaller):
-    python3 -X no_debug_ranges scripts/build-bundle.py STAGING/ocirun [FINAL/ocirun]
+DIR, for ocirun.boot, and boot.code: ocirun.boot's own code, for the command's
+launcher. Run with the interpreter the command will use, with `-X no_debug_ranges` (no
+column tables: code objects a third smaller):
+    python3 -X no_debug_ranges scripts/build-bundle.py STAGING/ocirun [FINAL/ocirun] [--launcher FILE]
+--launcher also writes the command (see LAUNCHER).
 
 Layout: 8 bytes of header length, the header marshal({"__hexversion__", "base",
 "index": {name: (is_pkg, offset, size, path)}}), then the modules' marshalled code;
@@ -20,10 +22,35 @@ import os
 import sys
 import sysconfig
 
+# The installed command. ocirun.boot's code is read from boot.code (8 bytes of
+# sys.hexversion, then the marshalled code) instead of being imported: an import would
+# search sys.path and read the package's __init__ and boot's .pyc (~0.2 ms). Anything
+# amiss (no file, another interpreter, bad data) falls back to that import.
+LAUNCHER = """#!{python} -IS
+# ocirun. -I -S: no site processing, no user site, no cwd on sys.path.
+import posix
+import sys
+sys.path.insert(0, {lib!r})
+try:
+    fd = posix.open({code!r}, posix.O_RDONLY | posix.O_CLOEXEC)
+    code = posix.read(fd, 1 << 16)
+    posix.close(fd)
+    if code[:8] != sys.hexversion.to_bytes(8, "little"):
+        raise ValueError("boot.code of another interpreter")
+    boot = type(sys)("ocirun.boot")
+    boot.__file__ = {source!r}
+    exec(__import__("marshal").loads(code[8:]), boot.__dict__)
+    sys.modules["ocirun.boot"] = boot
+except (OSError, ValueError, EOFError):
+    import ocirun.boot as boot
+boot.main()
+"""
 
-def main(pkg_dir, final_dir=None):
+
+def main(pkg_dir, final_dir=None, launcher=None):
     """final_dir: where the package will live once installed (file names in the
-    code objects and __file__ must name that, not the staging directory)."""
+    code objects and __file__ must name that, not the staging directory); launcher:
+    where to write the command."""
     pkg_dir = os.path.abspath(pkg_dir)
     final_dir = os.path.abspath(final_dir or pkg_dir)
     base = os.path.dirname(pkg_dir)
@@ -60,14 +87,24 @@ def main(pkg_dir, final_dir=None):
             break
         header = new
     out = os.path.join(pkg_dir, "bundle.marshal")
-    with open(out + ".tmp", "wb") as f:
-        f.write(len(new).to_bytes(8, "little"))
-        f.write(new)
-        for _, blob, _ in blobs.values():
-            f.write(blob)
-    os.replace(out + ".tmp", out)
+    _write(out, len(new).to_bytes(8, "little") + new + b"".join(b for _, b, _ in blobs.values()))
+    with open(os.path.join(pkg_dir, "boot.py"), "rb") as f:
+        boot = compile(f.read(), final_dir + "/boot.py", "exec", dont_inherit=True, optimize=2)
+    _write(os.path.join(pkg_dir, "boot.code"),
+           sys.hexversion.to_bytes(8, "little") + marshal.dumps(boot))
+    if launcher:
+        _write(launcher, LAUNCHER.format(python=sys.executable, lib=os.path.dirname(final_dir),
+                                         code=final_dir + "/boot.code",
+                                         source=final_dir + "/boot.py").encode(), mode=0o755)
     print(f"bundled {len(blobs)} modules ({offset} bytes) and {len(extensions)} extension "
           f"paths into {out}")
+
+
+def _write(path, data, mode=0o644):
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.chmod(path + ".tmp", mode)
+    os.replace(path + ".tmp", path)
 
 
 def _top_level_imports(path):
@@ -112,4 +149,10 @@ def _extension_files(pkg_dir, final_dir, imported):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    args = sys.argv[1:]
+    launcher = None
+    if "--launcher" in args:
+        i = args.index("--launcher")
+        launcher = args[i + 1]
+        del args[i:i + 2]
+    main(*args, launcher=launcher)

@@ -11,24 +11,18 @@ import pytest
 
 from support import REPO
 
-LAUNCHER = """import sys
-sys.path.insert(0, {lib!r})
-from ocirun.boot import main
-main()
-"""
-
 
 @pytest.fixture
 def installed(tmp_path):
-    """The package copied as install.sh lays it out, with its bundle."""
+    """The package copied as install.sh lays it out, with its bundle and launcher."""
     lib = tmp_path / "lib"
     shutil.copytree(f"{REPO}/ocirun", lib / "ocirun",
-                    ignore=shutil.ignore_patterns("__pycache__", "bundle.marshal"))
-    r = subprocess.run([sys.executable, "-X", "no_debug_ranges", f"{REPO}/scripts/build-bundle.py",
-                        str(lib / "ocirun")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+                    ignore=shutil.ignore_patterns("__pycache__", "bundle.marshal", "boot.code"))
     launcher = tmp_path / "ocirun"
-    launcher.write_text(LAUNCHER.format(lib=str(lib)))
+    r = subprocess.run([sys.executable, "-X", "no_debug_ranges", f"{REPO}/scripts/build-bundle.py",
+                        str(lib / "ocirun"), "--launcher", str(launcher)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
     return lib, launcher
 
 
@@ -204,3 +198,42 @@ def test_a_failing_bundle_module_is_not_left_loaded(installed):
     r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["2", "False", "False"]
+
+
+def test_launcher_runs_boot_from_its_compiled_code(installed):
+    """The launcher takes ocirun.boot's code from boot.code: the command works with
+    boot.py gone, and boot's module is the one the launcher made (no spec: not
+    imported)."""
+    lib, launcher = installed
+    assert os.access(launcher, os.X_OK)
+    assert launcher.read_text().startswith(f"#!{sys.executable} -IS\n")
+    (lib / "ocirun" / "boot.py").unlink()
+    r = _run(launcher, "--version")
+    assert r.returncode == 0 and r.stdout.startswith("ocirun version"), r.stderr
+    probe = launcher.read_text().replace("boot.main()", "print(boot.__spec__, boot.BUNDLE)")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["None", f"{lib}/ocirun/bundle.marshal"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "foreign", "garbage", "truncated", "empty"])
+def test_launcher_imports_boot_when_its_code_does_not_fit(installed, damage):
+    lib, launcher = installed
+    code = lib / "ocirun" / "boot.code"
+    if damage == "missing":
+        code.unlink()
+    elif damage == "foreign":
+        code.write_bytes((sys.hexversion + 1).to_bytes(8, "little") + code.read_bytes()[8:])
+    elif damage == "garbage":
+        code.write_bytes(sys.hexversion.to_bytes(8, "little") + b"\xff garbage")
+    elif damage == "truncated":
+        code.write_bytes(code.read_bytes()[:200])
+    else:
+        code.write_bytes(b"")
+    probe = launcher.read_text().replace("boot.main()", "print(boot.__spec__.origin)\nboot.main()")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe, "--version"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    origin, first = r.stdout.splitlines()[:2]
+    assert origin == f"{lib}/ocirun/boot.py"
+    assert first.startswith("ocirun version")
