@@ -9,15 +9,19 @@ in) are loaded from the paths the bundle records, without searching sys.path. An
 not in the bundle, and any bundle that does not match this interpreter, falls back to
 the normal import system.
 
-A bundle module is also loaded without most of importlib: CPython's import statement,
-for a name not yet in sys.modules, calls `_find_and_load` of the frozen importlib,
-looked up on that module at each call. Its generic path (module locks, the meta path,
-a spec, `_init_module_attrs` with `__cached__` worked out from the file name) costs
-15-20 us a module here; the command imports ~45 of ours. `BundleFinder.find_and_load`
-stands in for it: for a bundle module it makes the module, sets what importlib would
-set (`__spec__`, `__loader__`, `__file__`, `__package__`, `__path__`), runs the code
-and binds it to its parent package, in ~3 us; any other name goes to importlib's own.
-No module locks: the command imports on its one thread.
+A module is also loaded without most of importlib: CPython's import statement, for a
+name not yet in sys.modules, calls `_find_and_load` of the frozen importlib, looked up
+on that module at each call. Its generic path (module locks, the meta path, a spec,
+`_init_module_attrs` with `__cached__` worked out from the file name) costs 15-20 us a
+module here; the command imports ~45 of ours. `BundleFinder.find_and_load` stands in
+for it: for a bundle module, a recorded C extension or a built-in one, it makes the
+module, sets what importlib would set (`__spec__`, `__loader__`, `__file__`,
+`__package__`, `__path__`), runs it and binds it to its parent package, in ~3 us plus
+the module's own cost; any other name goes to importlib's own. No module locks: the
+command imports on its one thread.
+
+The launcher (scripts/build-bundle.py LAUNCHER) runs this module's code from boot.code
+rather than importing it.
 """
 import marshal
 import sys
@@ -28,6 +32,8 @@ BUNDLE = __file__.rpartition("/")[0] + "/bundle.marshal"
 _importlib = sys.modules["_frozen_importlib"]
 _ModuleSpec = _importlib.ModuleSpec
 _ExtensionFileLoader = sys.modules["_frozen_importlib_external"].ExtensionFileLoader
+_BuiltinImporter = _importlib.BuiltinImporter
+_BUILTIN = frozenset(sys.builtin_module_names)
 _Module = type(sys)
 
 
@@ -71,7 +77,7 @@ class BundleFinder:
     def find_and_load(self, name, import_):
         """importlib's `_find_and_load(name, import_)` (see the module's docstring)."""
         entry = self.modules.get(name)
-        if entry is None:
+        if entry is None and name not in self.extensions and name not in _BUILTIN:
             return self.default_find_and_load(name, import_)
         parent, _, child = name.rpartition(".")
         if parent:
@@ -79,17 +85,27 @@ class BundleFinder:
                 import_(parent)
             if name in sys.modules:  # the parent's own code imported it
                 return sys.modules[name]
-        module = _Module(name)
-        module.__spec__ = spec = self._spec(name, entry)
-        module.__loader__ = self
-        if entry[0]:
+        if entry is not None:
+            spec = self._spec(name, entry)
+            module = _Module(name)
+        else:
+            spec = self._extension_spec(name) if name in self.extensions else \
+                _ModuleSpec(name, _BuiltinImporter, origin="built-in")
+            if spec is None:  # the recorded file is gone
+                return self.default_find_and_load(name, import_)
+            module = spec.loader.create_module(spec)
+        module.__spec__ = spec
+        module.__loader__ = spec.loader
+        if spec.submodule_search_locations is not None:
             module.__path__ = spec.submodule_search_locations
             module.__package__ = name
         else:
             module.__package__ = parent
+        if spec.has_location:
+            module.__file__ = spec.origin
         sys.modules[name] = module
         try:
-            self.exec_module(module)
+            spec.loader.exec_module(module)
         except BaseException:
             sys.modules.pop(name, None)
             raise

@@ -52,9 +52,11 @@ def base_config(args):
 
 
 class Bundle:
-    """A bundle directory plus a private state root; `run`/`ocirun` call the CLI."""
+    """A bundle directory plus a private state root; `run`/`ocirun` call the CLI
+    (`command`: the development launcher unless a test sets another)."""
 
     def __init__(self, path, root, template):
+        self.command = OCIRUN
         self.path = path
         self.root = root
         self.rootfs = f"{path}/rootfs"
@@ -67,7 +69,7 @@ class Bundle:
             json.dump(self.config, f)
 
     def ocirun(self, *args, input=None, timeout=60, global_args=()):
-        return subprocess.run([OCIRUN, "--root", self.root, *global_args, *args],
+        return subprocess.run([self.command, "--root", self.root, *global_args, *args],
                               capture_output=True, text=True, input=input, timeout=timeout,
                               cwd=self.path)
 
@@ -80,7 +82,8 @@ class Bundle:
         if cid not in self.ids:
             self.ids.append(cid)
         with open(f"{self.path}/detach.err", "w+") as err:
-            r = subprocess.run([OCIRUN, "--root", self.root, "run", "-d", *extra, "-b", self.path, cid],
+            r = subprocess.run([self.command, "--root", self.root, "run", "-d", *extra, "-b", self.path,
+                                cid],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                timeout=60)
             err.seek(0)
@@ -94,7 +97,8 @@ class Bundle:
         if cid not in self.ids:
             self.ids.append(cid)
         with open(f"{self.path}/create.err", "w+") as err:
-            r = subprocess.run([OCIRUN, "--root", self.root, "create", *extra, "-b", self.path, cid],
+            r = subprocess.run([self.command, "--root", self.root, "create", *extra, "-b", self.path,
+                                cid],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                timeout=60)
             err.seek(0)
@@ -137,7 +141,7 @@ class Bundle:
 
     def cleanup(self):
         for cid in self.ids:
-            subprocess.run([OCIRUN, "--root", self.root, "delete", "-f", cid],
+            subprocess.run([self.command, "--root", self.root, "delete", "-f", cid],
                            capture_output=True)
 
 

@@ -144,25 +144,29 @@ from ocirun import boot
 if {bundle}:
     assert boot.install()
 import _frozen_importlib
+assert "_struct" not in sys.modules and "_json" not in sys.modules
 import ocirun.lifecycle.create, ocirun.cli.main, ocirun.linux, ocirun.seccomp
 out = {{}}
 for name in ("ocirun.lifecycle.create", "ocirun.lifecycle", "ocirun.cli.main", "ocirun.linux",
-             "ocirun.seccomp", "ocirun.config.validate"):
+             "ocirun.seccomp", "ocirun.config.validate", "_struct", "_json", "ocirun._sys"):
     m = sys.modules[name]
     parent, _, child = name.rpartition(".")
-    out[name] = dict(file=m.__file__, package=m.__package__, path=getattr(m, "__path__", None),
+    out[name] = dict(file=getattr(m, "__file__", None), package=m.__package__,
+                     path=getattr(m, "__path__", None),
                      spec=(m.__spec__.name, m.__spec__.origin, m.__spec__.parent,
-                           m.__spec__.submodule_search_locations, m.__spec__.has_location),
+                           m.__spec__.submodule_search_locations, m.__spec__.has_location,
+                           type(m.__spec__.loader).__name__ if name[0] == "_" else None),
                      loader=m.__loader__ is m.__spec__.loader,
-                     bound=getattr(sys.modules[parent], child) is m)
+                     bound=not parent or getattr(sys.modules[parent], child) is m)
 out["hook"] = type(getattr(_frozen_importlib._find_and_load, "__self__", None)).__name__
 print(repr(out))
 """
 
 
 def test_bundle_load_sets_what_importlib_sets(installed):
-    """A bundle module loaded by BundleFinder.find_and_load (importlib's generic path
-    bypassed) has the attributes, spec and parent binding a normal import gives it."""
+    """A bundle module, a recorded C extension and a built-in module loaded by
+    BundleFinder.find_and_load (importlib's generic path bypassed) have the attributes,
+    spec and parent binding a normal import gives them."""
     import ast
     lib, _ = installed
     seen = {}
