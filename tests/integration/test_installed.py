@@ -68,3 +68,29 @@ def test_bad_input_is_one_line(seccomp_bundle):
     r = b.run()
     assert r.returncode != 0
     assert len(r.stderr.strip().splitlines()) == 1 and "process.args" in r.stderr, r.stderr
+
+
+def test_the_other_verbs(seccomp_bundle, tmp_path):
+    """exec, ps, pause, resume, update, events, features, spec and seccomp explain:
+    modules the run path does not load, from the bundle too."""
+    b = seccomp_bundle
+    cid = b.detach(["sleep", "60"])
+    r = b.ocirun("exec", cid, "hostname")
+    assert r.returncode == 0 and r.stdout.strip() == b.config["hostname"], r.stderr
+    r = b.ocirun("ps", cid)
+    assert r.returncode == 0 and "sleep 60" in r.stdout, r.stderr
+    assert b.ocirun("pause", cid).returncode == 0
+    assert b.state(cid)["status"] == "paused"
+    assert b.ocirun("resume", cid).returncode == 0
+    assert b.state(cid)["status"] == "running"
+    r = b.ocirun("update", "--pids-limit", "50", cid)
+    assert r.returncode == 0, r.stderr
+    r = b.ocirun("events", "--stats", cid)
+    assert r.returncode == 0 and json.loads(r.stdout)["type"] == "stats", r.stderr
+    assert b.ocirun("delete", "-f", cid).returncode == 0
+    r = b.ocirun("features")
+    assert r.returncode == 0 and json.loads(r.stdout)["linux"]["seccomp"]["enabled"]
+    r = b.ocirun("spec", "-b", str(tmp_path))
+    assert r.returncode == 0 and json.load(open(tmp_path / "config.json"))["process"]
+    r = b.ocirun("seccomp", "explain", f"{b.path}/config.json", "mount")
+    assert r.returncode == 0 and r.stdout.startswith("mount ("), r.stderr
