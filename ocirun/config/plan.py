@@ -11,7 +11,8 @@ from ocirun.linux.rlimits import RLIMITS
 class Plan:
     __slots__ = (
         "rootfs", "readonly", "root_propagation", "no_pivot",
-        "ns_new", "ns_join", "userns_new", "netns_fd", "uid_map", "gid_map", "time_offsets",
+        "ns_new", "ns_join", "userns_new", "netns_fd", "waiter_fd", "uid_map", "gid_map",
+        "time_offsets",
         "mounts", "devices", "dev_from_host", "dev_symlinks", "masked", "readonly_paths",
         "sysctl", "hostname", "domainname",
         "args", "env", "path_env", "cwd", "uid", "gid", "gids", "umask",
@@ -65,6 +66,7 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.ns_join = []
     p.userns_new = False
     p.netns_fd = None  # a network namespace made ahead (lifecycle/create.py)
+    p.waiter_fd = None  # create's waiter program, when the init shares our memory (create.py)
     for i, ns in enumerate(linux.get("namespaces") or ()):
         flag, procname = NAMESPACES[ns["type"]]
         path = ns.get("path")

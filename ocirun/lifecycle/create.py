@@ -7,7 +7,7 @@ from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
 from ocirun.kernel import CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWTIME
-from ocirun.linux import sync
+from ocirun.linux import sync, trampoline
 from ocirun.linux.init import child_main, child_prepare, needs_runtime
 from ocirun.state import (
     CGROUP_RECORD, FIFO, State, _dumps, check_id, proc_start_time, remove_dir, write_atomic,
@@ -136,13 +136,16 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
             # intermediate process exits, and `run` can wait for it.
             kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
         timings.mark("state dir")
-        share = for_run and _can_share_memory(plan, linux)
+        share = _can_share_memory(plan, linux) and (for_run or _waiter(plan, fifo_fd))
         plan.netns_fd = netns.take() if _init_unshares_netns(plan) else None
         pid, parent_did, joined, shared = _fork(plan, chan, child_chan, fifo_fd, manager, share)
         timings.mark("execve (the runtime resumes)" if shared else "fork")
         child_chan.close()
         if fifo_fd is not None:
             posix.close(fifo_fd)
+        if plan.waiter_fd is not None:
+            posix.close(plan.waiter_fd)
+            plan.waiter_fd = None
         if plan.console_fd is not None:
             posix.close(plan.console_fd)
             plan.console_fd = None
@@ -192,9 +195,10 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
             posix.close(relay_fd)
         return Created(st, chan, master)
     except BaseException:
-        for fd in (relay_fd, plan.console_fd):
+        for fd in (relay_fd, plan.console_fd, plan.waiter_fd):
             if fd is not None:
                 posix.close(fd)
+        plan.waiter_fd = None
         _undo(pid, init_pid, chan, manager, cdir)
         raise
 
@@ -285,9 +289,12 @@ def _fork(plan, chan, child_chan, fifo_fd, manager, share):
         if not plan.userns_new:
             parent_did = _enter_early_namespaces(plan, saved)
         if share:
-            pid = _clone_vm(plan, chan, child_chan, manager, parent_did, saved)
+            pid = _clone_vm(plan, chan, child_chan, fifo_fd, manager, parent_did, saved)
             if pid:
                 return pid, parent_did, True, True
+            if plan.waiter_fd is not None:  # a forked init waits for `start` itself
+                posix.close(plan.waiter_fd)
+                plan.waiter_fd = None
         pid, self_join = manager.fork() if manager is not None else (posix.fork(), ())
         if pid == 0:
             # Our copy of the runtime's ends must go, or a runtime that dies would
@@ -304,17 +311,17 @@ def _fork(plan, chan, child_chan, fifo_fd, manager, share):
 
 
 def _can_share_memory(plan, linux):
-    """Whether `run` may start the init with _clone_vm: the C extension has it
-    (x86_64, glibc, CPython before 3.14); the init needs nothing from us before its
-    execve (we are suspended until then); no process of another container can see it,
-    since whatever could reach its memory (ptrace, /proc/PID/mem) would reach ours: it
-    must not join an existing pid namespace; and nothing the kernel keeps per memory
-    or per clone would differ: no oomScoreAdj (per memory: ours would change with it,
-    and could not come back down without CAP_SYS_RESOURCE), no memory limit (the OOM
-    killer kills every process that shares the memory of the one it picks: an init
-    that runs out in its cgroup while setting up would take the runtime with it), no
-    time namespace (before Linux 6.0 a CLONE_VM child does not enter the one made for
-    children)."""
+    """Whether the init may start with _clone_vm (for `create`, see _waiter too): the
+    C extension has it (x86_64, glibc, CPython before 3.14); the init needs nothing
+    from us before its execve (we are suspended until then); no process of another
+    container can see it, since whatever could reach its memory (ptrace,
+    /proc/PID/mem) would reach ours: it must not join an existing pid namespace; and
+    nothing the kernel keeps per memory or per clone would differ: no oomScoreAdj (per
+    memory: ours would change with it, and could not come back down without
+    CAP_SYS_RESOURCE), no memory limit (the OOM killer kills every process that shares
+    the memory of the one it picks: an init that runs out in its cgroup while setting
+    up would take the runtime with it), no time namespace (before Linux 6.0 a CLONE_VM
+    child does not enter the one made for children)."""
     if kernel.clone_vm is None or needs_runtime(plan) or plan.oom_score_adj is not None:
         return False
     if plan.ns_new & CLONE_NEWTIME:
@@ -325,7 +332,21 @@ def _can_share_memory(plan, linux):
     return not _memory_limited(linux)
 
 
-def _clone_vm(plan, chan, child_chan, manager, parent_did, saved):
+def _waiter(plan, fifo_fd):
+    """For `create`: an init that shares our memory cannot wait for `start` (we are
+    suspended until its execve), so it sets itself up entirely and execs the waiter
+    (linux/trampoline.py), which waits on the exec fifo, loads a noNewPrivileges
+    filter and execs the entrypoint. Its memfd goes in plan.waiter_fd; False where
+    there is none: an AppArmor profile (it would apply at the waiter's execve, not the
+    entrypoint's), no waiter for this machine, no executable memfd."""
+    if plan.apparmor or not trampoline.waiter_supported():
+        return False
+    plan.waiter_fd = trampoline.prepare(
+        trampoline.waiter(fifo_fd, plan.seccomp if plan.nnp else None))
+    return plan.waiter_fd is not None
+
+
+def _clone_vm(plan, chan, child_chan, fifo_fd, manager, parent_did, saved):
     """Start the init without copying the runtime (kernel.clone_vm, _sys.c): it runs
     in our memory, born in its cgroup v2 directory, up to its execve, while we wait.
     That spares the ~800 copy-on-write faults a fork of this process costs. Returns
@@ -343,7 +364,7 @@ def _clone_vm(plan, chan, child_chan, manager, parent_did, saved):
         chan.close()
         for fd, _ in saved:
             posix.close(fd)
-        return child_prepare(plan, child_chan, None, parent_did, join, shared=True)
+        return child_prepare(plan, child_chan, fifo_fd, parent_did, join, shared=True)
 
     try:
         return kernel.clone_vm(init, cg_fd, child_chan.wfd)

@@ -205,6 +205,14 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
     _tmark(plan, chan, "cwd + executable lookup")
 
     kernel.prctl(PR_SET_PDEATHSIG, 0)
+    if plan.waiter_fd is not None:
+        # `create` with the runtime's memory shared: the runtime is suspended until
+        # our execve, so the waiting is the waiter's (trampoline.py), after all the
+        # rest; READY once nothing but that execve can fail.
+        _finalize(plan, unblock=False, keep_fd=fifo_fd)
+        _tmark(plan, chan, "user, caps, seccomp (the waiter next)")
+        chan.send("READY")
+        return trampoline.request(plan.waiter_fd, exe, plan.args, plan.env, chan.wfd)
     chan.send("READY")
     if fifo_fd is not None:
         # Waiting for `start`: as pid 1 of its namespace the init would ignore
@@ -377,14 +385,15 @@ def _load_seccomp(plan):
     _module("ocirun.seccomp").load(plan.seccomp, plan.state_json, plan.host_pid)
 
 
-def _finalize(plan, then=None, unblock=True):
+def _finalize(plan, then=None, unblock=True, keep_fd=None):
     """Privileges, last. First what needs no privilege and which a seccomp profile
     might not allow (umask, signal dispositions, fds); then the bounding set, user
     and capabilities; then `then()` (the startContainer hooks, which must not run
     with more than the process gets). With noNewPrivileges the filter goes on right
     before execve (SECURITY.md J); without it, seccomp(2) needs CAP_SYS_ADMIN, so it
     goes on before the capabilities are dropped, and only the few syscalls that drop
-    them run under it."""
+    them run under it. `keep_fd`: the exec fifo, for the waiter, which then also
+    loads the noNewPrivileges filter itself (trampoline.py)."""
     posix.umask(0o022 if plan.umask is None else plan.umask)
     if plan.apparmor:
         _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.apparmor)
@@ -402,6 +411,8 @@ def _finalize(plan, then=None, unblock=True):
             pass
     _step("close_range", kernel.close_range, 3 + plan.preserve_fds, 0xFFFFFFFF,
           kernel.CLOSE_RANGE_CLOEXEC)
+    if keep_fd is not None:
+        posix.set_inheritable(keep_fd, True)
     kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in range(plan.last_cap + 1):
         if not plan.cap_bounding >> cap & 1:
@@ -423,5 +434,5 @@ def _finalize(plan, then=None, unblock=True):
         then()
     if plan.nnp:
         kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
-        if plan.seccomp is not None:
+        if plan.seccomp is not None and keep_fd is None:
             _load_seccomp(plan)

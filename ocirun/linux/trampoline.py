@@ -25,6 +25,32 @@ fail:
     mov  edi, 127                ; exit_group(127)
     mov  eax, 231
     syscall
+
+The waiter (waiter() below) is the same program for a created container whose init
+shared the runtime's memory (create.py _can_share_memory): that init cannot wait for
+`start` in Python, since the runtime is suspended until its execve. It sets itself up
+entirely (privileges; without noNewPrivileges the seccomp filter, as before), then
+becomes the waiter, which waits for `start` and only then execs the entrypoint. With
+noNewPrivileges the waiter also loads the filter, right before that execve, as the
+init would have (SECURITY.md J). Its data (fifo fd, seccomp flags, struct sock_fprog)
+sits after the code and the filter after that; argv is the trampoline's:
+    prctl(PR_SET_DUMPABLE, 0)    ; execve made us dumpable: nothing in the container
+                                 ;   may ptrace us (before our filter) or open our fds
+    mov  rbx, rsp                ; argc, argv, envp (rbx survives syscalls)
+    (argc >= 3 and argv[0] starting with "ocirun-e", as above, or exit 127)
+    sub  rsp, 32                 ; struct sigaction on the stack: handler = die,
+    ...                          ;   SA_RESTORER (x86_64 requires one; die never returns)
+    for sig in sigs:             ; HUP INT QUIT TERM USR1 USR2 ALRM: as pid 1 of its
+        rt_sigaction(sig, rsp, 0, 8) ;   namespace it would ignore them (init.py _die_of)
+    read(fifo_fd, rsp, 1) == 1, else exit 1   ; `ocirun start` writes one byte
+    close(fifo_fd)
+    if fprog.len: seccomp(SECCOMP_SET_MODE_FILTER, flags, &fprog) == 0, else exit 127
+    execve(argv[1], &argv[2], envp)  ; the caught signals are default again after it
+    exit 127
+die:
+    add  edi, 128                ; exit_group(128 + signal)
+    mov  eax, 231
+    syscall
 """
 import posix
 import _struct  # the C module: `struct` is a .py file to find and load
@@ -37,6 +63,19 @@ _CODE = {
         "4839d9" "7516" "488b7c2410" "488d742418" "488d54c410" "b83b000000" "0f05"
         "bf7f000000" "b8e7000000" "0f05"),
 }
+# Assembled (GNU as) from the program the docstring lists; data at _WAITER_DATA: fifo fd (u32), 4
+# bytes, seccomp flags (u64), struct sock_fprog (u16 length, 6 bytes, u64 pointer).
+_WAITER = {
+    "x86_64": bytes.fromhex(
+        "bf0400000031f6b89d0000000f054889e3488b034883f8030f82cd000000488b4b08488b0948ba6f6369"
+        "72756e2d654839d10f85b30000004883ec20488d05bb0000004889042448c74424080000000448894424"
+        "1048c7442418000000004c8d25a6000000410fb63c2485ff74174889e631d241ba08000000b80d000000"
+        "0f0549ffc4ebe08b3d8d0000004889e6ba0100000031c00f054883f80175558b3d75000000b803000000"
+        "0f050fb7057700000085c0741fbf01000000488b355f000000488d1560000000b83d0100000f054885c0"
+        "7517488b7b10488d7318488b03488d54c310b83b0000000f05bf7f000000eb05bf01000000b8e7000000"
+        "0f0581c780000000b8e70000000f050102030f0a0c0e000f1f440000" + "00" * 32),
+}
+_WAITER_DATA = 0x118
 _MACHINE = {"x86_64": 0x3E}
 _BASE = 0x400000
 MFD_CLOEXEC = 1
@@ -46,9 +85,10 @@ F_ADD_SEALS = 1033
 F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 1, 2, 4, 8
 
 
-def elf(machine):
-    """A static ELF64 executable: header, one PT_LOAD segment, the code."""
-    code = _CODE[machine]
+def elf(machine, code=None):
+    """A static ELF64 executable: header, one PT_LOAD segment, the code (the
+    trampoline's unless given), loaded at _BASE, entered at _BASE + 120."""
+    code = _CODE[machine] if code is None else code
     size = 64 + 56 + len(code)
     ident = b"\x7fELF\x02\x01\x01" + b"\0" * 9
     ehdr = _struct.pack("<16sHHIQQQIHHHHHH", ident, 2, _MACHINE[machine], 1, _BASE + 120,
@@ -60,17 +100,39 @@ def elf(machine):
 _PROGRAM = elf(posix.uname().machine) if posix.uname().machine in _CODE else None
 
 
-def prepare():
-    """A sealed, executable memfd holding the program (None where unsupported).
-    Call before seccomp is loaded: the profile may not allow memfd_create."""
-    if _PROGRAM is None:
+def waiter_supported():
+    return _PROGRAM is not None and posix.uname().machine in _WAITER
+
+
+def waiter(fifo_fd, seccomp=None):
+    """The waiter program (see the docstring) for this container: an ELF that waits
+    for a byte on `fifo_fd`, then loads `seccomp` (a Prepared program, or None), then
+    execs as the trampoline does."""
+    machine = posix.uname().machine
+    code = bytearray(_WAITER[machine])
+    prog = b"" if seccomp is None else seccomp.prog
+    _struct.pack_into("<IxxxxQH6xQ", code, _WAITER_DATA, fifo_fd,
+                      0 if seccomp is None else seccomp.flags, len(prog) // 8,
+                      _BASE + 120 + len(code) if prog else 0)
+    return elf(machine, bytes(code) + prog)
+
+
+def prepare(program=None):
+    """A sealed, executable memfd holding the program (the trampoline unless given;
+    None where unsupported). Call before seccomp is loaded: the profile may not allow
+    memfd_create."""
+    if program is None:
+        program = _PROGRAM
+    if program is None:
         return None
     try:
         try:
             fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
         except OSError:  # kernels before 6.3 have no MFD_EXEC
             fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
-        posix.write(fd, _PROGRAM)
+        view = memoryview(program)
+        while view:
+            view = view[posix.write(fd, view):]
         kernel.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
         return fd
     except OSError:

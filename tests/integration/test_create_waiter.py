@@ -1,0 +1,163 @@
+"""`create` without copying the runtime: the init shares the runtime's memory, sets
+itself up entirely, then execs the waiter (linux/trampoline.py, create.py _waiter),
+which waits for `start`, loads a noNewPrivileges filter and execs the entrypoint.
+The container must get what it gets from a forked init that waits in Python."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ocirun import kernel
+from ocirun.linux import trampoline
+from support import OCIRUN, REPO
+
+pytestmark = pytest.mark.skipif(
+    kernel.clone_vm is None or not trampoline.waiter_supported(),
+    reason="the waiter needs kernel.clone_vm (the C extension, x86_64, glibc) and its x86_64 program")
+
+# HUP INT QUIT USR1 USR2 ALRM TERM: bit n-1 for signal n
+WAIT_SIGNALS_MASK = 0x6a07
+PROBE = ("echo pid=$$; umask; env | sort; ulimit -a; cat /proc/self/cgroup; "
+         "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp|Sig(Blk|Ign|Cgt))' /proc/self/status; "
+         "cut -d' ' -f5,6 /proc/self/mountinfo; ls -l /proc/self/fd/ | grep -c fifo")
+
+
+def _status(pid):
+    out = {"exe": os.readlink(f"/proc/{pid}/exe")}
+    for line in open(f"/proc/{pid}/status"):
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def _wait_stopped(bundle, cid, timeout=5):
+    deadline = time.time() + timeout
+    while bundle.state(cid)["status"] != "stopped":
+        assert time.time() < deadline, "the container did not stop"
+        time.sleep(0.02)
+
+
+def _create_start(bundle, script=PROBE):
+    """create, look at the waiting init, start; -> (its /proc status while created,
+    the container's output with its id taken out)."""
+    bundle.config["process"]["args"] = ["sh", "-c", f"({script}) > /probe.out 2>&1"]
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    waiting = _status(bundle.state(cid)["pid"])
+    r = bundle.ocirun("start", cid)
+    assert r.returncode == 0, r.stderr
+    _wait_stopped(bundle, cid)
+    assert bundle.ocirun("delete", cid).returncode == 0
+    with open(f"{bundle.rootfs}/probe.out") as f:
+        return waiting, f.read().replace(cid, "ID")
+
+
+def test_the_created_init_is_the_waiter(bundle):
+    waiting, out = _create_start(bundle)
+    assert waiting["exe"].startswith("/memfd:ocirun-exec")
+    assert int(waiting["SigCgt"], 16) == WAIT_SIGNALS_MASK
+    assert int(waiting["SigBlk"], 16) == 0
+    # its privileges are the process's already
+    for key in ("Uid", "Gid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"):
+        assert f"{key}:\t{waiting[key]}" in out, key
+    assert out.splitlines()[-1] == "0"  # the exec fifo did not reach the container
+
+
+def test_the_container_gets_what_a_forked_init_gives(bundle):
+    via_waiter = _create_start(bundle)
+    bundle.config["process"]["oomScoreAdj"] = 0  # (the init then forks: create.py _can_share_memory)
+    bundle.write()
+    via_fork = _create_start(bundle)
+    assert os.path.realpath(via_fork[0]["exe"]) == os.path.realpath(sys.executable)
+    assert via_waiter[1] == via_fork[1]
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_seccomp_with_and_without_no_new_privileges(bundle, nnp):
+    """With noNewPrivileges the waiter loads the filter after `start`, right before the
+    execve; without, the init loads it before dropping capabilities, as before."""
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    waiting, out = _create_start(bundle, "mkdir /made && echo made; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status")
+    assert waiting["Seccomp"] == ("0" if nnp else "2")
+    assert waiting["NoNewPrivs"] == ("1" if nnp else "0")
+    assert "made" not in out.split() and "Operation not permitted" in out
+    assert "Seccomp:\t2" in out and f"NoNewPrivs:\t{int(nnp)}" in out
+
+
+@pytest.mark.parametrize("sig", ["TERM", "HUP", "KILL"])
+def test_kill_while_created(bundle, sig):
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    assert _status(bundle.state(cid)["pid"])["exe"].startswith("/memfd:ocirun-exec")
+    assert bundle.ocirun("kill", cid, sig).returncode == 0
+    _wait_stopped(bundle, cid)
+    assert bundle.ocirun("start", cid).returncode != 0
+    assert bundle.ocirun("delete", cid).returncode == 0
+
+
+def test_preserved_fds_pass_through_the_waiter(bundle, tmp_path):
+    secret = tmp_path / "passed"
+    secret.write_text("through the waiter\n")
+    bundle.config["process"]["args"] = ["sh", "-c", "cat <&3 > /probe.out; ls /proc/self/fd >> /probe.out"]
+    bundle.write()
+    cid = bundle.new_id()
+    # fd 3 opened by a shell in the child (ours may be the test runner's); stderr a
+    # file, not a pipe: the created init keeps it until the container exits
+    with open(tmp_path / "create.err", "w+") as err:
+        r = subprocess.run(["sh", "-c", 'exec 3<"$1"; shift; exec "$@"', "sh", str(secret),
+                            OCIRUN, "--root", bundle.root, "create", "--preserve-fds", "1",
+                            "-b", bundle.path, cid], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        assert r.returncode == 0, err.read()
+    assert bundle.ocirun("start", cid).returncode == 0
+    _wait_stopped(bundle, cid)
+    out = open(f"{bundle.rootfs}/probe.out").read().split()
+    assert out[:3] == ["through", "the", "waiter"]
+    assert out[3:] == ["0", "1", "2", "3"] or out[3:] == ["0", "1", "2", "3", "4"], out  # (+ ls's own)
+
+
+LIBRARY = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from ocirun.api import Runtime
+from ocirun.errors import OciError
+bundle, root = sys.argv[2], sys.argv[3]
+rt = Runtime(root=root)
+before = sorted(os.listdir("/proc/self/fd"))
+made = failed = 0
+for i in range(12):
+    cfg = bundle + ("/bad.json" if i % 3 == 2 else "/config.json")
+    try:
+        c = rt.create(f"lib{i}", bundle, config=cfg)
+    except OciError:
+        failed += 1
+        continue
+    assert os.readlink(f"/proc/{c.pid}/exe").startswith("/memfd:ocirun-exec"), i
+    c.kill("KILL")
+    c.delete(force=True)
+    made += 1
+print(made, failed, sorted(os.listdir("/proc/self/fd")) == before)
+"""
+
+
+def test_library_creates_leave_no_fd(bundle):
+    """The waiter's memfd is closed after each create, failed ones included (an init
+    that fails in its set-up, before the waiter)."""
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.write()
+    bad = json.loads(json.dumps(bundle.config))
+    bad["process"]["args"] = ["/no/such/program"]
+    with open(f"{bundle.path}/bad.json", "w") as f:
+        json.dump(bad, f)
+    r = subprocess.run([sys.executable, "-c", LIBRARY, REPO, bundle.path, bundle.root],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["8", "4", "True"], r.stdout + r.stderr

@@ -1,0 +1,71 @@
+"""The waiter program of `create` (linux/trampoline.py): its ELF layout and data, and
+when create.py chooses it. Its behaviour in a container: tests/integration/
+test_create_waiter.py."""
+import struct
+
+import pytest
+
+from ocirun.linux import trampoline
+from ocirun.lifecycle import create
+
+pytestmark = pytest.mark.skipif(not trampoline.waiter_supported(),
+                                reason="the waiter program exists for x86_64 only")
+
+BASE, CODE = 0x400000, 120
+
+
+class Prepared:
+    flags = 0x2
+    prog = struct.pack("<HBBI", 0x20, 0, 0, 4) + struct.pack("<HBBI", 0x06, 0, 0, 0x7FFF0000)
+
+
+def _data(elf):
+    return struct.unpack_from("<IxxxxQH6xQ", elf, CODE + trampoline._WAITER_DATA)
+
+
+def test_layout_with_a_filter():
+    elf = trampoline.waiter(9, Prepared)
+    entry, = struct.unpack_from("<Q", elf, 24)
+    filesz, memsz = struct.unpack_from("<QQ", elf, 64 + 32)
+    assert entry == BASE + CODE and filesz == memsz == len(elf)
+    fd, flags, length, ptr = _data(elf)
+    assert (fd, flags, length) == (9, 0x2, 2)
+    off = ptr - BASE
+    assert off == CODE + len(trampoline._WAITER["x86_64"]) and off % 8 == 0
+    assert elf[off:] == Prepared.prog
+
+
+def test_layout_without_a_filter():
+    elf = trampoline.waiter(5)
+    assert _data(elf) == (5, 0, 0, 0)
+    assert len(elf) == CODE + len(trampoline._WAITER["x86_64"])
+    # the code is the trampoline's argv check first: the same "ocirun-e" prefix
+    assert b"ocirun-e" in elf
+
+
+class Plan:
+    apparmor = None
+    nnp = False
+    seccomp = Prepared
+    waiter_fd = None
+
+
+def test_no_waiter_with_an_apparmor_profile(monkeypatch):
+    made = []
+    monkeypatch.setattr(trampoline, "prepare", lambda program: made.append(program) or 42)
+    plan = Plan()
+    plan.apparmor = "container-default"
+    assert not create._waiter(plan, 7) and not made and plan.waiter_fd is None
+    plan.apparmor = None
+    assert create._waiter(plan, 7) and plan.waiter_fd == 42
+    # without noNewPrivileges the init loads the filter itself: the waiter carries none
+    assert _data(made[0])[2] == 0
+    plan.nnp = True
+    assert create._waiter(plan, 7)
+    assert _data(made[1])[2] == 2
+
+
+def test_no_executable_memfd_means_no_waiter(monkeypatch):
+    monkeypatch.setattr(trampoline, "prepare", lambda program: None)
+    plan = Plan()
+    assert not create._waiter(plan, 7) and plan.waiter_fd is None
