@@ -26,31 +26,16 @@ fail:
     mov  eax, 231
     syscall
 
-The waiter (waiter() below) is the same program for a created container whose init
-shared the runtime's memory (create.py _can_share_memory): that init cannot wait for
-`start` in Python, since the runtime is suspended until its execve. It sets itself up
-entirely (privileges; without noNewPrivileges the seccomp filter, as before), then
-becomes the waiter, which waits for `start` and only then execs the entrypoint. With
-noNewPrivileges the waiter also loads the filter, right before that execve, as the
-init would have (SECURITY.md J). Its data (fifo fd, seccomp flags, struct sock_fprog)
-sits after the code and the filter after that; argv is the trampoline's:
-    prctl(PR_SET_DUMPABLE, 0)    ; execve made us dumpable: nothing in the container
-                                 ;   may ptrace us (before our filter) or open our fds
-    mov  rbx, rsp                ; argc, argv, envp (rbx survives syscalls)
-    (argc >= 3 and argv[0] starting with "ocirun-e", as above, or exit 127)
-    sub  rsp, 32                 ; struct sigaction on the stack: handler = die,
-    ...                          ;   SA_RESTORER (x86_64 requires one; die never returns)
-    for sig in sigs:             ; HUP INT QUIT TERM USR1 USR2 ALRM: as pid 1 of its
-        rt_sigaction(sig, rsp, 0, 8) ;   namespace it would ignore them (init.py _die_of)
-    read(fifo_fd, rsp, 1) == 1, else exit 1   ; `ocirun start` writes one byte
-    close(fifo_fd)
-    if fprog.len: seccomp(SECCOMP_SET_MODE_FILTER, flags, &fprog) == 0, else exit 127
-    execve(argv[1], &argv[2], envp)  ; the caught signals are default again after it
-    exit 127
-die:
-    add  edi, 128                ; exit_group(128 + signal)
-    mov  eax, 231
-    syscall
+The waiter (waiter() below) is the same kind of program for a created container whose
+init shared the runtime's memory (create.py _waiter): that init cannot wait for `start`
+in Python, since the runtime is suspended until its execve. It sets itself up entirely
+(privileges; without noNewPrivileges the seccomp filter, as before), then becomes the
+waiter, which makes itself non-dumpable, catches the signals `kill` may send (as pid 1
+it would ignore them) to exit 128+n, reads `start`'s byte from the exec fifo, closes
+it, loads the noNewPrivileges filter if it carries one (right before the execve, as
+the init would have: SECURITY.md J) and execs the entrypoint with the trampoline's
+argv. Its source is waiter.S; its data (fifo fd, seccomp flags, struct sock_fprog)
+follows the code, and the filter follows that.
 """
 import posix
 import _struct  # the C module: `struct` is a .py file to find and load
@@ -63,8 +48,8 @@ _CODE = {
         "4839d9" "7516" "488b7c2410" "488d742418" "488d54c410" "b83b000000" "0f05"
         "bf7f000000" "b8e7000000" "0f05"),
 }
-# Assembled (GNU as) from the program the docstring lists; data at _WAITER_DATA: fifo fd (u32), 4
-# bytes, seccomp flags (u64), struct sock_fprog (u16 length, 6 bytes, u64 pointer).
+# waiter.S assembled (tests/unit/test_waiter.py checks); data at _WAITER_DATA: fifo fd
+# (u32), 4 bytes, seccomp flags (u64), struct sock_fprog (u16 length, 6 bytes, u64 address).
 _WAITER = {
     "x86_64": bytes.fromhex(
         "bf0400000031f6b89d0000000f054889e3488b034883f8030f82cd000000488b4b08488b0948ba6f6369"

@@ -69,3 +69,16 @@ def test_no_executable_memfd_means_no_waiter(monkeypatch):
     monkeypatch.setattr(trampoline, "prepare", lambda program: None)
     plan = Plan()
     assert not create._waiter(plan, 7) and plan.waiter_fd is None
+
+
+def test_the_bytes_are_waiter_s_assembled(tmp_path):
+    """_WAITER is waiter.S, assembled: the source in the repository is what runs."""
+    import shutil
+    import subprocess
+    from support import REPO
+    if not (shutil.which("as") and shutil.which("objcopy")):
+        pytest.skip("no GNU as/objcopy (binutils) to assemble waiter.S")
+    obj, raw = tmp_path / "waiter.o", tmp_path / "waiter.bin"
+    subprocess.run(["as", "--64", "-o", str(obj), f"{REPO}/ocirun/linux/waiter.S"], check=True)
+    subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(raw)], check=True)
+    assert raw.read_bytes() == trampoline._WAITER["x86_64"]
