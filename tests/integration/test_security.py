@@ -29,8 +29,9 @@ def test_A_proc_self_exe_entrypoint_never_reaches_the_host_interpreter(bundle):
 
 
 def test_A_exec_cannot_open_exe_of_runtime_processes(bundle):
-    # the init while it waits for `start` runs the host interpreter: not dumpable,
-    # so nothing in the container can open its /proc/PID/exe
+    # the init while it waits for `start` (the waiter, or where the init forks, the
+    # host interpreter) is not dumpable, so nothing in the container can open its
+    # /proc/PID/exe or its fds
     bundle.config["process"]["args"] = ["true"]
     cid, r = bundle.create()
     assert r.returncode == 0, r.stderr
