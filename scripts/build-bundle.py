@@ -2,8 +2,9 @@
 DIR, for ocirun.boot, and boot.code: ocirun.boot's own code, for the command's
 launcher. Run with the interpreter the command will use, with `-X no_debug_ranges` (no
 column tables: code objects a third smaller):
-    python3 -X no_debug_ranges scripts/build-bundle.py STAGING/ocirun [FINAL/ocirun] [--launcher FILE]
---launcher also writes the command (see LAUNCHER).
+    python3 -X no_debug_ranges scripts/build-bundle.py STAGING/ocirun [FINAL/ocirun]
+        [--launcher FILE]
+(one command line); --launcher also writes the command (see LAUNCHER).
 
 Layout: 8 bytes of header length, the header marshal({"__hexversion__", "base",
 "index": {name: (is_pkg, offset, size, path)}}), then the modules' marshalled code;
@@ -87,7 +88,8 @@ def main(pkg_dir, final_dir=None, launcher=None):
             break
         header = new
     out = os.path.join(pkg_dir, "bundle.marshal")
-    _write(out, len(new).to_bytes(8, "little") + new + b"".join(b for _, b, _ in blobs.values()))
+    _write(out, len(new).to_bytes(8, "little") + new
+           + b"".join(blob for _, blob, _ in blobs.values()))
     with open(os.path.join(pkg_dir, "boot.py"), "rb") as f:
         boot = compile(f.read(), final_dir + "/boot.py", "exec", dont_inherit=True, optimize=2)
     _write(os.path.join(pkg_dir, "boot.code"),
