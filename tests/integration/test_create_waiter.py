@@ -125,11 +125,15 @@ def test_preserved_fds_pass_through_the_waiter(bundle, tmp_path):
 
 
 LIBRARY = r"""
-import os, sys
+import os, sys, threading
 sys.path.insert(0, sys.argv[1])
 from ocirun.api import Runtime
 from ocirun.errors import OciError
-bundle, root = sys.argv[2], sys.argv[3]
+bundle, root, threaded = sys.argv[2], sys.argv[3], sys.argv[4] == "threaded"
+if threaded:  # clone_vm refuses a process that has had a second thread: the init forks
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
 rt = Runtime(root=root)
 before = sorted(os.listdir("/proc/self/fd"))
 made = failed = 0
@@ -140,7 +144,8 @@ for i in range(12):
     except OciError:
         failed += 1
         continue
-    assert os.readlink(f"/proc/{c.pid}/exe").startswith("/memfd:ocirun-exec"), i
+    waiter = os.readlink(f"/proc/{c.pid}/exe").startswith("/memfd:ocirun-exec")
+    assert waiter != threaded, i
     c.kill("KILL")
     c.delete(force=True)
     made += 1
@@ -148,16 +153,19 @@ print(made, failed, sorted(os.listdir("/proc/self/fd")) == before)
 """
 
 
-def test_library_creates_leave_no_fd(bundle):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_library_creates_leave_no_fd(bundle, threaded):
     """The waiter's memfd is closed after each create, failed ones included (an init
-    that fails in its set-up, before the waiter)."""
+    that fails in its set-up, before the waiter), and when clone_vm is refused and the
+    init forks instead."""
     bundle.config["process"]["args"] = ["sleep", "60"]
     bundle.write()
     bad = json.loads(json.dumps(bundle.config))
     bad["process"]["args"] = ["/no/such/program"]
     with open(f"{bundle.path}/bad.json", "w") as f:
         json.dump(bad, f)
-    r = subprocess.run([sys.executable, "-c", LIBRARY, REPO, bundle.path, bundle.root],
+    r = subprocess.run([sys.executable, "-c", LIBRARY, REPO, bundle.path, bundle.root,
+                        "threaded" if threaded else "plain"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["8", "4", "True"], r.stdout + r.stderr
