@@ -113,9 +113,8 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
     st.namespaces = linux.get("namespaces") or []
     pid = 0
     init_pid = 0
-    chan = None
+    chan = child_chan = fifo_fd = None
     try:
-        fifo_fd = None
         if not for_run:
             posix.mkfifo(f"{cdir}/{FIFO}", 0o600)
             # O_RDWR: the open does not block, and init's read() then blocks
@@ -141,8 +140,10 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
         pid, parent_did, joined, shared = _fork(plan, chan, child_chan, fifo_fd, manager, share)
         timings.mark("execve (the runtime resumes)" if shared else "fork")
         child_chan.close()
+        child_chan = None
         if fifo_fd is not None:
             posix.close(fifo_fd)
+            fifo_fd = None
         if plan.waiter_fd is not None:
             posix.close(plan.waiter_fd)
             plan.waiter_fd = None
@@ -195,10 +196,12 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
             posix.close(relay_fd)
         return Created(st, chan, master)
     except BaseException:
-        for fd in (relay_fd, plan.console_fd, plan.waiter_fd):
+        for fd in (relay_fd, plan.console_fd, plan.waiter_fd, fifo_fd):
             if fd is not None:
                 posix.close(fd)
         plan.waiter_fd = None
+        if child_chan is not None:
+            child_chan.close()
         _undo(pid, init_pid, chan, manager, cdir)
         raise
 

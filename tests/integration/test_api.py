@@ -45,3 +45,40 @@ def test_api_errors_are_one_line(bundle):
         rt.run("api-bad", bundle.path)
     assert "executable file not found" in str(e.value) and "\n" not in str(e.value)
     assert rt.list() == []
+
+
+FAILED_CREATES = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from ocirun.api import Runtime
+from ocirun.errors import OciError
+bundle, root, cid = sys.argv[2], sys.argv[3], sys.argv[4]
+first, second = Runtime(root=root + "/a"), Runtime(root=root + "/b")
+c = first.create(cid, bundle)
+before = sorted(os.listdir("/proc/self/fd"))
+errors = []
+for _ in range(3):
+    try:  # the same id under another root: its cgroup exists, with a process in it
+        second.create(cid, bundle)
+    except OciError as e:
+        errors.append("already exists" in str(e))
+c.kill("KILL")
+c.delete(force=True)
+print(errors, sorted(os.listdir("/proc/self/fd")) == before, second.list())
+"""
+
+
+def test_failed_creates_leave_no_fd(bundle, tmp_path):
+    """A create that fails after the exec fifo is open (here making its cgroup) closes
+    the fifo and the init's channel too: a library process must not leak an fd per
+    failed create."""
+    import subprocess
+    import sys
+    from support import REPO
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.write()
+    cid = bundle.new_id()
+    r = subprocess.run([sys.executable, "-c", FAILED_CREATES, REPO, bundle.path, str(tmp_path), cid],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[0] == "[True, True, True] True []", r.stdout

@@ -140,7 +140,7 @@ made = failed = 0
 for i in range(12):
     cfg = bundle + ("/bad.json" if i % 3 == 2 else "/config.json")
     try:
-        c = rt.create(f"lib{i}", bundle, config=cfg)
+        c = rt.create(f"lib{os.getpid()}x{i}", bundle, config=cfg)
     except OciError:
         failed += 1
         continue
