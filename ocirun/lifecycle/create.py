@@ -180,6 +180,15 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
                 raise OciError(payload)
             else:
                 raise OciError("container init exited during setup")
+        if shared and not for_run:
+            # The waiter's execve came after READY: it closed the pipe, or failed
+            # and wrote an ERROR line (run reads that while it waits, run.py).
+            tag, payload = chan.recv()
+            while tag == "T":
+                timings.add_remote(payload)
+                tag, payload = chan.recv()
+            if tag == "ERROR":
+                raise OciError(payload)
         st.pid = init_pid
         # exited_ok: a run's init has exec'd before we get here (it shared our memory),
         # and a short program may have exited already; unreaped, it keeps its pid.
@@ -324,8 +333,14 @@ def _can_share_memory(plan, linux):
     CAP_SYS_RESOURCE), no memory limit (the OOM killer kills every process that shares
     the memory of the one it picks: an init that runs out in its cgroup while setting
     up would take the runtime with it), no time namespace (before Linux 6.0 a CLONE_VM
-    child does not enter the one made for children)."""
+    child does not enter the one made for children); and a process that stays root,
+    so that only root can signal the init while it shares our memory."""
     if kernel.clone_vm is None or needs_runtime(plan) or plan.oom_score_adj is not None:
+        return False
+    if plan.uid != 0 or plan.gid != 0:
+        # After its setresuid the init, still in our memory, can be signalled by any
+        # host process of that uid: SIGSTOP would hold us in clone_vm, SIGKILL could
+        # stop it halfway through changing one of our objects.
         return False
     if plan.ns_new & CLONE_NEWTIME:
         return False

@@ -48,14 +48,15 @@ def start(root, cid):
 
 
 def _wait_exec(pid, timeout=2.0):
-    """Wait until `pid` no longer runs this program (the interpreter): it has
-    exec'd the user's program (or died)."""
+    """Wait until `pid` no longer runs this program (the interpreter) nor the waiter
+    (linux/trampoline.py, a memfd): it has exec'd the user's program (or died)."""
     import time
     me = posix.readlink("/proc/self/exe")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if posix.readlink(f"/proc/{pid}/exe") != me:
+            exe = posix.readlink(f"/proc/{pid}/exe")
+            if exe != me and not exe.startswith("/memfd:ocirun-exec"):
                 return
         except OSError:
             return

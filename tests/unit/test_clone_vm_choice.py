@@ -1,7 +1,8 @@
-"""When `run` may start the init in the runtime's memory (create.py _can_share_memory):
-only when the init needs nothing from the runtime before its execve, joins no
-existing pid namespace, and sets no oom_score_adj, memory limit or time namespace;
-otherwise it forks."""
+"""When `run` and `create` may start the init in the runtime's memory (create.py
+_can_share_memory): only when the init needs nothing from the runtime before its
+execve, joins no existing pid namespace, sets no oom_score_adj, memory limit or time
+namespace, and its process stays root (another uid could signal it); otherwise it
+forks."""
 import types
 
 import pytest
@@ -13,7 +14,7 @@ from ocirun.lifecycle.create import _can_share_memory
 
 def plan(**kw):
     p = dict(userns_new=False, hooks={}, seccomp=None, oom_score_adj=None, ns_join=[],
-             ns_new=0)
+             ns_new=0, uid=0, gid=0)
     p.update(kw)
     return types.SimpleNamespace(**p)
 
@@ -47,6 +48,9 @@ def test_a_plain_container_shares():
     dict(ns_join=[("pid", "/proc/1/ns/pid", CLONE_NEWPID)]),
     dict(ns_join=[("time", "/proc/1/ns/time", CLONE_NEWTIME)]),
     dict(ns_new=CLONE_NEWTIME),
+    dict(uid=1000),
+    dict(gid=1000),
+    dict(uid=65534, gid=65534),
 ])
 def test_these_fork(why):
     assert not share(plan(**why))
