@@ -225,10 +225,13 @@ static void vm_exec(PyObject *req)
     const char *path, *err;
     char proc[64];
     sigset_t none;
-    int e;
+    int e, keep_mask;
 
-    if (!PyTuple_Check(req) || PyTuple_GET_SIZE(req) != 6)
+    if (!PyTuple_Check(req) || (PyTuple_GET_SIZE(req) != 6 && PyTuple_GET_SIZE(req) != 7))
         vm_fail("malformed exec request");
+    /* a 7th item, true: the program unblocks signals itself (the waiter of `create`,
+     * linux/trampoline.py), so that one sent before its handlers are in place waits */
+    keep_mask = PyTuple_GET_SIZE(req) == 7 && PyTuple_GET_ITEM(req, 6) == Py_True;
     fd = PyLong_AsLong(PyTuple_GET_ITEM(req, 0));
     path = PyBytes_AsString(PyTuple_GET_ITEM(req, 1));
     argv_t = PyTuple_GET_ITEM(req, 2);
@@ -256,7 +259,7 @@ static void vm_exec(PyObject *req)
      * on the fork path); from here on only C runs until the execve. (After the seccomp
      * filter: a profile that refuses rt_sigprocmask is reported, not obeyed halfway.) */
     sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+    if (!keep_mask && sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         vm_fail("cannot unblock signals before execve (does the seccomp profile refuse "
                 "rt_sigprocmask?)");
     if (fd >= 0) {

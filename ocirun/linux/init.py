@@ -212,7 +212,8 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
         _finalize(plan, unblock=False, keep_fd=fifo_fd)
         _tmark(plan, chan, "user, caps, seccomp (the waiter next)")
         chan.send("READY")
-        return trampoline.request(plan.waiter_fd, exe, plan.args, plan.env, chan.wfd)
+        return trampoline.request(plan.waiter_fd, exe, plan.args, plan.env, chan.wfd,
+                                  keep_mask=True)
     chan.send("READY")
     if fifo_fd is not None:
         # Waiting for `start`: as pid 1 of its namespace the init would ignore

@@ -31,7 +31,10 @@ init shared the runtime's memory (create.py _waiter): that init cannot wait for 
 in Python, since the runtime is suspended until its execve. It sets itself up entirely
 (privileges; without noNewPrivileges the seccomp filter, as before), then becomes the
 waiter, which makes itself non-dumpable, catches the signals `kill` may send (as pid 1
-it would ignore them) to exit 128+n, reads `start`'s byte from the exec fifo, closes
+it would ignore them) to exit 128+n (and exits 127 where it cannot: without
+noNewPrivileges the container's filter is already in force), then unblocks signals
+(the init execs it with all of them blocked, so none sent meanwhile is lost), reads
+`start`'s byte from the exec fifo, closes
 it, loads the noNewPrivileges filter if it carries one (right before the execve, as
 the init would have: SECURITY.md J) and execs the entrypoint with the trampoline's
 argv. Its source is waiter.S; its data (fifo fd, seccomp flags, struct sock_fprog)
@@ -52,15 +55,16 @@ _CODE = {
 # (u32), 4 bytes, seccomp flags (u64), struct sock_fprog (u16 length, 6 bytes, u64 address).
 _WAITER = {
     "x86_64": bytes.fromhex(
-        "bf0400000031f6b89d0000000f054889e3488b034883f8030f82cd000000488b4b08488b0948ba6f6369"
-        "72756e2d654839d10f85b30000004883ec20488d05bb0000004889042448c74424080000000448894424"
-        "1048c7442418000000004c8d25a6000000410fb63c2485ff74174889e631d241ba08000000b80d000000"
-        "0f0549ffc4ebe08b3d8d0000004889e6ba0100000031c00f054883f80175558b3d75000000b803000000"
-        "0f050fb7057700000085c0741fbf01000000488b355f000000488d1560000000b83d0100000f054885c0"
-        "7517488b7b10488d7318488b03488d54c310b83b0000000f05bf7f000000eb05bf01000000b8e7000000"
-        "0f0581c780000000b8e70000000f050102030f0a0c0e000f1f440000" + "00" * 32),
+        "bf0400000031f6b89d0000000f054885c00f85040100004889e3488b034883f8030f82f4000000488b4b"
+        "08488b0948ba6f636972756e2d654839d10f85da0000004883ec20488d05e20000004889042448c74424"
+        "0800000004488944241048c7442418000000004c8d25cd000000410fb63c2485ff74204889e631d241ba"
+        "08000000b80d0000000f054885c00f858900000049ffc4ebd7bf02000000488d74241831d241ba080000"
+        "00b80e0000000f054885c075668b3d8d0000004889e6ba0100000031c00f054883f80175558b3d750000"
+        "00b8030000000f050fb7057700000085c0741fbf01000000488b355f000000488d1560000000b83d0100"
+        "000f054885c07517488b7b10488d7318488b03488d54c310b83b0000000f05bf7f000000eb05bf010000"
+        "00b8e70000000f0581c780000000b8e70000000f050102030f0a0c0e000f1f440000" + "00" * 32),
 }
-_WAITER_DATA = 0x118
+_WAITER_DATA = 0x148
 _MACHINE = {"x86_64": 0x3E}
 _BASE = 0x400000
 MFD_CLOEXEC = 1
@@ -124,12 +128,13 @@ def prepare(program=None):
         return None
 
 
-def request(memfd, path, args, env, errfd):
+def request(memfd, path, args, env, errfd, keep_mask=False):
     """The execve to make, as a tuple the C side of clone_vm can perform (_sys.c
     vm_exec) and execve() below does: (memfd or -1, path, argv, envp, errfd, error
     line), all bytes. `env` holds "K=V" strings; a later one replaces an earlier one
     with the same name. The error line is the channel message that precedes
-    strerror(errno) when the execve fails."""
+    strerror(errno) when the execve fails. keep_mask (the waiter): the execve keeps
+    every signal blocked, for the program to unblock (clone_vm's C side only)."""
     d = {}
     for e in env:
         k, _, v = e.partition("=")
@@ -143,7 +148,8 @@ def request(memfd, path, args, env, errfd):
         if b"\0" in item:
             raise ValueError(f"embedded null byte in `{item[:40].decode('utf-8', 'replace')}`")
     errline = f"ERROR exec `{args[0]}`: ".replace("\n", " ").encode("utf-8", "replace")
-    return (-1 if memfd is None else memfd, path_b, argv, envp, errfd, errline)
+    req = (-1 if memfd is None else memfd, path_b, argv, envp, errfd, errline)
+    return req + (True,) if keep_mask else req
 
 
 def execve(req):
@@ -152,7 +158,7 @@ def execve(req):
     directly: a direct execve would let `/proc/self/exe` name the host's interpreter
     again. Only where no memfd could be made (an architecture without the program, a
     kernel refusing executable memfds) is the exec direct."""
-    memfd, path, argv, envp, _, _ = req
+    memfd, path, argv, envp = req[:4]
     env = dict(e.partition(b"=")[::2] for e in envp)
     if memfd < 0:
         posix.execve(path, argv, env)

@@ -11,8 +11,10 @@
 _start:
     mov  edi, 4                     # prctl(PR_SET_DUMPABLE, 0): execve made us
     xor  esi, esi                   # dumpable; nothing in the container may ptrace
-    mov  eax, 157                   # us or open our fds
-    syscall
+    mov  eax, 157                   # us or open our fds (a profile that refuses
+    syscall                         # it gets no waiter: exit 127)
+    test rax, rax
+    jnz  fail127
     mov  rbx, rsp                   # argc, argv, envp (rbx survives syscalls)
     mov  rax, [rbx]
     cmp  rax, 3                     # argc >= 3
@@ -37,9 +39,19 @@ _start:
     mov  r10d, 8
     mov  eax, 13                    # rt_sigaction(sig, &act, NULL, 8)
     syscall
+    test rax, rax
+    jnz  fail127
     inc  r12
     jmp  1b
-2:  mov  edi, [rip+fifo_fd]         # read(fifo_fd, buf, 1): `ocirun start` writes
+2:  mov  edi, 2                     # rt_sigprocmask(SIG_SETMASK, &empty, NULL, 8):
+    lea  rsi, [rsp+24]              # the init execs us with every signal blocked, so
+    xor  edx, edx                   # one sent before our handlers were in place is
+    mov  r10d, 8                    # pending, and delivered now
+    mov  eax, 14
+    syscall
+    test rax, rax
+    jnz  fail127
+    mov  edi, [rip+fifo_fd]         # read(fifo_fd, buf, 1): `ocirun start` writes
     mov  rsi, rsp                   # one byte into the exec fifo
     mov  edx, 1
     xor  eax, eax
