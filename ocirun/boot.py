@@ -77,7 +77,8 @@ class BundleFinder:
     def find_and_load(self, name, import_):
         """importlib's `_find_and_load(name, import_)` (see the module's docstring)."""
         entry = self.modules.get(name)
-        if entry is None and name not in self.extensions and name not in _BUILTIN:
+        if (entry is None and name not in self.extensions and name not in _BUILTIN
+                or sys.modules.get(name, 0) is None):  # (importlib halts that import)
             return self.default_find_and_load(name, import_)
         parent, _, child = name.rpartition(".")
         if parent:

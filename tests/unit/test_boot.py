@@ -241,3 +241,21 @@ def test_launcher_imports_boot_when_its_code_does_not_fit(installed, damage):
     origin, first = r.stdout.splitlines()[:2]
     assert origin == f"{lib}/ocirun/boot.py"
     assert first.startswith("ocirun version")
+
+
+def test_none_in_sys_modules_halts_the_import(installed):
+    """As with importlib: a None entry in sys.modules makes the import fail."""
+    lib, _ = installed
+    probe = ("import sys; sys.path.insert(0, %r); from ocirun import boot; assert boot.install()\n"
+             "out = []\n"
+             "for name in ('ocirun.timings', '_json', '_struct'):\n"
+             "    sys.modules[name] = None\n"
+             "    try:\n"
+             "        __import__(name)\n"
+             "        out.append('imported')\n"
+             "    except ModuleNotFoundError as e:\n"
+             "        out.append('halted' if 'halted' in str(e) else str(e))\n"
+             "print(*out)" % str(lib))
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["halted"] * 3
