@@ -169,3 +169,136 @@ def test_library_creates_leave_no_fd(bundle, threaded):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["8", "4", "True"], r.stdout + r.stderr
+
+
+def test_a_process_of_another_user_forks(bundle):
+    """After its setresuid the init could be signalled by any host process of that uid
+    (SIGSTOP would hold the runtime in clone_vm): a non-root process forks."""
+    bundle.config["process"]["user"] = {"uid": 4243, "gid": 4243}
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    pid = bundle.state(cid)["pid"]
+    assert os.path.realpath(_status(pid)["exe"]) == os.path.realpath(sys.executable)
+    assert _status(pid)["Uid"].split()[0] == "0"  # root until `start`, as before
+    assert bundle.ocirun("delete", "-f", cid).returncode == 0
+
+
+def test_a_failed_execve_of_the_waiter_fails_create(bundle):
+    """The waiter's execve comes after READY: its failure must still fail `create`
+    (here a profile without noNewPrivileges, loaded before it, refuses execve)."""
+    bundle.config["process"]["noNewPrivileges"] = False
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 1}]}
+    cid, r = bundle.create()
+    assert r.returncode != 0
+    assert "Operation not permitted" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert bundle.ocirun("state", cid).returncode != 0  # nothing left behind
+
+
+def test_poststart_runs_after_the_entrypoint_execve(bundle, tmp_path):
+    """`start` runs poststart hooks once the process is the user's program, not while it
+    is still the waiter (held stopped here until `start` has written its byte)."""
+    import signal
+    out = tmp_path / "exe"
+    hook = tmp_path / "hook.py"
+    hook.write_text("import json, os, sys\n"
+                    f"with open({str(out)!r}, 'a') as f:\n"
+                    "    f.write(os.readlink('/proc/%d/exe' % json.load(sys.stdin)['pid']) + '\\n')\n")
+    bundle.config["hooks"] = {"poststart": [{"path": sys.executable, "args": ["python3", str(hook)]}]}
+    bundle.config["process"]["args"] = ["sleep", "60"]
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    pid = bundle.state(cid)["pid"]
+    assert _status(pid)["exe"].startswith("/memfd:ocirun-exec")
+    os.kill(pid, signal.SIGSTOP)
+    start = subprocess.Popen([OCIRUN, "--root", bundle.root, "start", cid],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        assert not out.exists(), out.read_text()  # not before the execve
+        os.kill(pid, signal.SIGCONT)
+        assert start.wait(10) == 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        start.wait(10)
+        bundle.ocirun("delete", "-f", cid)
+    assert out.read_text().split() == ["/bin/busybox"]
+
+
+@pytest.mark.parametrize("refused", [
+    {"names": ["prctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+     "args": [{"index": 0, "value": 4, "op": "SCMP_CMP_EQ"}]},   # PR_SET_DUMPABLE
+    {"names": ["rt_sigaction"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+], ids=["dumpable", "sigaction"])
+def test_a_waiter_that_cannot_protect_itself_exits(bundle, refused):
+    """Without noNewPrivileges the filter is in force in the waiter: where it refuses
+    the waiter's non-dumpable flag or its handlers, the waiter exits (127) instead of
+    waiting unprotected, and the entrypoint never runs."""
+    bundle.config["process"]["noNewPrivileges"] = False
+    bundle.config["process"]["args"] = ["sh", "-c", "echo ran > /ran"]
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [refused]}
+    cid, r = bundle.create()
+    assert r.returncode == 0, r.stderr
+    _wait_stopped(bundle, cid)
+    assert bundle.ocirun("start", cid).returncode != 0
+    assert bundle.ocirun("delete", cid).returncode == 0
+    assert not os.path.exists(f"{bundle.rootfs}/ran")
+
+
+PENDING = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from ocirun.linux import trampoline
+r, w = os.pipe()
+os.set_inheritable(r, True)
+fd = trampoline.prepare(trampoline.waiter(r))
+pid = os.fork()
+if pid == 0:
+    # as clone_vm's C side leaves it for the waiter: every signal blocked, and a TERM
+    # sent before the waiter had its handlers pending
+    signal.pthread_sigmask(signal.SIG_SETMASK, range(1, signal.NSIG))
+    os.kill(os.getpid(), signal.SIGTERM)
+    os.execve(fd, [b"ocirun-exec", b"/bin/true", b"true"], {})
+os.close(r)
+signal.signal(signal.SIGALRM, lambda *a: os.kill(pid, signal.SIGKILL))
+signal.alarm(5)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_signal_pending_before_the_waiters_handlers_is_delivered():
+    """The waiter starts with every signal blocked and unblocks them once its handlers
+    are in place: a TERM sent in between is delivered then (as pid 1 of its namespace,
+    with no handler yet, it would have been ignored)."""
+    r = subprocess.run([sys.executable, "-c", PENDING, REPO], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["143"], r.stdout
+
+
+KEEP_MASK = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from ocirun import kernel
+from ocirun.linux import trampoline
+keep = sys.argv[2] == "keep"
+r, w = os.pipe()
+req = trampoline.request(None, "/bin/grep", ["grep", "SigBlk", "/proc/self/status"], [], w,
+                         keep_mask=keep)
+pid = kernel.clone_vm(lambda: req, -1, w)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_clone_vm_keeps_signals_blocked_for_the_waiter_only(keep):
+    """_sys.c vm_exec: an exec request marked keep_mask (the waiter's) execs with every
+    signal still blocked; any other with none blocked."""
+    r = subprocess.run([sys.executable, "-c", KEEP_MASK, REPO, "keep" if keep else "empty"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    name, mask = r.stdout.split()
+    assert name == "SigBlk:" and (int(mask, 16) != 0) == keep, r.stdout
