@@ -175,7 +175,8 @@ sys_fork_into_cgroup(PyObject *self, PyObject *arg)
  *   interpreter's, or one the caller installed) must not run in the child, and a
  *   signal must not kill it halfway through changing an object. vm_exec empties the
  *   mask right before the execve, when only C runs: a signal pending then is the new
- *   program's, or kills the child at a point where our memory is consistent. Only
+ *   program's, or kills the child at a point where our memory is consistent (`create`'s
+ *   waiter is exec'd with the mask kept, and empties it itself). Only
  *   SIGKILL can stop the child in its Python part; if that happens while it has
  *   released the GIL in a blocking call (most of its time), we take the GIL back (see
  *   sys_clone_vm); if it happens while it runs bytecode, an object it was changing
