@@ -183,10 +183,7 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
         if shared and not for_run:
             # The waiter's execve came after READY: it closed the pipe, or failed
             # and wrote an ERROR line (run reads that while it waits, run.py).
-            tag, payload = chan.recv()
-            while tag == "T":
-                timings.add_remote(payload)
-                tag, payload = chan.recv()
+            tag, payload = after_marks(chan)
             if tag == "ERROR":
                 raise OciError(payload)
         st.pid = init_pid
@@ -213,6 +210,16 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
             child_chan.close()
         _undo(pid, init_pid, chan, manager, cdir)
         raise
+
+
+def after_marks(chan):
+    """The init's next message after its --timings marks: EOF once its execve has
+    closed the pipe, or the ERROR line of a failed one."""
+    tag, payload = chan.recv()
+    while tag == "T":
+        timings.add_remote(payload)
+        tag, payload = chan.recv()
+    return tag, payload
 
 
 class NetnsAhead:

@@ -6,7 +6,7 @@ import _signal
 
 from ocirun import timings
 from ocirun.errors import OciError
-from ocirun.lifecycle.create import create
+from ocirun.lifecycle.create import after_marks, create
 from ocirun.lifecycle.ops import destroy, run_poststart
 
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
@@ -39,11 +39,7 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
     for sig in pending:
         forward(sig, None)
     try:
-        while True:
-            tag, payload = c.chan.recv()  # EOF: execve closed the pipe
-            if tag != "T":
-                break
-            timings.add_remote(payload)
+        tag, payload = after_marks(c.chan)
         timings.mark("execve done")
         c.chan.close()
         if tag == "ERROR":

@@ -21,11 +21,12 @@
 Any failure in the child is sent as `ERROR <one line>` and the child _exits: nothing
 unwinds into the runtime's code in the child.
 
-`run` of an init that needs nothing from the runtime (no user namespace, no hooks
-before pivot_root, no seccomp listener; lifecycle/create.py _can_share_memory has the
-rest) starts it in the runtime's memory instead of a fork (_clone_vm): the runtime is
-suspended until the init's execve, so there is no GO; the init's messages (T, READY,
-ERROR) wait in the pipe and the runtime reads them when it resumes.
+`run` and `create` of an init that needs nothing from the runtime (no user namespace,
+no hooks before pivot_root, no seccomp listener; lifecycle/create.py _can_share_memory
+has the rest) start it in the runtime's memory instead of a fork (_clone_vm): the
+runtime is suspended until the init's execve (for `create`, of the waiter), so there
+is no GO; the init's messages (T, READY, ERROR) wait in the pipe and the runtime reads
+them when it resumes.
 """
 import posix
 

@@ -31,6 +31,16 @@ def _run(launcher, *args):
                           capture_output=True, text=True)
 
 
+def _with_bundle(lib, body):
+    """`body` (Python) run in a fresh interpreter whose imports come from the bundle
+    of the package in `lib`; -> its stdout."""
+    probe = (f"import sys\nsys.path.insert(0, {str(lib)!r})\nfrom ocirun import boot\n"
+             f"assert boot.install()\n{body}")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_bundle_serves_the_commands(installed, tmp_path):
     lib, launcher = installed
     r = _run(launcher, "features")
@@ -42,13 +52,10 @@ def test_bundle_serves_the_commands(installed, tmp_path):
 
 def test_modules_come_from_the_bundle(installed):
     lib, launcher = installed
-    probe = ("import sys; sys.path.insert(0, %r); from ocirun import boot; "
-             "assert boot.install(); import ocirun.lifecycle.create as c; "
-             "print(type(sys.meta_path[0]).__name__, c.__file__, c.__spec__.loader.__class__.__name__)"
-             % str(lib))
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    finder, path, loader = r.stdout.split()
+    out = _with_bundle(lib, "import ocirun.lifecycle.create as c\n"
+                            "print(type(sys.meta_path[0]).__name__, c.__file__, "
+                            "c.__spec__.loader.__class__.__name__)")
+    finder, path, loader = out.split()
     assert finder == loader == "BundleFinder"
     assert path == f"{lib}/ocirun/lifecycle/create.py"
 
@@ -100,13 +107,10 @@ def test_extensions_load_from_recorded_paths(installed):
     # only the interpreter's own library and ours: a third-party module stays optional
     stdlib = sysconfig.get_path("platstdlib")
     assert all(p.startswith((f"{lib}/", f"{stdlib}/")) for p in ext.values()), ext
-    probe = ("import sys; sys.path.insert(0, %r); from ocirun import boot; "
-             "assert boot.install(); import _json, ocirun.kernel; "
-             "print(_json.__spec__.loader.__class__.__name__, _json.__spec__.origin)" % str(lib))
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    out = _with_bundle(lib, "import _json, ocirun.kernel\n"
+                            "print(_json.__spec__.loader.__class__.__name__, _json.__spec__.origin)")
     if "_json" in ext:
-        assert r.stdout.split() == ["ExtensionFileLoader", ext["_json"]]
+        assert out.split() == ["ExtensionFileLoader", ext["_json"]]
 
 
 def test_extension_moved_since_install_is_searched_for(installed):
@@ -191,17 +195,14 @@ def test_a_failing_bundle_module_is_not_left_loaded(installed):
                         str(lib / "ocirun")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     (lib / "ocirun" / "boom.py").unlink()  # only the bundle has it
-    probe = ("import sys; sys.path.insert(0, %r); from ocirun import boot; assert boot.install()\n"
-             "import ocirun\n"
-             "for _ in range(2):\n"
-             "    try:\n"
-             "        import ocirun.boom\n"
-             "    except RuntimeError:\n"
-             "        pass\n"
-             "print(sys.boom_runs, 'ocirun.boom' in sys.modules, hasattr(ocirun, 'boom'))" % str(lib))
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["2", "False", "False"]
+    out = _with_bundle(lib, "import ocirun\n"
+                            "for _ in range(2):\n"
+                            "    try:\n"
+                            "        import ocirun.boom\n"
+                            "    except RuntimeError:\n"
+                            "        pass\n"
+                            "print(sys.boom_runs, 'ocirun.boom' in sys.modules, hasattr(ocirun, 'boom'))")
+    assert out.split() == ["2", "False", "False"]
 
 
 def test_launcher_runs_boot_from_its_compiled_code(installed):
@@ -246,16 +247,13 @@ def test_launcher_imports_boot_when_its_code_does_not_fit(installed, damage):
 def test_none_in_sys_modules_halts_the_import(installed):
     """As with importlib: a None entry in sys.modules makes the import fail."""
     lib, _ = installed
-    probe = ("import sys; sys.path.insert(0, %r); from ocirun import boot; assert boot.install()\n"
-             "out = []\n"
-             "for name in ('ocirun.timings', '_json', '_struct'):\n"
-             "    sys.modules[name] = None\n"
-             "    try:\n"
-             "        __import__(name)\n"
-             "        out.append('imported')\n"
-             "    except ModuleNotFoundError as e:\n"
-             "        out.append('halted' if 'halted' in str(e) else str(e))\n"
-             "print(*out)" % str(lib))
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["halted"] * 3
+    out = _with_bundle(lib, "out = []\n"
+                            "for name in ('ocirun.timings', '_json', '_struct'):\n"
+                            "    sys.modules[name] = None\n"
+                            "    try:\n"
+                            "        __import__(name)\n"
+                            "        out.append('imported')\n"
+                            "    except ModuleNotFoundError as e:\n"
+                            "        out.append('halted' if 'halted' in str(e) else str(e))\n"
+                            "print(*out)")
+    assert out.split() == ["halted"] * 3
