@@ -12,7 +12,13 @@ crun 1.8 refuses hybrid cgroup hosts, so there it runs inside a private mount
 namespace with cgroup2 mounted at /sys/fs/cgroup and --cgroup-manager=disabled;
 ocirun gets a row in that same condition, so that one pair compares like with like.
 That namespace is made once by a helper process, which spawns the runs it is sent;
-its set-up is not in any figure."""
+its set-up is not in any figure.
+
+The interpreter ocirun's launcher starts is measured alone in the same blocks, twice:
+`-I -S -c pass` (its start and its finalization: the baseline the start-up target
+names) and ending in `posix._exit(0)` (its start only: ocirun skips the finalization
+the same way). ocirun's median minus the first is "ocirun's share", set next to the
+whole run of the runtime it is compared with (shares())."""
 import json
 import os
 import shutil
@@ -46,6 +52,62 @@ class Runtime:
         if self.private:
             g.append("--cgroup-manager=disabled")
         return g + ["run", "--bundle", bundle, cid]
+
+
+class Interpreter(Runtime):
+    """A row for the interpreter alone: a fixed command, no bundle, no container."""
+    __slots__ = ("command",)
+
+    def __init__(self, name, command):
+        super().__init__(name, command[0])
+        self.command = command
+
+    def argv(self, bundle, cid):
+        return list(self.command)
+
+
+INTERPRETER_PASS = "interpreter (-c pass)"
+INTERPRETER_START = "interpreter (start only)"
+
+
+def launcher_interpreter(ocirun_path):
+    """The interpreter named by the launcher's `#!` line, or None (not a script, or
+    not a Python)."""
+    try:
+        with open(ocirun_path, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    if not words or not os.path.basename(words[0]).startswith("python"):
+        return None
+    return words[0] if os.access(words[0], os.X_OK) else None
+
+
+def interpreter_rows(ocirun_path):
+    interp = launcher_interpreter(ocirun_path)
+    if interp is None:
+        return []
+    return [Interpreter(INTERPRETER_PASS, [interp, "-I", "-S", "-c", "pass"]),
+            Interpreter(INTERPRETER_START,
+                        [interp, "-I", "-S", "-c", "import posix; posix._exit(0)"])]
+
+
+def shares(group):
+    """[(ocirun row, its share: its median minus the interpreter's -c pass, the row
+    compared with, that row's median)] of one variant's rows: ocirun with runc,
+    ocirun (private cgroup2) with crun in the same condition (or crun, on a host
+    where crun runs like ocirun)."""
+    med = {r["name"]: r["median_ms"] for r in group if r.get("median_ms") is not None}
+    base = med.get(INTERPRETER_PASS)
+    if base is None:
+        return []
+    pairs = (("ocirun", "runc"), ("ocirun", "crun"),
+             (f"ocirun ({PRIVATE})", f"crun ({PRIVATE})"))
+    return [(ours, round(med[ours] - base, 4), other, med[other])
+            for ours, other in pairs if ours in med and other in med]
 
 
 def spawn_timed(argv, env, err_path):
@@ -175,7 +237,7 @@ def find_runtimes(ocirun_path, extra=(), cgroup_mode=None):
         out.append(Runtime("ocirun", ocirun_path, private=True))
     for name, path in extra:
         out.append(Runtime(name, path))
-    return out
+    return out + interpreter_rows(ocirun_path)
 
 
 def _last_line(path):
@@ -210,6 +272,11 @@ def measure(runs=DEFAULT_RUNS, ocirun_path=None, extra=(), bundle_dir=None, prof
             notes.append(f"hybrid cgroups: crun refuses them, so `crun` runs in a {PRIVATE} "
                          "mount namespace with --cgroup-manager=disabled; "
                          f"`ocirun ({PRIVATE})` runs the same way for a like-for-like row")
+        interp = [r for r in runtimes if isinstance(r, Interpreter)]
+        if interp:
+            notes.append(f"interpreter rows: {interp[0].path} -I -S, `-c pass` and "
+                         "`-c 'import posix; posix._exit(0)'`, the interpreter ocirun's "
+                         "launcher starts (its #! line)")
         for i, r in enumerate(runtimes):
             r.root = f"{work}/root{i}"
             os.makedirs(r.root, mode=0o700)
@@ -255,7 +322,7 @@ def measure(runs=DEFAULT_RUNS, ocirun_path=None, extra=(), bundle_dir=None, prof
         phases = None
         if waterfall and runtimes[0].failed is None:
             phases = _phases(runtimes[0], variants[-1][1], env, work, notes)
-        rows, ratio_groups = [], {}
+        rows, ratio_groups, share_groups = [], {}, {}
         for variant, _ in variants:
             group = []
             for r in runtimes:
@@ -269,10 +336,16 @@ def measure(runs=DEFAULT_RUNS, ocirun_path=None, extra=(), bundle_dir=None, prof
                                        sys_ms=median([k for _, _, k in s]), path=r.path))
             rows += group
             ratio_groups[variant] = ratios(group)
+            for ours, share, other, whole in shares(group):
+                share_groups.setdefault(variant, []).append(
+                    {"row": ours, "share_ms": share, "against": other, "against_ms": whole})
+                notes.append(f"{variant}: {ours} minus the interpreter (-c pass): "
+                             f"{share:.2f} ms, against {other}'s whole run {whole:.2f} ms")
         what = f"of bundle {bundle_dir}" if bundle_dir else "of /bin/true (busybox bundle)"
         sec = {"title": f"full `run` {what}: {runs} runs each, in rounds of blocks of "
                         f"{BLOCK}; wall time per run",
-               "runs": runs, "rows": rows, "ratios": ratio_groups, "notes": notes}
+               "runs": runs, "rows": rows, "ratios": ratio_groups, "shares": share_groups,
+               "notes": notes}
         if phases is not None:
             sec["phases"] = phases
         return sec

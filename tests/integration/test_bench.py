@@ -53,7 +53,10 @@ def test_bench_ns_and_run_json(tmp_path):
         if hybrid:
             expect.append("ocirun (private cgroup2)")
             assert any("private cgroup2" in n for n in run["notes"])
+    # the interpreter the launcher starts, alone, in the same blocks
+    expect += ["interpreter (-c pass)", "interpreter (start only)"]
     assert names == expect
+    assert any("interpreter rows:" in n for n in run["notes"])
     for row in run["rows"]:
         if row["name"].startswith("ocirun"):
             assert "na" not in row, row
@@ -67,6 +70,15 @@ def test_bench_ns_and_run_json(tmp_path):
     if len(timed) > 1:
         a, b = timed[0], timed[1]
         assert abs(ratios[a["name"]][b["name"]] - a["median_ms"] / b["median_ms"]) < 0.01
+    # ocirun's share: its median minus the interpreter's, next to the whole run of
+    # the runtime it is compared with
+    med = {row["name"]: row.get("median_ms") for row in timed}
+    for share in run["shares"].get("no seccomp", []):
+        assert share["row"].startswith("ocirun")
+        assert abs(share["share_ms"] - (med[share["row"]] - med["interpreter (-c pass)"])) < 0.01
+        assert share["against_ms"] == med[share["against"]]
+    if "runc" in med:
+        assert [s["against"] for s in run["shares"]["no seccomp"]][0] == "runc"
     # the temp bundle and state roots are gone
     assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith("ocirun-bench-")]
 

@@ -148,3 +148,31 @@ def test_seccomp_figures_read_as_notes_not_a_dict():
     text = report.render({"sections": {"seccomp": sec}})
     assert "note: the filter's own run time" in text
     assert "{'" not in text  # the raw dict is for --json only
+
+
+def test_launcher_interpreter_from_the_shebang(tmp_path):
+    from ocirun.bench.run import launcher_interpreter
+    cases = {"py": f"#!{sys.executable} -IS\nimport sys\n", "sh": "#!/bin/sh\nexit 0\n",
+             "none": "import sys\n", "gone": "#!/nonexistent/python3 -IS\n", "empty": ""}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    assert launcher_interpreter(str(tmp_path / "py")) == sys.executable
+    for name in ("sh", "none", "gone", "empty", "missing"):
+        assert launcher_interpreter(str(tmp_path / name)) is None, name
+
+
+def test_shares_pair_each_ocirun_row_with_its_counterpart():
+    from ocirun.bench.run import INTERPRETER_PASS, shares
+    group = [{"name": "ocirun", "median_ms": 16.0}, {"name": "runc", "median_ms": 40.0},
+             {"name": "crun (private cgroup2)", "median_ms": 6.5},
+             {"name": "ocirun (private cgroup2)", "median_ms": 12.0},
+             {"name": INTERPRETER_PASS, "median_ms": 7.0},
+             {"name": "interpreter (start only)", "median_ms": 5.5}]
+    assert shares(group) == [("ocirun", 9.0, "runc", 40.0),
+                             ("ocirun (private cgroup2)", 5.0, "crun (private cgroup2)", 6.5)]
+    # no interpreter row (or it failed): no share
+    assert shares(group[:4]) == []
+    assert shares(group[:4] + [{"name": INTERPRETER_PASS, "na": "failed"}]) == []
+    # a unified host: crun runs like ocirun
+    assert shares([{"name": "ocirun", "median_ms": 12.0}, {"name": "crun", "median_ms": 6.0},
+                   {"name": INTERPRETER_PASS, "median_ms": 7.5}]) == [("ocirun", 4.5, "crun", 6.0)]
