@@ -3,9 +3,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
-from support import OCIRUN, need_root
+import pytest
+
+from ocirun import kernel
+from ocirun.bench import bundle as bench_bundle
+from support import OCIRUN, REPO, need_root
 
 NS_ROWS = ("fork + exit (baseline)", "network namespace create+destroy",
            "ipc namespace create+destroy", "mqueue mount (private mount ns)",
@@ -91,3 +96,20 @@ def test_bench_usage_errors():
         r = subprocess.run([OCIRUN, "bench", *args], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0
         assert msg in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(kernel.clone_vm is None,
+                    reason="scripts/floor.py needs ocirun._sys clone_vm (x86_64, glibc)")
+def test_floor_script_runs_the_container(tmp_path):
+    """scripts/floor.py, the README's lower bound, still runs a bench bundle's
+    container: its /bin/true's exit status is the script's."""
+    need_root()
+    bench_bundle.make_rootfs(str(tmp_path / "rootfs"))
+    bench_bundle.write_config(str(tmp_path), bench_bundle.config())
+    floor = [sys.executable, "-I", "-S", f"{REPO}/scripts/floor.py"]
+    r = subprocess.run(floor, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    # and its failures show: without /bin/true in the rootfs the execve fails
+    (tmp_path / "rootfs" / "bin" / "true").unlink()
+    r = subprocess.run(floor, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
