@@ -326,8 +326,9 @@ static long oci_clone3(struct oci_clone_args *a, int (*entry)(void))
  * with CLONE_VM | CLONE_FILES (our memory and our fd table, nothing else) creates the
  * namespace and opens it; the runtime meanwhile validates the config, plans and
  * prepares seccomp, the cgroup and the state directory, then takes the fd, and the
- * init joins it with setns(2), which costs microseconds. The namespace is the one unshare would have made: created with
- * our credentials in our user namespace (create.py only asks for it then).
+ * init joins it with setns(2), which costs microseconds. The namespace is the one
+ * unshare would have made: created with our credentials in our user namespace
+ * (create.py only asks for it then).
  *
  * The helper runs while we run Python, in the same memory, so it touches nothing but
  * its own stack and na_fd / na_err: raw syscalls only (glibc's wrappers write errno,

@@ -14,8 +14,8 @@ from ocirun import kernel
 from ocirun.errors import OciError
 from ocirun.kernel import (
     CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER, PR_CAP_AMBIENT,
-    PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_KEEPCAPS,
-    PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
+    PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE,
+    PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
 )
 from ocirun.linux import paths, trampoline
 from ocirun.linux import rootfs as rootfs_mod
