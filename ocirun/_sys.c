@@ -224,7 +224,6 @@ static void vm_exec(PyObject *req)
     Py_ssize_t argc, envc, i;
     long fd, errfd;
     const char *path, *err;
-    char proc[64];
     sigset_t none;
     int e, keep_mask;
 
@@ -263,14 +262,12 @@ static void vm_exec(PyObject *req)
     if (!keep_mask && sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         vm_fail("cannot unblock signals before execve (does the seccomp profile refuse "
                 "rt_sigprocmask?)");
-    if (fd >= 0) {
-        /* linux/trampoline.py: execveat(2), or execve(2) of /proc/self/fd/N where a
-         * seccomp profile refuses execveat */
+    if (fd >= 0)
+        /* linux/trampoline.py: execveat(2) of the sealed program, never a path in the
+         * container's /proc (a profile that refuses execveat was refused at create) */
         syscall(SYS_execveat, (int)fd, "", vm_vec, vm_vec + argc + 1, AT_EMPTY_PATH);
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%ld", fd);
-        path = proc;
-    }
-    syscall(SYS_execve, path, vm_vec, vm_vec + argc + 1);
+    else
+        syscall(SYS_execve, path, vm_vec, vm_vec + argc + 1);
     e = errno;
     vm_write_all((int)errfd, PyBytes_AS_STRING(errline), (size_t)PyBytes_GET_SIZE(errline));
     err = strerror(e);

@@ -61,13 +61,13 @@ _NR = {
                    seccomp=317, bpf=321, memfd_create=319, execveat=322,
                    pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                    pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                   prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72),
+                   prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72, statx=332),
     "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
                     sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
                     seccomp=277, bpf=280, memfd_create=279, execveat=281,
                     pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
                     pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                    prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25),
+                    prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25, statx=291),
 }[posix.uname().machine]
 
 # <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
@@ -303,7 +303,15 @@ def setrlimit(resource, soft, hard):
     _raw(_NR["prlimit64"], 0, resource, _struct.pack("QQ", soft, hard), None)
 
 
+# f_type values (<linux/magic.h>) of the filesystems the runtime mounts and checks.
 PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+TMPFS_MAGIC = 0x01021994
+DEVPTS_SUPER_MAGIC = 0x1CD1
+MQUEUE_MAGIC = 0x19800202
+CGROUP_SUPER_MAGIC = 0x27E0EB
+CGROUP2_SUPER_MAGIC = 0x63677270
+PROC_ROOT_INO = 1
 
 
 def fstatfs_type(fd):
@@ -311,3 +319,17 @@ def fstatfs_type(fd):
     buf = bytearray(120)
     _raw(_NR["fstatfs"], fd, buf)
     return _struct.unpack_from("l", buf)[0]
+
+
+STATX_MNT_ID = 0x1000
+_STATX_MNT_ID_OFFSET = 0x90  # struct statx: stx_mnt_id follows stx_dev_minor
+
+
+def mount_id(fd):
+    """The id of the mount `fd` is on (statx STATX_MNT_ID, Linux 5.8): two fds on the
+    same directory of two different mounts (a mount stacked over another) differ."""
+    buf = bytearray(256)
+    _raw(_NR["statx"], fd, b"\0", AT_EMPTY_PATH, STATX_MNT_ID, buf)
+    if not _struct.unpack_from("I", buf)[0] & STATX_MNT_ID:
+        raise OSError(38, "statx: no mount id (Linux 5.8 or newer is needed)")
+    return _struct.unpack_from("Q", buf, _STATX_MNT_ID_OFFSET)[0]

@@ -3,7 +3,7 @@ plain data, so the container init only executes it (and imports nothing)."""
 from ocirun import fs
 from ocirun.errors import ConfigError
 from ocirun.linux.caps import last_cap, mask
-from ocirun.linux.mountopts import PROPAGATION, parse_options
+from ocirun.linux.mountopts import MS_BIND, PROPAGATION, parse_options
 from ocirun.linux.namespaces import NAMESPACES
 from ocirun.linux.rlimits import RLIMITS
 
@@ -19,7 +19,7 @@ class Plan:
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
         "last_cap", "rlimits", "nnp", "oom_score_adj", "seccomp", "terminal",
         "preserve_fds", "mount_ns", "cgroupns", "hooks", "console_fd", "console_size",
-        "timings", "state_json", "host_pid", "apparmor",
+        "timings", "state_json", "host_pid", "apparmor", "proc_fd",
     )
 
 
@@ -66,6 +66,7 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.ns_join = []
     p.userns_new = False
     p.netns_fd = None  # a network namespace made ahead (lifecycle/create.py)
+    p.proc_fd = None  # the runtime's verified procfs (linux/procfs.py), opened before fork
     p.waiter_fd = None  # create's waiter program, when the init shares our memory (create.py)
     for i, ns in enumerate(linux.get("namespaces") or ()):
         flag, procname = NAMESPACES[ns["type"]]
@@ -87,7 +88,7 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     prop = linux.get("rootfsPropagation")
     p.root_propagation = PROPAGATION.get(prop, 0) if prop else 0
 
-    p.mounts = [(m, parse_options(m.get("options"))) for m in spec.get("mounts") or ()]
+    p.mounts = [_mount(m, bundle) for m in spec.get("mounts") or ()]
     dev_bound = any(m["destination"] == "/dev" and mo.bind for m, mo in p.mounts)
     devices = list(linux.get("devices") or ())
     if not dev_bound:
@@ -116,6 +117,19 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     from ocirun import timings
     p.timings = timings.enabled()
     return p
+
+
+def _mount(m, bundle):
+    """(mounts[i], its options); a relative bind source names a path in the bundle,
+    as runc reads it (the init resolves bind sources from no particular directory)."""
+    mo = parse_options(m.get("options"))
+    if m.get("type") == "bind":
+        mo.flags |= MS_BIND
+    src = m.get("source")
+    if mo.bind and src and not src.startswith("/"):
+        m = dict(m)
+        m["source"] = f"{bundle}/{src}"
+    return m, mo
 
 
 def fill_process(p, proc, preserve_fds=0):

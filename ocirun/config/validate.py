@@ -479,7 +479,7 @@ def _is_host_ns(path, kind):
 
 def _need_ns(ns, kind, field, what, check_host, fresh=False):
     """Refuse `what` unless the container has its own `kind` namespace: without one the
-    write would land in the host's (SECURITY.md class H)."""
+    write would land in the host's (docs/security.md class H)."""
     if kind not in ns:
         _fail(field, f"{what} needs a {kind} namespace in linux.namespaces"
                      f" (it would change the host's)")
@@ -601,7 +601,7 @@ def _check_linux(linux, spec, check_host):
                      "netDevices"):
             _obj(value, f)  # deep checks belong to their own packages
 
-    # User namespaces (SECURITY.md class I).
+    # User namespaces (docs/security.md class I).
     uid_maps = linux.get("uidMappings")
     gid_maps = linux.get("gidMappings")
     if "uidMappings" in linux:

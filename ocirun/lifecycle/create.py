@@ -7,10 +7,11 @@ from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
 from ocirun.kernel import CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWTIME
-from ocirun.linux import sync, trampoline
+from ocirun.linux import procfs, sync, trampoline
 from ocirun.linux.init import child_main, child_prepare, needs_runtime
 from ocirun.state import (
-    CGROUP_RECORD, FIFO, State, _dumps, check_id, proc_start_time, remove_dir, write_atomic,
+    CGROUP_RECORD, FIFO, State, _dumps, check_id, check_root, proc_start_time, remove_dir,
+    write_atomic,
 )
 
 
@@ -73,6 +74,7 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
     if linux.get("seccomp"):
         from ocirun import seccomp
         plan.seccomp = seccomp.prepare(linux["seccomp"], seccomp.cache_dir(root))
+        trampoline.check_profile(plan.seccomp, plan.nnp)
         if plan.seccomp.notify:
             seccomp.connect_listener(plan.seccomp)  # a host path: before fork and pivot
         timings.mark("seccomp prepare (key + cache or compile)")
@@ -96,6 +98,7 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
         fs.makedirs(root, 0o711)
     except OSError as e:
         raise OciError(f"create state root `{root}`: {e.strerror}") from None
+    check_root(root)
     cdir = f"{root}/{cid}"
     try:
         posix.mkdir(cdir, 0o711)
@@ -113,7 +116,7 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
     st.namespaces = linux.get("namespaces") or []
     pid = 0
     init_pid = 0
-    chan = child_chan = fifo_fd = None
+    chan = child_chan = fifo_fd = proc_fd = None
     try:
         if not for_run:
             posix.mkfifo(f"{cdir}/{FIFO}", 0o600)
@@ -137,6 +140,9 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
         timings.mark("state dir")
         share = _can_share_memory(plan, linux) and (for_run or _waiter(plan, fifo_fd))
         plan.netns_fd = netns.take() if _init_unshares_netns(plan) else None
+        # opened here, before fork: the init must not look anything up in a /proc that
+        # the container's mounts (or a joined mount namespace) decide
+        proc_fd = plan.proc_fd = procfs.open_root()
         pid, parent_did, joined, shared = _fork(plan, chan, child_chan, fifo_fd, manager, share)
         timings.mark("execve (the runtime resumes)" if shared else "fork")
         child_chan.close()
@@ -168,7 +174,7 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
             if tag == "READY":
                 break
             if tag == "USERNS":
-                _write_maps(pid, plan)
+                _write_maps(pid, plan, proc_fd)
                 chan.send("MAPPED")
             elif tag == "PID":
                 init_pid = int(payload)
@@ -200,6 +206,7 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
             from ocirun.linux.terminal import recv_fd
             master, _ = recv_fd(relay_fd)
             posix.close(relay_fd)
+            relay_fd = None
         return Created(st, chan, master)
     except BaseException:
         for fd in (relay_fd, plan.console_fd, plan.waiter_fd, fifo_fd):
@@ -210,6 +217,10 @@ def _create(root, cid, bundle, spec, raw, plan, netns, pid_file, console_socket,
             child_chan.close()
         _undo(pid, init_pid, chan, manager, cdir)
         raise
+    finally:
+        if proc_fd is not None:
+            posix.close(proc_fd)
+        plan.proc_fd = None
 
 
 def after_marks(chan):
@@ -423,8 +434,10 @@ def _enter_early_namespaces(plan, saved):
                 saved.append((posix.open(f"/proc/self/ns/{name}", posix.O_RDONLY | posix.O_CLOEXEC), flag))
         kernel.unshare(new)
         if new & CLONE_NEWTIME and plan.time_offsets:
-            with open("/proc/self/timens_offsets", "w") as f:
-                f.write(plan.time_offsets)
+            try:
+                procfs.write(plan.proc_fd, "self/timens_offsets", plan.time_offsets)
+            except OSError as e:
+                raise OciError(f"linux.timeOffsets: write timens_offsets: {e.strerror}") from None
         did |= new
     return did
 
@@ -448,16 +461,12 @@ def _run_create_hooks(st, init_pid, hooks):
     return created
 
 
-def _write_maps(pid, plan):
+def _write_maps(pid, plan, proc_fd):
     for name, text in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):
         if not text:
             continue
         try:
-            fd = posix.open(f"/proc/{pid}/{name}", posix.O_WRONLY | posix.O_CLOEXEC)
-            try:
-                posix.write(fd, text.encode())
-            finally:
-                posix.close(fd)
+            procfs.write(proc_fd, f"{pid}/{name}", text)
         except OSError as e:
             raise OciError(f"write {name} `{text.strip()}`: {e.strerror}") from None
 

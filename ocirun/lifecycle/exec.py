@@ -9,7 +9,7 @@ from ocirun.config.plan import Plan, fill_process
 from ocirun.errors import ConfigError, OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
 from ocirun.lifecycle.process import open_init
-from ocirun.linux import sync
+from ocirun.linux import procfs, sync, trampoline
 from ocirun.linux.caps import last_cap
 from ocirun.linux.namespaces import NAMESPACES
 from ocirun.state import load, write_atomic
@@ -98,6 +98,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     if seccomp_cfg:
         from ocirun import seccomp
         p.seccomp = seccomp.prepare(seccomp_cfg, seccomp.cache_dir(root))
+        trampoline.check_profile(p.seccomp, p.nnp)
         if p.seccomp.notify:
             seccomp.connect_listener(p.seccomp)
             from ocirun.hooks import encode_state
@@ -126,6 +127,9 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         except FileNotFoundError:
             pass
     root_fd = posix.open(f"/proc/{st.pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    # the child writes under /proc after it has entered the container: never through
+    # the container's /proc (linux/procfs.py)
+    p.proc_fd = procfs.open_root()
     chan, child_chan = sync.pair()
     timings.mark("the container's namespaces and root")
     # pid and time namespaces apply to children: enter them here, fork, come back.
@@ -158,6 +162,13 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             pid, self_join = manager.fork()
         if pid == 0:
             chan.close()  # see create: EOF must reach us if the runtime dies
+            # Nothing of the runtime's that the child does not need: a process of the
+            # container able to ptrace it (CAP_SYS_PTRACE) must not find our own pid
+            # namespace or the relay's other end in its fd table.
+            for fd, _ in saved:
+                posix.close(fd)
+            if relay_fd is not None:
+                posix.close(relay_fd)
             from ocirun.linux.exec_init import exec_main
             exec_main(p, child_chan, pidfd, flags & ~early, root_fd, self_join or ())
     finally:
@@ -168,6 +179,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     child_chan.close()
     posix.close(pidfd)
     posix.close(root_fd)
+    posix.close(p.proc_fd)
     if p.console_fd is not None:
         posix.close(p.console_fd)
     forward_to.append(pid)

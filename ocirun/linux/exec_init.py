@@ -5,7 +5,7 @@ import posix
 from ocirun import kernel
 from ocirun.kernel import PR_SET_DUMPABLE, PR_SET_PDEATHSIG
 from ocirun.linux import init as init_mod
-from ocirun.linux import trampoline
+from ocirun.linux import procfs, trampoline
 from ocirun.linux.init import InitError, _step
 
 
@@ -30,7 +30,7 @@ def _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join):
     for res, soft, hard in plan.rlimits:
         _step(f"setrlimit {res}", kernel.setrlimit, res, soft, hard)
     if plan.oom_score_adj is not None:
-        _step("write oom_score_adj", init_mod._write_proc, "/proc/self/oom_score_adj",
+        _step("write oom_score_adj", procfs.write, plan.proc_fd, "self/oom_score_adj",
               str(plan.oom_score_adj))
     if ns_flags:
         # One setns(pidfd) joins them all at once, the user namespace first.
@@ -50,7 +50,7 @@ def _run(plan, chan, pidfd, ns_flags, root_fd, cgroup_join):
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
     exe = init_mod.find_executable(plan.args[0], plan.path_env)
     kernel.prctl(PR_SET_PDEATHSIG, 0)
-    memfd = trampoline.prepare()
+    memfd = _step("create the sealed exec program", trampoline.program_for, plan)
     init_mod._finalize(plan)
     try:
         trampoline.execve(trampoline.request(memfd, exe, plan.args, plan.env, chan.wfd))

@@ -2,7 +2,7 @@
 
 Everything it calls was imported before fork: after pivot_root the filesystem is the
 container's, and importing (or loading NSS modules) from it would run the image's code
-inside the runtime (SECURITY.md K).
+inside the runtime (docs/security.md K).
 """
 import posix
 import _stat  # the C module behind `stat`
@@ -17,7 +17,7 @@ from ocirun.kernel import (
     PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP, PR_SET_DUMPABLE,
     PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
 )
-from ocirun.linux import paths, trampoline
+from ocirun.linux import procfs, trampoline
 from ocirun.linux import rootfs as rootfs_mod
 from ocirun.linux.namespaces import JOIN_ORDER
 
@@ -90,7 +90,7 @@ def join_cgroups(dirs):
     """Move ourselves into cgroup v1 directories (cgroups/common.py Manager.fork): "0" in
     `tasks` is the writing thread, which here is the whole process."""
     for d in dirs:
-        _step(f"join cgroup {d}", _write_proc, d + "/tasks", "0")
+        _step(f"join cgroup {d}", _write_file, d + "/tasks", "0")
 
 
 def report(chan, e):
@@ -129,7 +129,8 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
     for res, soft, hard in plan.rlimits:
         _step(f"setrlimit {res}", kernel.setrlimit, res, soft, hard)
     if plan.oom_score_adj is not None:
-        _step("write oom_score_adj", _write_proc, "/proc/self/oom_score_adj", str(plan.oom_score_adj))
+        _step("write oom_score_adj", procfs.write, plan.proc_fd, "self/oom_score_adj",
+              str(plan.oom_score_adj))
 
     # Join namespaces by path: open them all first (after joining the mount
     # namespace the paths would resolve elsewhere), then setns, user first.
@@ -167,14 +168,17 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
     if rest & (CLONE_NEWPID | CLONE_NEWTIME):
         # A new pid (or time) namespace applies to children only: fork the init.
         if rest & CLONE_NEWTIME and plan.time_offsets:
-            _step("write timens_offsets", _write_proc, "/proc/self/timens_offsets", plan.time_offsets)
+            _step("write timens_offsets", procfs.write, plan.proc_fd, "self/timens_offsets",
+                  plan.time_offsets)
         pid = posix.fork()
         if pid:
             chan.send("PID", str(pid))
             posix._exit(0)
 
+    # (through the runtime's procfs: /proc/sys/net of this task is its own network
+    # namespace's, whichever procfs it is read through)
     for key, value in plan.sysctl.items():
-        _step(f"sysctl {key}", _write_proc, "/proc/sys/" + key.replace(".", "/"), value)
+        _step(f"sysctl {key}", procfs.write, plan.proc_fd, "sys/" + key.replace(".", "/"), value)
     if plan.hostname is not None:
         _step("sethostname", kernel.sethostname, plan.hostname)
     if plan.domainname is not None:
@@ -190,9 +194,14 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
         if plan.terminal:
             raise InitError("process.terminal needs a mount namespace (for /dev/pts and /dev/console)")
         rootfd = _step("open rootfs", posix.open, plan.rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
-        for m, mo in plan.mounts:
-            rootfs_mod.mount_one(rootfd, m, mo, plan.cgroupns)
-        posix.close(rootfd)
+        tree = rootfs_mod.Tree(rootfd, plan.proc_fd)
+        try:
+            for i, (m, mo) in enumerate(plan.mounts):
+                rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
+            tree.verify()
+        finally:
+            tree.close()
+            posix.close(rootfd)
         state_json = _hooks_before_pivot(plan, chan)
         _step("chroot", posix.chroot, plan.rootfs)
         posix.chdir("/")
@@ -226,7 +235,7 @@ def _run(plan, chan, fifo_fd, parent_did, cgroup_join, shared):
             raise _Quit(1)
         posix.close(fifo_fd)
     # (run has no fifo: the init goes on at once, while the runtime writes the state)
-    memfd = trampoline.prepare()
+    memfd = _step("create the sealed exec program", trampoline.program_for, plan)
     hooks = plan.hooks.get("startContainer")
     # startContainer hooks come from the container's filesystem: they run with the
     # process's own user, capabilities and (without noNewPrivileges) seccomp filter.
@@ -262,7 +271,8 @@ def _tmark(plan, chan, name):
         chan.send("T", f"{name} {time.perf_counter_ns()}")
 
 
-def _write_proc(path, value):
+def _write_file(path, value):
+    """A host file outside /proc (a cgroup's tasks file)."""
     fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC | posix.O_NOFOLLOW)
     try:
         posix.write(fd, value.encode())
@@ -292,21 +302,27 @@ def _hooks_before_pivot(plan, chan):
 
 
 def _setup_rootfs(plan, chan):
-    rootfd = _step("prepare rootfs", rootfs_mod.prepare_root, plan.rootfs, plan.root_propagation)
+    rootfd = _step("prepare rootfs", rootfs_mod.prepare_root, plan.proc_fd, plan.rootfs,
+                   plan.root_propagation)
     _tmark(plan, chan, "rootfs bind + propagation")
-    for m, mo in plan.mounts:
-        rootfs_mod.mount_one(rootfd, m, mo, plan.cgroupns)
-    _tmark(plan, chan, f"mounts ({len(plan.mounts)})")
-    if plan.devices:
-        rootfs_mod.make_devices(rootfd, plan.devices, plan.dev_from_host)
-    if plan.dev_symlinks:
-        _step("create /dev symlinks", rootfs_mod.make_dev_symlinks, rootfd)
-    if plan.terminal:
-        _step("set up the terminal", _setup_terminal, plan, rootfd)
-    _tmark(plan, chan, "devices")
-    rootfs_mod.mask_paths(rootfd, plan.masked)
-    rootfs_mod.readonly_paths(rootfd, plan.readonly_paths)
-    _tmark(plan, chan, "masked + readonly paths")
+    tree = rootfs_mod.Tree(rootfd, plan.proc_fd)
+    try:
+        for i, (m, mo) in enumerate(plan.mounts):
+            rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
+        tree.verify()
+        _tmark(plan, chan, f"mounts ({len(plan.mounts)})")
+        if plan.devices:
+            rootfs_mod.make_devices(tree, plan.devices, plan.dev_from_host)
+        if plan.dev_symlinks:
+            _step("create /dev symlinks", rootfs_mod.make_dev_symlinks, tree)
+        if plan.terminal:
+            _step("set up the terminal", _setup_terminal, plan, tree)
+        _tmark(plan, chan, "devices")
+        rootfs_mod.mask_paths(tree, plan.masked)
+        rootfs_mod.readonly_paths(tree, plan.readonly_paths)
+        _tmark(plan, chan, "masked + readonly paths")
+    finally:
+        tree.close()
     state_json = _hooks_before_pivot(plan, chan)
     _step("pivot_root", rootfs_mod.pivot, rootfd, plan.no_pivot)
     posix.close(rootfd)
@@ -315,14 +331,14 @@ def _setup_rootfs(plan, chan):
     return state_json
 
 
-def _setup_terminal(plan, rootfd):
+def _setup_terminal(plan, tree):
     """A pty of the container's devpts: /dev/console is its peer, the master goes to
     the caller over the console socket, the peer becomes our stdio."""
     terminal = _module("ocirun.linux.terminal")
-    master, peer = terminal.open_pty(rootfd)
+    master, peer = terminal.open_pty(tree.rootfd)
     # A symlink the image left at /dev/console must not steer the bind elsewhere
     # (CVE-2025-52565): remove it, the console is ours to create.
-    dev = paths.mkdir_all(rootfd, "/dev")
+    dev = tree.mkdir_all("/dev")
     try:
         if _stat.S_ISLNK(posix.stat("console", dir_fd=dev, follow_symlinks=False).st_mode):
             posix.unlink("console", dir_fd=dev)
@@ -330,7 +346,7 @@ def _setup_terminal(plan, rootfd):
         pass
     finally:
         posix.close(dev)
-    console = paths.create_file(rootfd, "/dev/console", 0o600)
+    console = tree.create_file("/dev/console", 0o600)
     try:
         rootfs_mod.bind(peer, console, None, False)
     finally:
@@ -361,17 +377,14 @@ def find_executable(arg0, path_env):
     raise InitError(f"exec: \"{arg0}\": executable file not found in $PATH")
 
 
-def _apparmor_exec(profile):
-    """Ask AppArmor to confine the process from its next execve on."""
-    data = f"exec {profile}".encode()
+def _apparmor_exec(procfd, profile):
+    """Ask AppArmor to confine the process from its next execve on: through the
+    runtime's procfs, never the container's /proc (CVE-2019-16884)."""
+    data = f"exec {profile}"
     try:
-        fd = posix.open("/proc/thread-self/attr/apparmor/exec", posix.O_WRONLY | posix.O_CLOEXEC)
+        procfs.write(procfd, "thread-self/attr/apparmor/exec", data)
     except FileNotFoundError:  # kernels before 5.8
-        fd = posix.open("/proc/thread-self/attr/exec", posix.O_WRONLY | posix.O_CLOEXEC)
-    try:
-        posix.write(fd, data)
-    finally:
-        posix.close(fd)
+        procfs.write(procfd, "thread-self/attr/exec", data)
 
 
 def _module(name):
@@ -391,13 +404,15 @@ def _finalize(plan, then=None, unblock=True, keep_fd=None):
     might not allow (umask, signal dispositions, fds); then the bounding set, user
     and capabilities; then `then()` (the startContainer hooks, which must not run
     with more than the process gets). With noNewPrivileges the filter goes on right
-    before execve (SECURITY.md J); without it, seccomp(2) needs CAP_SYS_ADMIN, so it
+    before execve (docs/security.md J); without it, seccomp(2) needs CAP_SYS_ADMIN, so it
     goes on before the capabilities are dropped, and only the few syscalls that drop
     them run under it. `keep_fd`: the exec fifo, for the waiter, which then also
-    loads the noNewPrivileges filter itself (trampoline.py)."""
+    loads the noNewPrivileges filter itself (trampoline.py), as the exec program
+    does where the profile refuses execveat (trampoline.loads_filter)."""
     posix.umask(0o022 if plan.umask is None else plan.umask)
     if plan.apparmor:
-        _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.apparmor)
+        _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, plan.proc_fd,
+              plan.apparmor)
     # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve. (The
     # kernel's dispositions only: the interpreter's table may be the runtime's.)
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ) + _WAIT_SIGNALS:
@@ -435,5 +450,5 @@ def _finalize(plan, then=None, unblock=True, keep_fd=None):
         then()
     if plan.nnp:
         kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
-        if plan.seccomp is not None and keep_fd is None:
+        if plan.seccomp is not None and keep_fd is None and not trampoline.loads_filter(plan):
             _load_seccomp(plan)

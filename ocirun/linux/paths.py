@@ -3,35 +3,44 @@
 Every lookup starts from an fd of the rootfs and uses openat2(RESOLVE_IN_ROOT), so a
 symlink in the (hostile) rootfs such as `etc/hosts -> /tmp/x` or `proc -> /` resolves
 inside the rootfs, never to the host (CVE-2021-30465, CVE-2024-45310). Mounts then
-target the resolved fd through /proc/self/fd/N, so nothing can swap the path between
-the check and the mount."""
+target the resolved fd (procfs.fd_path), so nothing can swap the path between the
+check and the mount. Where a mount must be a plain directory (rootfs.py, held mounts)
+the lookup refuses symlinks altogether (RESOLVE_NO_SYMLINKS)."""
 import posix
-import _stat  # the C module behind `stat`
 
 from ocirun import kernel
 from ocirun.kernel import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS
 
-_RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+# The default: symlinks of the image are followed, with the rootfs as "/".
+RESOLVE_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 O_PATH = posix.O_PATH | posix.O_CLOEXEC
 
 
-def open_in_root(rootfd, path, flags=O_PATH, mode=0):
-    """openat2 relative to rootfd with the rootfs as "/" for every symlink."""
-    return kernel.openat2(rootfd, path.lstrip("/") or ".", flags | posix.O_CLOEXEC, mode, _RESOLVE)
+def open_in_root(rootfd, path, flags=O_PATH, mode=0, *, resolve=RESOLVE_ROOT):
+    """openat2 relative to rootfd with the rootfs as "/" for every symlink (or the
+    `resolve` flags given)."""
+    return kernel.openat2(rootfd, path.lstrip("/") or ".", flags | posix.O_CLOEXEC, mode, resolve)
 
 
 def fd_path(fd):
+    """The runtime's own /proc path of `fd` (host paths only: inside a container's
+    mount namespace, see procfs.fd_path)."""
     return f"/proc/self/fd/{fd}"
 
 
-def mkdir_all(rootfd, path, mode=0o755):
+def mkdir_all(rootfd, path, mode=0o755, *, resolve=RESOLVE_ROOT, _depth=0):
     """Create every missing directory of `path` inside the rootfs and return an O_PATH
     fd of the last one. Each component is created relative to its resolved parent,
-    so a symlinked component is followed inside the rootfs only."""
+    so a symlinked component is followed inside the rootfs only (or, with
+    RESOLVE_NO_SYMLINKS in `resolve`, refused: the OSError's filename then names the
+    first component that is a symlink or not a directory)."""
     try:
-        return open_in_root(rootfd, path, O_PATH | posix.O_DIRECTORY)
+        return open_in_root(rootfd, path, O_PATH | posix.O_DIRECTORY, resolve=resolve)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        if not resolve & kernel.RESOLVE_NO_SYMLINKS or e.errno not in (20, 40):
+            raise
     parts = [p for p in path.split("/") if p and p != "."]
     parent = posix.dup(rootfd)
     done = ""
@@ -41,14 +50,24 @@ def mkdir_all(rootfd, path, mode=0o755):
                 raise OSError(22, f"`..` in path {path}")
             done += "/" + name
             try:
-                fd = open_in_root(rootfd, done, O_PATH | posix.O_DIRECTORY)
+                fd = open_in_root(rootfd, done, O_PATH | posix.O_DIRECTORY, resolve=resolve)
             except FileNotFoundError:
                 try:
                     # mkdirat() accepts the O_PATH fd of the resolved parent.
                     posix.mkdir(name, mode, dir_fd=parent)
                 except FileExistsError:
-                    pass
-                fd = open_in_root(rootfd, done, O_PATH | posix.O_DIRECTORY)
+                    # a dangling symlink (where symlinks are followed at all): make
+                    # its target, resolved inside the rootfs as any lookup here is
+                    target = posix.readlink(name, dir_fd=parent)
+                    if _depth >= 40:
+                        raise OSError(40, "too many levels of symbolic links", done) from None
+                    base = done.rpartition("/")[0]
+                    posix.close(mkdir_all(rootfd, target if target.startswith("/") else
+                                          f"{base}/{target}", mode, resolve=resolve,
+                                          _depth=_depth + 1))
+                fd = open_in_root(rootfd, done, O_PATH | posix.O_DIRECTORY, resolve=resolve)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, done) from None
             posix.close(parent)
             parent = fd
     except BaseException:
@@ -57,16 +76,16 @@ def mkdir_all(rootfd, path, mode=0o755):
     return parent
 
 
-def create_file(rootfd, path, mode=0o644, _depth=0):
+def create_file(rootfd, path, mode=0o644, *, resolve=RESOLVE_ROOT, _depth=0):
     """Make sure a regular file (a bind-mount target) exists at `path` inside the
     rootfs; return an O_PATH fd of it. Created with O_EXCL|O_NOFOLLOW; a dangling
     symlink in the way has its target created, inside the rootfs."""
     try:
-        return open_in_root(rootfd, path, O_PATH)
+        return open_in_root(rootfd, path, O_PATH, resolve=resolve)
     except FileNotFoundError:
         pass
     parent, _, name = path.rstrip("/").rpartition("/")
-    pfd = mkdir_all(rootfd, parent or "/")
+    pfd = mkdir_all(rootfd, parent or "/", resolve=resolve)
     target = None
     try:
         try:
@@ -81,9 +100,5 @@ def create_file(rootfd, path, mode=0o644, _depth=0):
         if _depth >= 40:
             raise OSError(40, f"too many levels of symbolic links at {path}")
         return create_file(rootfd, target if target.startswith("/") else f"{parent}/{target}",
-                           mode, _depth + 1)
-    return open_in_root(rootfd, path, O_PATH)
-
-
-def is_dir(fd):
-    return _stat.S_ISDIR(posix.fstat(fd).st_mode)
+                           mode, resolve=resolve, _depth=_depth + 1)
+    return open_in_root(rootfd, path, O_PATH, resolve=resolve)

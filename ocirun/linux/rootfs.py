@@ -4,6 +4,15 @@ Runs in the container init, in its new mount namespace, before pivot_root. Every
 destination is resolved inside the rootfs (paths.open_in_root) and mounted onto the
 resolved fd; bind mounts use the fd-based mount API (open_tree, mount_setattr,
 move_mount) so their attributes are applied before they become visible.
+
+The image is hostile (docs/security.md C, L): a symlink at /proc, or a chain of them
+through other image paths, would put procfs somewhere else, and masks looked up by name
+later would find nothing. So the mounts the runtime relies on later (Tree.HELD_TYPES and
+HELD_DESTINATIONS: procfs and sysfs for the masks and read-only paths, /dev for the
+devices and the console, /dev/pts for the terminal, mqueue and cgroup) must land on a
+plain directory reached without a symlink, are kept by fd as soon as they are made, are
+checked to still be what the container sees once every mount is done, and the masks,
+read-only paths and devices are applied through those fds, never by name.
 """
 import posix
 import _stat  # the C module behind `stat`
@@ -11,16 +20,17 @@ import _stat  # the C module behind `stat`
 from ocirun import fs, kernel
 from ocirun.errors import OciError
 from ocirun.kernel import (
-    AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV,
-    MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
-    MOUNT_ATTR_RDONLY, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH, MS_BIND, MS_MOVE,
-    MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE,
-    MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SHARED, MS_SLAVE, MS_STRICTATIME,
-    OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE,
+    AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME,
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH,
+    MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID,
+    MS_NOSYMFOLLOW, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SHARED,
+    MS_SLAVE, MS_STRICTATIME, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
 )
-from ocirun.linux import paths
+from ocirun.linux import paths, procfs
 from ocirun.linux.mountopts import MountOptions
-from ocirun.linux.paths import fd_path, open_in_root
+from ocirun.linux.paths import open_in_root
 
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 AT_FDCWD = -100
@@ -51,6 +61,16 @@ PROC_BIND_ALLOWED = frozenset(("/proc/cpuinfo", "/proc/diskstats", "/proc/meminf
                                "/proc/stat", "/proc/swaps", "/proc/uptime", "/proc/loadavg",
                                "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid"))
 
+# Mount types and destinations the runtime relies on after mounting them (see the
+# module docstring), and the filesystem each of proc and sysfs must turn out to be.
+HELD_TYPES = frozenset(("proc", "sysfs", "mqueue", "cgroup", "cgroup2", "devpts"))
+HELD_DESTINATIONS = frozenset(("/proc", "/sys", "/dev", "/dev/pts"))
+_EXPECTED_MAGIC = {"proc": kernel.PROC_SUPER_MAGIC, "sysfs": kernel.SYSFS_MAGIC}
+_NO_SYMLINKS = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS
+# Below a held mount: nothing the image made can be there (procfs, sysfs, a fresh
+# tmpfs), and the kernel's own links stay beneath it.
+_BELOW_HELD = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+
 
 class MountError(OciError):
     pass
@@ -62,6 +82,113 @@ def _fail(what, dest, e):
     return MountError(f"mount `{what}` on `{dest}`: {name} ({e.strerror})")
 
 
+def components(path):
+    """`path` as a tuple of names, lexically normalised ("//proc/./x/" -> ("proc", "x"),
+    "/a/../b" -> ("b",)): how held destinations and the paths below them are compared."""
+    return tuple(fs.normpath("/" + path).strip("/").split("/")) if path.strip("/.") else ()
+
+
+class Held:
+    __slots__ = ("fd", "mnt_id", "index", "path")
+
+    def __init__(self, fd, mnt_id, index, path):
+        self.fd = fd
+        self.mnt_id = mnt_id
+        self.index = index
+        self.path = path
+
+
+class Tree:
+    """The container's filesystem while the init builds it: an O_PATH fd of the
+    rootfs, the runtime's verified procfs handle (procfs.py), and the held mounts:
+    destination components -> Held (an O_PATH fd of the mount's root and its id)."""
+
+    __slots__ = ("rootfd", "procfd", "held", "cwd")
+
+    def __init__(self, rootfd, procfd):
+        self.rootfd = rootfd
+        self.procfd = procfd
+        self.held = {}
+        self.cwd = None  # where we were before fd_path moved us
+
+    def close(self):
+        for h in self.held.values():
+            posix.close(h.fd)
+        self.held = {}
+        if self.cwd is not None:
+            # back where we were: hooks run next (createContainer) inherit it
+            posix.fchdir(self.cwd)
+            posix.close(self.cwd)
+            self.cwd = None
+
+    def hold(self, comps, index, mtype):
+        """Keep the mount now at `comps` (just made by mounts[index]) by fd."""
+        path = "/" + "/".join(comps)
+        fd = open_in_root(self.rootfd, path, paths.O_PATH | posix.O_DIRECTORY,
+                          resolve=_NO_SYMLINKS)
+        try:
+            magic = _EXPECTED_MAGIC.get(mtype)
+            if magic is not None and kernel.fstatfs_type(fd) != magic:
+                raise MountError(f"mounts[{index}]: `{path}` is not {mtype} after mounting it")
+            mnt_id = kernel.mount_id(fd)
+        except BaseException:
+            posix.close(fd)
+            raise
+        old = self.held.get(comps)
+        if old is not None:
+            posix.close(old.fd)
+        self.held[comps] = Held(fd, mnt_id, index, path)
+
+    def verify(self):
+        """Once every mount is made: each held destination, looked up in the rootfs
+        without symlinks, must still be the held mount (a later mount may cover it,
+        or a parent of it, and the container would see that instead)."""
+        for comps, h in self.held.items():
+            try:
+                fd = open_in_root(self.rootfd, h.path, paths.O_PATH | posix.O_DIRECTORY,
+                          resolve=_NO_SYMLINKS)
+            except OSError as e:
+                raise MountError(f"mounts[{h.index}].destination: `{h.path}` no longer resolves "
+                                 f"to its mount ({e.strerror}): a later mount covers it") from None
+            try:
+                same = kernel.mount_id(fd) == h.mnt_id
+            finally:
+                posix.close(fd)
+            if not same:
+                raise MountError(f"mounts[{h.index}].destination: `{h.path}` is covered by a "
+                                 f"later mount")
+
+    def base(self, path):
+        """(dirfd, rest, resolve) to reach the container path `path`: beneath the held
+        mount whose destination is its longest prefix, else from the rootfs, where the
+        image's symlinks are followed inside the rootfs only."""
+        comps = components(path)
+        for n in range(len(comps), 0, -1):
+            h = self.held.get(comps[:n])
+            if h is not None:
+                return h.fd, "/".join(comps[n:]) or ".", _BELOW_HELD
+        return self.rootfd, "/".join(comps) or ".", paths.RESOLVE_ROOT
+
+    def open(self, path, flags=paths.O_PATH):
+        dirfd, rest, resolve = self.base(path)
+        return open_in_root(dirfd, rest, flags, resolve=resolve)
+
+    def mkdir_all(self, path, mode=0o755):
+        dirfd, rest, resolve = self.base(path)
+        return paths.mkdir_all(dirfd, rest, mode, resolve=resolve)
+
+    def create_file(self, path, mode=0o644):
+        dirfd, rest, resolve = self.base(path)
+        return paths.create_file(dirfd, rest, mode, resolve=resolve)
+
+    def fd_path(self, fd):
+        """For mount(2), which takes paths only: see procfs.fd_path (it moves our
+        current directory; close() moves it back)."""
+        if self.cwd is None:
+            self.cwd = posix.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+        return procfs.fd_path(self.procfd, fd)
+
+
 def ms_to_attr(flags):
     attr = 0
     for ms, a in _MS_TO_ATTR:
@@ -69,12 +196,13 @@ def ms_to_attr(flags):
             attr |= a
     for ms, a in _ATIME:
         if flags & ms:
-            attr = (attr & ~0x70) | a
+            attr = (attr & ~MOUNT_ATTR__ATIME) | a
     return attr
 
 
 def bind(src_fd_or_path, dest_fd, mo, recursive):
-    """Clone a tree, set its attributes while detached, attach it onto dest_fd."""
+    """Clone a tree, set its attributes while detached, attach it onto dest_fd.
+    A source path is the host's, absolute (plan.build makes bind sources absolute)."""
     if isinstance(src_fd_or_path, int):
         tree = kernel.open_tree(src_fd_or_path, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
                                 | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0))
@@ -85,28 +213,60 @@ def bind(src_fd_or_path, dest_fd, mo, recursive):
         attr_set = ms_to_attr(mo.flags) if mo else 0
         attr_clr = ms_to_attr(mo.clear) if mo else 0
         if mo and mo.flags & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME):
-            attr_clr |= 0x70
+            attr_clr |= MOUNT_ATTR__ATIME
         if attr_set or attr_clr:
             kernel.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
         if mo and (mo.attr_set or mo.attr_clr):
             kernel.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
         kernel.move_mount(tree, "", dest_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
         if mo:
-            for prop in mo.propagation:
-                kernel.mount(None, fd_path(tree), None, prop)
+            _set_propagation(tree, mo.propagation)
     finally:
         posix.close(tree)
 
 
-def mount_one(rootfd, m, mo, cgroupns):
-    """Mount one `mounts[]` entry inside the rootfs."""
+def _set_propagation(fd, propagation):
+    """Each propagation option in turn, on the mount open at `fd` (mount_setattr:
+    no path to look up)."""
+    for prop in propagation:
+        kernel.mount_setattr(fd, "", AT_EMPTY_PATH | (AT_RECURSIVE if prop & MS_REC else 0),
+                             0, 0, prop & ~MS_REC)
+
+
+def _held(m, mo, comps):
+    return not mo.bind and (m.get("type") or "") in HELD_TYPES or (
+        "/" + "/".join(comps)) in HELD_DESTINATIONS
+
+
+def _plain_dir(tree, dest, index):
+    """The held destination: a directory reached from the rootfs without a symlink,
+    created (each component a directory) where missing."""
+    try:
+        return paths.mkdir_all(tree.rootfd, dest, resolve=_NO_SYMLINKS)
+    except OSError as e:
+        where = getattr(e, "filename", None) or dest
+        if e.errno == 40:  # ELOOP
+            why = "is a symlink in the rootfs"
+        elif e.errno == 20:  # ENOTDIR
+            why = "is not a directory in the rootfs"
+        else:
+            why = f"cannot be made a directory in the rootfs: {e.strerror}"
+        raise MountError(f"mounts[{index}].destination: {where} {why}") from None
+
+
+def mount_one(tree, index, m, mo, cgroupns):
+    """Mount `mounts[index]` inside the rootfs."""
     dest = m["destination"]
     mtype = m.get("type") or ""
     source = m.get("source") or mtype or "none"
-    if dest == "/proc" or dest.startswith("/proc/"):
-        if not (dest == "/proc" and mtype == "proc") and not (mo.bind and dest in PROC_BIND_ALLOWED):
+    comps = components(dest)
+    if comps[:1] == ("proc",):
+        norm = "/" + "/".join(comps)
+        if not (norm == "/proc" and mtype == "proc") and not (
+                mo.bind and norm in PROC_BIND_ALLOWED):
             raise MountError(f"mounts: refusing to mount `{source}` over `{dest}` "
                              f"(mounts inside /proc could redirect procfs writes)")
+    held = _held(m, mo, comps)
     if mo.bind:
         try:
             st = posix.stat(source)
@@ -115,14 +275,21 @@ def mount_one(rootfd, m, mo, cgroupns):
         is_dir = _stat.S_ISDIR(st.st_mode)
     else:
         is_dir = True
-    try:
-        dest_fd = paths.mkdir_all(rootfd, dest) if is_dir else paths.create_file(rootfd, dest)
-    except OSError as e:
-        raise _fail(source, dest, e) from None
+    if held:
+        if not is_dir:
+            raise MountError(f"mounts[{index}].source: `{source}` must be a directory "
+                             f"for `{dest}`")
+        dest_fd = _plain_dir(tree, dest, index)
+    else:
+        try:
+            dest_fd = (paths.mkdir_all(tree.rootfd, dest) if is_dir
+                       else paths.create_file(tree.rootfd, dest))
+        except OSError as e:
+            raise _fail(source, dest, e) from None
     # The check above reads the config's text; what counts is where the path led
-    # (`//proc/...`, `/x/../proc`, or a symlink in the image all reach procfs).
+    # (`/x/../proc`, or a symlink in the image, reach procfs).
     if kernel.fstatfs_type(dest_fd) == kernel.PROC_SUPER_MAGIC and not (
-            mo.bind and _in_root_path(dest_fd, rootfd) in PROC_BIND_ALLOWED):
+            mo.bind and _in_root_path(tree, dest_fd) in PROC_BIND_ALLOWED):
         posix.close(dest_fd)
         raise MountError(f"mounts: refusing to mount `{source}` over `{dest}`: it resolves "
                          f"inside /proc")
@@ -130,27 +297,29 @@ def mount_one(rootfd, m, mo, cgroupns):
         if mo.bind:
             bind(source, dest_fd, mo, bool(mo.flags & MS_REC))
         elif mtype == "cgroup" or mtype == "cgroup2":
-            mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns)
+            mount_cgroup(tree, dest, dest_fd, mo, cgroupns)
         else:
-            _mount_fs(source, dest_fd, mtype, mo, dest, rootfd)
+            _mount_fs(tree, source, dest_fd, mtype, mo, dest)
     except OSError as e:
         raise _fail(source, dest, e) from None
     finally:
         posix.close(dest_fd)
+    if held:
+        tree.hold(comps, index, mtype)
 
 
-def _in_root_path(fd, rootfd):
+def _in_root_path(tree, fd):
     """The path of `fd` as seen from the rootfs ("/proc/cpuinfo")."""
-    full = posix.readlink(fd_path(fd))
-    base = posix.readlink(fd_path(rootfd)).rstrip("/")
+    full = procfs.readlink_fd(tree.procfd, fd)
+    base = procfs.readlink_fd(tree.procfd, tree.rootfd).rstrip("/")
     return full[len(base):] if full.startswith(base + "/") else full
 
 
-def _mount_fs(source, dest_fd, mtype, mo, dest, rootfd):
+def _mount_fs(tree, source, dest_fd, mtype, mo, dest):
     flags = mo.flags & ~MS_REC
     data = ",".join(mo.data) or None
     try:
-        kernel.mount(source, fd_path(dest_fd), mtype, flags, data)
+        kernel.mount(source, tree.fd_path(dest_fd), mtype, flags, data)
     except PermissionError:
         if mtype != "sysfs":
             raise
@@ -159,20 +328,22 @@ def _mount_fs(source, dest_fd, mtype, mo, dest, rootfd):
         bind("/sys", dest_fd, mo, True)
         return
     if mo.propagation or mo.attr_set or mo.attr_clr:
-        top = open_in_root(rootfd, dest)
+        # the new mount's root, where dest_fd led (not a new lookup by name)
+        top = open_in_root(tree.rootfd, _in_root_path(tree, dest_fd), paths.O_PATH,
+                           resolve=_NO_SYMLINKS)
         try:
-            for prop in mo.propagation:
-                kernel.mount(None, fd_path(top), None, prop)
+            _set_propagation(top, mo.propagation)
             if mo.attr_set or mo.attr_clr:
-                kernel.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
+                kernel.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set,
+                                     mo.attr_clr)
         finally:
             posix.close(top)
 
 
-def _cgroup_mounts():
+def _cgroup_mounts(procfd):
     """Host cgroup hierarchies under /sys/fs/cgroup: [(fstype, mountpoint, options)]."""
     out = []
-    for line in fs.read_bytes("/proc/self/mountinfo").decode().splitlines():
+    for line in procfs.read(procfd, "thread-self/mountinfo").decode().splitlines():
         left, _, right = line.partition(" - ")
         fields = left.split()
         rfields = right.split()
@@ -181,16 +352,16 @@ def _cgroup_mounts():
     return out
 
 
-def _own_cgroups():
+def _own_cgroups(procfd):
     """controller set (or "" for v2) -> this process's cgroup path."""
     own = {}
-    for line in fs.read_bytes("/proc/self/cgroup").decode().splitlines():
+    for line in procfs.read(procfd, "thread-self/cgroup").decode().splitlines():
         _, ctrls, path = line.split(":", 2)
         own[ctrls] = path
     return own
 
 
-def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
+def mount_cgroup(tree, dest, dest_fd, mo, cgroupns):
     """The container's view of its cgroups. With a cgroup namespace, mount the
     hierarchies themselves (the kernel roots them at the container's cgroup);
     without one, bind the container's own cgroup directories."""
@@ -198,34 +369,36 @@ def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
     flags = (mo.flags & ~(MS_REC | MS_BIND)) | MS_NOSUID | MS_NODEV | MS_NOEXEC
     sub_mo = MountOptions()
     sub_mo.flags = flags
-    hier = _cgroup_mounts()
-    own = _own_cgroups()
+    hier = _cgroup_mounts(tree.procfd)
+    own = _own_cgroups(tree.procfd)
     unified = [h for h in hier if h[1] == "/sys/fs/cgroup" and h[0] == "cgroup2"]
     if unified:
         if cgroupns:
-            kernel.mount("cgroup2", fd_path(dest_fd), "cgroup2", flags)
+            kernel.mount("cgroup2", tree.fd_path(dest_fd), "cgroup2", flags)
         else:
             bind("/sys/fs/cgroup" + own.get("", "/"), dest_fd, sub_mo, True)
         return
-    kernel.mount("tmpfs", fd_path(dest_fd), "tmpfs", flags & ~MS_RDONLY, "mode=755")
-    top = open_in_root(rootfd, dest)
+    kernel.mount("tmpfs", tree.fd_path(dest_fd), "tmpfs", flags & ~MS_RDONLY, "mode=755")
+    # (the destination is held: reached without symlinks, so this finds the tmpfs)
+    top = open_in_root(tree.rootfd, dest, paths.O_PATH | posix.O_DIRECTORY,
+                          resolve=_NO_SYMLINKS)
     try:
         for fstype, mnt, opts in hier:
             name = mnt[len("/sys/fs/cgroup/"):]
             if not name or "/" in name:
                 continue
-            sub = paths.mkdir_all(top, name)
+            sub = paths.mkdir_all(top, name, resolve=_BELOW_HELD)
             try:
                 if fstype == "cgroup2":
                     if cgroupns:
-                        kernel.mount("cgroup2", fd_path(sub), "cgroup2", flags)
+                        kernel.mount("cgroup2", tree.fd_path(sub), "cgroup2", flags)
                     else:
                         bind(mnt + own.get("", "/"), sub, sub_mo, True)
                     continue
                 ctrls = [o for o in opts.split(",") if o not in ("rw", "ro")]
                 key = next((k for k in own if k and set(k.split(",")) == set(ctrls)), None)
                 if cgroupns:
-                    kernel.mount("cgroup", fd_path(sub), "cgroup", flags, ",".join(ctrls))
+                    kernel.mount("cgroup", tree.fd_path(sub), "cgroup", flags, ",".join(ctrls))
                 else:
                     bind(mnt + (own.get(key, "/") if key else "/"), sub, sub_mo, True)
             finally:
@@ -238,35 +411,31 @@ def mount_cgroup(rootfd, dest, dest_fd, mo, cgroupns):
                     except FileExistsError:
                         pass
         if ro:
-            tmp = open_in_root(rootfd, dest)
-            try:
-                kernel.mount(None, fd_path(tmp), None,
-                             MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            finally:
-                posix.close(tmp)
+            kernel.mount(None, tree.fd_path(top), None,
+                         MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     finally:
         posix.close(top)
 
 
-def make_devices(rootfd, devices, bind_from_host):
+def make_devices(tree, devices, bind_from_host):
     """mknod each device (or, in a user namespace where mknod is not allowed, bind the
-    host's node onto an empty file)."""
+    host's node onto an empty file), in the held /dev where there is one."""
     parents = {}  # one fd per directory (they are nearly all in /dev)
     try:
         for d in devices:
-            _make_device(rootfd, d, bind_from_host, parents)
+            _make_device(tree, d, bind_from_host, parents)
     finally:
         for pfd in parents.values():
             posix.close(pfd)
 
 
-def _make_device(rootfd, d, bind_from_host, parents):
+def _make_device(tree, d, bind_from_host, parents):
     path = d["path"]
     parent, _, name = path.rpartition("/")
     pfd = parents.get(parent)
-    if pfd is None:
-        pfd = parents[parent] = paths.mkdir_all(rootfd, parent or "/")
     try:
+        if pfd is None:
+            pfd = parents[parent] = tree.mkdir_all(parent or "/")
         kind = d.get("type", "c")
         mode = d.get("fileMode", 0o666) & 0o7777
         try:
@@ -295,10 +464,14 @@ def _make_device(rootfd, d, bind_from_host, parents):
         raise MountError(f"create device `{path}`: {e.strerror}") from None
 
 
-def make_dev_symlinks(rootfd):
-    have_kcore = fs.exists("/proc/kcore")
-    links = DEV_SYMLINKS + ((("/proc/kcore", "/dev/core"),) if have_kcore else ())
-    dfd = paths.mkdir_all(rootfd, "/dev")
+def make_dev_symlinks(tree):
+    try:
+        kcore = procfs.open_file(tree.procfd, "kcore", posix.O_PATH)
+        posix.close(kcore)
+        links = DEV_SYMLINKS + (("/proc/kcore", "/dev/core"),)
+    except OSError:
+        links = DEV_SYMLINKS
+    dfd = tree.mkdir_all("/dev")
     try:
         for target, link in links:
             try:
@@ -309,33 +482,46 @@ def make_dev_symlinks(rootfd):
         posix.close(dfd)
 
 
-def _dev_null(rootfd):
-    """The rootfs's /dev/null, verified to be the real char 1:3 (CVE-2025-31133: a
+def _dev_null(tree):
+    """The container's /dev/null, verified to be the real char 1:3 (CVE-2025-31133: a
     symlink or other file there would turn masking into exposure)."""
-    fd = open_in_root(rootfd, "/dev/null", paths.O_PATH | posix.O_NOFOLLOW)
+    fd = tree.open("/dev/null", paths.O_PATH | posix.O_NOFOLLOW)
     st = posix.fstat(fd)
     if not _stat.S_ISCHR(st.st_mode) or st.st_rdev != posix.makedev(1, 3):
         posix.close(fd)
-        raise MountError("maskedPaths: /dev/null in the container is not the null device (char 1:3)")
+        raise MountError("maskedPaths: /dev/null in the container is not the null device "
+                         "(char 1:3)")
     return fd
 
 
-def mask_paths(rootfd, masked):
+def _open_listed(tree, field, i, path):
+    """maskedPaths[i] / readonlyPaths[i]: an O_PATH fd of it, or None where it does
+    not exist. Below a held mount (procfs, sysfs) it is looked up beneath that mount's
+    fd, so no image symlink and no later mount elsewhere decides what it names; a
+    lookup that leaves the mount, or any other failure, is an error, never a skip."""
+    try:
+        return tree.open(path, paths.O_PATH | posix.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise MountError(f"{field}[{i}]: `{path}`: {e.strerror}") from None
+
+
+def mask_paths(tree, masked):
     if not masked:
         return
     null_fd = None
     try:
-        for path in masked:
-            try:
-                fd = open_in_root(rootfd, path, paths.O_PATH | posix.O_NOFOLLOW)
-            except (FileNotFoundError, NotADirectoryError):
+        for i, path in enumerate(masked):
+            fd = _open_listed(tree, "linux.maskedPaths", i, path)
+            if fd is None:
                 continue
             try:
                 if _stat.S_ISDIR(posix.fstat(fd).st_mode):
-                    kernel.mount("tmpfs", fd_path(fd), "tmpfs", MS_RDONLY, None)
+                    kernel.mount("tmpfs", tree.fd_path(fd), "tmpfs", MS_RDONLY, None)
                 else:
                     if null_fd is None:
-                        null_fd = _dev_null(rootfd)
+                        null_fd = _dev_null(tree)
                     bind(null_fd, fd, None, False)
             except OSError as e:
                 raise _fail("maskedPaths", path, e) from None
@@ -346,27 +532,27 @@ def mask_paths(rootfd, masked):
             posix.close(null_fd)
 
 
-def readonly_paths(rootfd, ro_paths):
-    for path in ro_paths or ():
-        try:
-            fd = open_in_root(rootfd, path, paths.O_PATH | posix.O_NOFOLLOW)
-        except (FileNotFoundError, NotADirectoryError):
+def readonly_paths(tree, ro_paths):
+    for i, path in enumerate(ro_paths or ()):
+        fd = _open_listed(tree, "linux.readonlyPaths", i, path)
+        if fd is None:
             continue
         try:
-            tree = kernel.open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH
-                                    | AT_RECURSIVE)
+            clone = kernel.open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH
+                                     | AT_RECURSIVE)
             try:
-                kernel.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
-                kernel.move_mount(tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+                kernel.mount_setattr(clone, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
+                kernel.move_mount(clone, "", fd, "",
+                                  MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
             finally:
-                posix.close(tree)
+                posix.close(clone)
         except OSError as e:
             raise _fail("readonlyPaths", path, e) from None
         finally:
             posix.close(fd)
 
 
-def prepare_root(rootfs, propagation):
+def prepare_root(procfd, rootfs, propagation):
     """Stop our mounts from reaching the host, then make the rootfs a mount point
     (pivot_root needs one). Returns an O_PATH fd of the rootfs mount."""
     # Before pivot_root only the kind of link to the host matters (shared, private,
@@ -381,17 +567,17 @@ def prepare_root(rootfs, propagation):
         # current root: make those private (in our namespace only); "/" of the
         # container gets rootfsPropagation back after pivot_root.
         kernel.mount(None, "/", None, MS_PRIVATE)
-        kernel.mount(None, _mount_point_of(rootfs), None, MS_PRIVATE)
+        kernel.mount(None, _mount_point_of(procfd, rootfs), None, MS_PRIVATE)
     kernel.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     if kind == MS_SHARED:
         kernel.mount(None, rootfs, None, MS_PRIVATE)
     return posix.open(rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
 
-def _mount_point_of(path):
+def _mount_point_of(procfd, path):
     """The mount point (from mountinfo) that holds `path`."""
     best = "/"
-    for line in fs.read_bytes("/proc/self/mountinfo").decode().splitlines():
+    for line in procfs.read(procfd, "thread-self/mountinfo").decode().splitlines():
         mp = line.split()[4].replace("\\040", " ")
         if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
             best = mp

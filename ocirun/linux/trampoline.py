@@ -26,6 +26,14 @@ fail:
     mov  eax, 231
     syscall
 
+Where a seccomp profile refuses execveat(2), the call that starts that program, the
+runtime never falls back to execve(2) of /proc/self/fd/N: that path would be looked
+up in the container's /proc, which the image, a volume or a CAP_SYS_ADMIN process can
+make into anything (docs/security.md M). With noNewPrivileges the program loads the filter
+itself, after its execveat (the waiter below, with no fifo to wait on); without it the
+filter must be loaded while the runtime still has CAP_SYS_ADMIN, before that execveat,
+so create and exec refuse such a profile (check_profile).
+
 The waiter (waiter() below) is the same kind of program for a created container whose
 init shared the runtime's memory (create.py _waiter): that init cannot wait for `start`
 in Python, since the runtime is suspended until its execve. It sets itself up entirely
@@ -36,7 +44,7 @@ noNewPrivileges the container's filter is already in force), then unblocks signa
 (the init execs it with all of them blocked, so none sent meanwhile is lost), reads
 `start`'s byte from the exec fifo, closes
 it, loads the noNewPrivileges filter if it carries one (right before the execve, as
-the init would have: SECURITY.md J) and execs the entrypoint with the trampoline's
+the init would have: docs/security.md J) and execs the entrypoint with the trampoline's
 argv. Its source is waiter.S; its data (fifo fd, seccomp flags, struct sock_fprog)
 follows the code, and the filter follows that.
 """
@@ -55,14 +63,14 @@ _CODE = {
 # (u32), 4 bytes, seccomp flags (u64), struct sock_fprog (u16 length, 6 bytes, u64 address).
 _WAITER = {
     "x86_64": bytes.fromhex(
-        "bf0400000031f6b89d0000000f054885c00f85040100004889e3488b034883f8030f82f4000000488b4b"
-        "08488b0948ba6f636972756e2d654839d10f85da0000004883ec20488d05e20000004889042448c74424"
-        "0800000004488944241048c7442418000000004c8d25cd000000410fb63c2485ff74204889e631d241ba"
-        "08000000b80d0000000f054885c00f858900000049ffc4ebd7bf02000000488d74241831d241ba080000"
-        "00b80e0000000f054885c075668b3d8d0000004889e6ba0100000031c00f054883f80175558b3d750000"
-        "00b8030000000f050fb7057700000085c0741fbf01000000488b355f000000488d1560000000b83d0100"
-        "000f054885c07517488b7b10488d7318488b03488d54c310b83b0000000f05bf7f000000eb05bf010000"
-        "00b8e70000000f0581c780000000b8e70000000f050102030f0a0c0e000f1f440000" + "00" * 32),
+        "bf0400000031f6b89d0000000f054885c00f85090100004889e3488b034883f8030f82f9000000488b4b"
+        "08488b0948ba6f636972756e2d654839d10f85df0000004883ec20488d05e70000004889042448c74424"
+        "0800000004488944241048c7442418000000004c8d25d2000000410fb63c2485ff74204889e631d241ba"
+        "08000000b80d0000000f054885c00f858e00000049ffc4ebd7bf02000000488d74241831d241ba080000"
+        "00b80e0000000f054885c0756b8b3d8d00000083ffff741f4889e6ba0100000031c00f054883f8017555"
+        "8b3d70000000b8030000000f050fb7057200000085c0741fbf01000000488b355a000000488d155b0000"
+        "00b83d0100000f054885c07517488b7b10488d7318488b03488d54c310b83b0000000f05bf7f000000eb"
+        "05bf01000000b8e70000000f0581c780000000b8e70000000f050102030f0a0c0e00" + "00" * 32),
 }
 _WAITER_DATA = 0x148
 _MACHINE = {"x86_64": 0x3E}
@@ -95,37 +103,75 @@ def waiter_supported():
 
 def waiter(fifo_fd, seccomp=None):
     """The waiter program (see the docstring) for this container: an ELF that waits
-    for a byte on `fifo_fd`, then loads `seccomp` (a Prepared program, or None), then
-    execs as the trampoline does."""
+    for a byte on `fifo_fd` (-1: does not wait), then loads `seccomp` (a Prepared
+    program, or None), then execs as the trampoline does."""
     machine = posix.uname().machine
     code = bytearray(_WAITER[machine])
     prog = b"" if seccomp is None else seccomp.prog
-    _struct.pack_into("<IxxxxQH6xQ", code, _WAITER_DATA, fifo_fd,
+    _struct.pack_into("<IxxxxQH6xQ", code, _WAITER_DATA, fifo_fd & 0xFFFFFFFF,
                       0 if seccomp is None else seccomp.flags, len(prog) // 8,
                       _BASE + 120 + len(code) if prog else 0)
     return elf(machine, bytes(code) + prog)
 
 
+def loads_filter(plan):
+    """Whether the process's exec program loads its seccomp filter itself: where the
+    profile refuses the execveat that starts the program (check_profile allows that
+    only with noNewPrivileges)."""
+    return plan.seccomp is not None and plan.seccomp.refuses_execveat
+
+
+def check_profile(prepared, nnp, field="linux.seccomp"):
+    """Before anything is set up: a profile that refuses execveat(2) can be honoured
+    only by the exec program loading it (noNewPrivileges, no listener to send)."""
+    if not prepared.refuses_execveat:
+        return
+    if not waiter_supported():
+        raise_refusal(field, "this machine has no exec program to load it")
+    if not nnp:
+        raise_refusal(field, "without process.noNewPrivileges the filter must be loaded "
+                             "before that execveat")
+    if prepared.notify:
+        raise_refusal(field, "the exec program cannot hand over a seccomp listener")
+
+
+def raise_refusal(field, why):
+    from ocirun.errors import ConfigError
+    raise ConfigError(field, "refuses execveat(2), which starts the container's process "
+                             f"from a sealed copy of its exec program (CVE-2019-5736); {why}: "
+                             "allow execveat")
+
+
+def program_for(plan):
+    """The sealed exec program for `plan`'s process: the trampoline, or the waiter
+    with no fifo carrying the filter (loads_filter)."""
+    if loads_filter(plan):
+        return prepare(waiter(-1, plan.seccomp))
+    return prepare()
+
+
 def prepare(program=None):
     """A sealed, executable memfd holding the program (the trampoline unless given;
-    None where unsupported). Call before seccomp is loaded: the profile may not allow
-    memfd_create."""
+    None where this machine has no program). Call before seccomp is loaded: the
+    profile may not allow memfd_create. Raises OSError where the memfd cannot be made:
+    the process is never exec'd without it (fail closed)."""
     if program is None:
         program = _PROGRAM
     if program is None:
         return None
     try:
-        try:
-            fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
-        except OSError:  # kernels before 6.3 have no MFD_EXEC
-            fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+        fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
+    except OSError:  # kernels before 6.3 have no MFD_EXEC
+        fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+    try:
         view = memoryview(program)
         while view:
             view = view[posix.write(fd, view):]
         kernel.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
-        return fd
-    except OSError:
-        return None
+    except BaseException:
+        posix.close(fd)
+        raise
+    return fd
 
 
 def request(memfd, path, args, env, errfd, keep_mask=False):
@@ -153,17 +199,10 @@ def request(memfd, path, args, env, errfd, keep_mask=False):
 
 
 def execve(req):
-    """Perform a request(): through the memfd program with execveat(2), or, where a
-    seccomp profile refuses execveat, with execve(2) of /proc/self/fd/N. Never
-    directly: a direct execve would let `/proc/self/exe` name the host's interpreter
-    again. Only where no memfd could be made (an architecture without the program, a
-    kernel refusing executable memfds) is the exec direct."""
+    """Perform a request(): through the memfd program with execveat(2). Never
+    directly, nor through /proc/self/fd/N (see the module docstring): a direct execve
+    would let `/proc/self/exe` name the host's interpreter again. Only on a machine
+    with no program (no memfd: -1) is the exec direct. Raises OSError."""
     memfd, path, argv, envp = req[:4]
     env = dict(e.partition(b"=")[::2] for e in envp)
-    if memfd < 0:
-        posix.execve(path, argv, env)
-    try:
-        posix.execve(memfd, argv, env)
-    except OSError:
-        pass
-    posix.execve(f"/proc/self/fd/{memfd}", argv, env)
+    posix.execve(path if memfd < 0 else memfd, argv, env)

@@ -1,9 +1,10 @@
 # The waiter of `create` (x86_64): the source of trampoline.py's _WAITER bytes
 # (tests/unit/test_waiter.py assembles it and compares). Entered by execve with
 #   argv = ["ocirun-exec", path, arg0, arg1, ...]
-# as the trampoline is; it waits for `start`, loads the noNewPrivileges filter if it
-# carries one, and execs path. Its data words, filled in per container by
-# trampoline.waiter(), follow the code; the filter follows them.
+# as the trampoline is; it waits for `start` (unless its fifo fd is -1: then it only
+# loads the filter, for a profile that refuses the execveat that started it), loads
+# the noNewPrivileges filter if it carries one, and execs path. Its data words, filled
+# in per container by trampoline.waiter(), follow the code; the filter follows them.
 #   as --64 -o waiter.o waiter.S && objcopy -O binary -j .text waiter.o waiter.bin
     .intel_syntax noprefix
     .text
@@ -51,8 +52,11 @@ _start:
     syscall
     test rax, rax
     jnz  fail127
-    mov  edi, [rip+fifo_fd]         # read(fifo_fd, buf, 1): `ocirun start` writes
-    mov  rsi, rsp                   # one byte into the exec fifo
+    mov  edi, [rip+fifo_fd]         # no fifo (-1): nothing to wait for
+    cmp  edi, -1
+    je   4f
+    mov  rsi, rsp                   # read(fifo_fd, buf, 1): `ocirun start` writes
+                                    # one byte into the exec fifo
     mov  edx, 1
     xor  eax, eax
     syscall
@@ -61,7 +65,7 @@ _start:
     mov  edi, [rip+fifo_fd]         # close(fifo_fd): not the container's
     mov  eax, 3
     syscall
-    movzx eax, word ptr [rip+fprog] # a filter to load?
+4:  movzx eax, word ptr [rip+fprog] # a filter to load?
     test eax, eax
     jz   3f
     mov  edi, 1                     # seccomp(SECCOMP_SET_MODE_FILTER, flags, &fprog)

@@ -34,6 +34,7 @@ from ocirun.seccomp.consts import (
 cache_dir = _cache.cache_dir
 
 INFO_NOTIFY = 1         # cache entry info bit: the program returns SECCOMP_RET_USER_NOTIF
+INFO_NO_EXECVEAT = 2    # ... the program refuses execveat(2) on the native architecture
 _KEY_FIELDS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls")
 _kernel = None          # ocirun.kernel, imported by prepare(): load() may not import
 _notify = None
@@ -51,7 +52,7 @@ _encode = _json.make_encoder({}, _no_default, _json.encode_basestring_ascii, Non
 class Prepared:
     """A program ready to load, and how to load it."""
     __slots__ = ("prog", "flags", "notify", "listener_path", "listener_metadata", "key",
-                 "cached", "listener", "warnings")
+                 "cached", "listener", "warnings", "refuses_execveat")
 
     def __repr__(self):
         return (f"<Prepared {len(self.prog) // 8} insns flags=0x{self.flags:x} "
@@ -127,6 +128,7 @@ def prepare(seccomp, cache_dir=None):
         if cache_dir and key:
             _cache.write(cache_dir, key, prog, info)
     p.notify = bool(info & INFO_NOTIFY)
+    p.refuses_execveat = bool(info & INFO_NO_EXECVEAT)
     if p.notify:
         if path is None:
             raise ConfigError("linux.seccomp.listenerPath", "is required with SCMP_ACT_NOTIFY")
@@ -165,7 +167,29 @@ def build(seccomp, native=None):
         for w in model.warnings:
             log.warning(w)
     info = INFO_NOTIFY if _uses_notify(model, SECCOMP_RET_USER_NOTIF) else 0
+    if _refuses_execveat(prog, model.arches[0]):
+        info |= INFO_NO_EXECVEAT
     return prog, info, tuple(model.warnings)
+
+
+def _refuses_execveat(prog, native):
+    """Whether the program stops execveat(2) on the native architecture, as the
+    runtime makes it (linux/trampoline.py: the sealed exec program, AT_EMPTY_PATH):
+    the runtime must then have that program load the filter itself, after its own
+    execveat, or refuse the container (lifecycle/create.py), since it never falls back
+    to a path in the container's /proc (docs/security.md M)."""
+    from ocirun.seccomp.arches import load_table
+    from ocirun.seccomp.consts import (
+        SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_LOG, SECCOMP_RET_USER_NOTIF,
+    )
+    from ocirun.seccomp.emulator import Program
+    nr = load_table(native).NAMES.get("execveat")
+    if nr is None:
+        return False
+    at_empty_path = 0x1000
+    ret, _ = Program(prog, native.little).run(nr, native.audit, (3, 0, 0, 0, at_empty_path))
+    return ret & SECCOMP_RET_ACTION_FULL not in (SECCOMP_RET_ALLOW, SECCOMP_RET_LOG,
+                                                 SECCOMP_RET_USER_NOTIF)
 
 
 def _uses_notify(model, notif):

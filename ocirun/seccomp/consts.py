@@ -3,7 +3,7 @@
 Plain integers and dicts: this module is imported on every container start."""
 
 # Part of the cache key: bump it whenever the compiler's output for a profile changes.
-COMPILER_VERSION = "1"
+COMPILER_VERSION = "2"  # 2: cache entries record whether execveat is refused
 
 # <linux/seccomp.h>
 SECCOMP_SET_MODE_FILTER = 1

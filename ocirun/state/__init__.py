@@ -24,6 +24,31 @@ def check_id(cid):
                          f"invalid container id `{cid}`: must not start with `.`")
 
 
+_trusted_roots = set()
+
+
+def check_root(root):
+    """The state root must be the caller's alone: a directory another user owns, or
+    one group or others may write, could hold a planted state.json that sends
+    `kill`/`delete` to any pid, or a planted exec fifo (runc trusts it; we do not).
+    A root that does not exist yet passes (create makes it)."""
+    if root in _trusted_roots:
+        return
+    try:
+        st = posix.stat(root)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise os_error(f"--root `{root}`", e) from None
+    if st.st_uid != posix.geteuid():
+        raise OciError(f"--root `{root}`: owned by uid {st.st_uid}, not by this user "
+                       f"(uid {posix.geteuid()}): refusing to trust its state")
+    if st.st_mode & 0o022:
+        raise OciError(f"--root `{root}`: writable by group or others (mode "
+                       f"{st.st_mode & 0o7777:04o}): refusing to trust its state")
+    _trusted_roots.add(root)
+
+
 def container_dir(root, cid):
     check_id(cid)
     return f"{root}/{cid}"
@@ -45,9 +70,18 @@ def proc_start_time(pid, exited_ok=False):
 
 
 def write_atomic(path, data, mode=0o600):
-    """Write temp + fsync-free rename: readers see the old or the new file, never half."""
-    tmp = f"{path}.tmp{posix.getpid()}"
-    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC | posix.O_NOFOLLOW, mode)
+    """Write temp + fsync-free rename: readers see the old or the new file, never half.
+    The temporary name is unpredictable and created with O_EXCL, so a file someone
+    planted in the directory (`--pid-file` may name one others can write) is never
+    written through or adopted (docs/security.md N)."""
+    flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC | posix.O_NOFOLLOW
+    while True:
+        tmp = f"{path}.{posix.urandom(8).hex()}.tmp"
+        try:
+            fd = posix.open(tmp, flags, mode)
+            break
+        except FileExistsError:
+            continue
     try:
         view = memoryview(data)
         while view:
@@ -150,6 +184,7 @@ class State:
 def load(root, cid):
     """Load a container's state; NotFound ("does not exist") if there is none."""
     d = container_dir(root, cid)
+    check_root(root)
     try:
         fd = posix.open(f"{d}/{STATE_FILE}", posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NOFOLLOW)
     except FileNotFoundError:
@@ -179,6 +214,7 @@ def load(root, cid):
 
 
 def list_ids(root):
+    check_root(root)
     try:
         names = posix.listdir(root)
     except FileNotFoundError:

@@ -95,12 +95,18 @@ for i in range(runs):
     if i == runs // 4:
         rss.append(int(status("VmRSS")))
 rss.append(int(status("VmRSS")))
-# the init fails before its execve (cwd), at its execve (refused by seccomp), and
-# the program it execs is not one (the memfd program's execve fails: exit 127)
+# the init fails before its execve (cwd), at its execve (refused by seccomp for the
+# argv it has, not for the call create's check tries), and the program it execs is not
+# one (the memfd program's execve fails: exit 127); a profile refusing execveat
+# outright is refused before anything starts
+late_no_exec = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+    {"names": ["execveat"], "action": "SCMP_ACT_ERRNO",
+     "args": [{"index": 2, "value": 0, "op": "SCMP_CMP_NE"}]}]}
 no_exec = {"defaultAction": "SCMP_ACT_ALLOW",
            "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}
-for cid, args, cwd, sc in (("e1", ["true"], "/nonexistent", None), ("e2", ["true"], "/", no_exec),
-                           ("e3", ["/bad"], "/", None)):
+for cid, args, cwd, sc in (("e1", ["true"], "/nonexistent", None),
+                           ("e2", ["true"], "/", late_no_exec),
+                           ("e3", ["/bad"], "/", None), ("e4", ["true"], "/", no_exec)):
     for _ in range(20):
         try:
             errors.append(f"exit {run_with(args, cid, cwd, sc)}")
@@ -148,6 +154,9 @@ def test_the_runtime_comes_back_intact(bundle):
     assert r["errors"] == [
         "exec `true`: Operation not permitted",
         "exit 127",
+        "linux.seccomp: refuses execveat(2), which starts the container's process from a "
+        "sealed copy of its exec program (CVE-2019-5736); without process.noNewPrivileges "
+        "the filter must be loaded before that execveat: allow execveat",
         "process.cwd `/nonexistent`: ENOENT (No such file or directory)",
     ]
     assert r["usr1"] and r["sigint"] and r["sigpipe"]
@@ -163,9 +172,11 @@ def test_failures_read_the_same_as_with_fork(bundle):
 
 
 def test_cli_run_whose_execve_fails_reports_it_and_leaves_nothing(bundle):
+    # (execveat refused for the init's argv, not for the call create's check tries)
     bundle.config["linux"]["seccomp"] = {
         "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}
+        "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO",
+                      "args": [{"index": 2, "value": 0, "op": "SCMP_CMP_NE"}]}]}
     r = bundle.run(["true"])
     assert r.returncode != 0
     assert r.stderr.strip().splitlines() == ["ocirun: exec `true`: Operation not permitted"], r.stderr

@@ -186,12 +186,13 @@ def test_a_process_of_another_user_forks(bundle):
 
 def test_a_failed_execve_of_the_waiter_fails_create(bundle):
     """The waiter's execve comes after READY: its failure must still fail `create`
-    (here a profile without noNewPrivileges, loaded before it, refuses execve)."""
+    (here a profile without noNewPrivileges, loaded before it, refuses the execveat of
+    the waiter's argv, not the call create's check of the profile tries)."""
     bundle.config["process"]["noNewPrivileges"] = False
     bundle.config["linux"]["seccomp"] = {
         "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO",
-                      "errnoRet": 1}]}
+        "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                      "args": [{"index": 2, "value": 0, "op": "SCMP_CMP_NE"}]}]}
     cid, r = bundle.create()
     assert r.returncode != 0
     assert "Operation not permitted" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -24,8 +24,8 @@ CREATE = STATE - {"ocirun.lifecycle.ops", "ocirun.lifecycle.process"} | {
     "ocirun.kernel", "ocirun._sys", "ocirun.timings", "ocirun.config.plan",
     "ocirun.config.validate", "ocirun.linux", "ocirun.linux.caps", "ocirun.linux.mountopts",
     "ocirun.linux.namespaces", "ocirun.linux.rlimits", "ocirun.linux.sync", "ocirun.linux.init",
-    "ocirun.linux.paths", "ocirun.linux.rootfs", "ocirun.linux.trampoline",
-    "ocirun.lifecycle.create"}
+    "ocirun.linux.paths", "ocirun.linux.procfs", "ocirun.linux.rootfs",
+    "ocirun.linux.trampoline", "ocirun.lifecycle.create"}
 SECCOMP = {"ocirun.seccomp", "ocirun.seccomp.cache", "ocirun.seccomp.consts",
            "ocirun.seccomp.tables"}
 

@@ -239,7 +239,8 @@ def test_init_dying_during_create(bundle, tmp_path):
 def test_full_disk_under_root(bundle, tmp_path):
     root = tmp_path / "smallroot"
     root.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(root)],
+                   check=True)
     try:
         with open(root / "fill", "wb") as f:
             try:
