@@ -76,7 +76,7 @@ class Runtime:
                    bundle=bundle, config_path=config, cgroup_manager=self.cgroup_manager, **kw)
 
     def start(self, cid):
-        from ocirun.lifecycle.ops import start
+        from ocirun.lifecycle.start import start
         start(self.root, cid)
 
     def exec(self, cid, args, env=(), cwd=None, user=None, detach=False, tty=False,
@@ -92,20 +92,20 @@ class Runtime:
                                console_socket=console_socket)
 
     def kill(self, cid, signal="TERM", all=False):
-        from ocirun.lifecycle.ops import kill
+        from ocirun.lifecycle.kill import kill
         from ocirun.lifecycle.signals import parse_signal
         kill(self.root, cid, parse_signal(str(signal)), all)
 
     def delete(self, cid, force=False):
-        from ocirun.lifecycle.ops import delete
+        from ocirun.lifecycle.delete import delete
         delete(self.root, cid, force)
 
     def state(self, cid):
-        from ocirun.lifecycle.ops import state
+        from ocirun.lifecycle.state import state
         return state(self.root, cid)
 
     def list(self):
-        from ocirun.lifecycle.ops import list_states
+        from ocirun.lifecycle.state import list_states
         return list_states(self.root)
 
     def container(self, cid):

@@ -1,4 +1,6 @@
-"""Host paths over posix, for the modules on the start-up path.
+"""Host files and paths over posix, for the modules on the start-up path: the os.path
+helpers they need, whole-file reads, atomic writes, the JSON text of the files the runtime
+writes, and the one mountinfo parser.
 
 Importing `os` costs ~1.0 ms of every command (measured here: `python3 -I -S` running
 `import os` vs `import posix`, 400 interleaved runs): its own body, and the ABCs of
@@ -146,3 +148,78 @@ def read_bytes(path):
 def fsencode(s):
     """os.fsencode: str -> bytes the way posix calls encode a str path."""
     return s.encode(_ENC, "surrogateescape")
+
+
+def write_atomic(path, data, mode=0o600):
+    """Write temp + fsync-free rename: readers see the old or the new file, never half.
+    The temporary name is unpredictable and created with O_EXCL, so a file someone
+    planted in the directory (`--pid-file` may name one others can write) is never
+    written through or adopted (docs/security.md N)."""
+    flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC | posix.O_NOFOLLOW
+    while True:
+        tmp = f"{path}.{posix.urandom(8).hex()}.tmp"
+        try:
+            fd = posix.open(tmp, flags, mode)
+            break
+        except FileExistsError:
+            continue
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[posix.write(fd, view):]
+    except OSError:
+        posix.close(fd)
+        posix.unlink(tmp)
+        raise
+    posix.close(fd)
+    posix.rename(tmp, path)
+
+
+def _no_default(o):
+    raise TypeError(f"not JSON: {type(o).__name__}")
+
+
+def dumps(obj):
+    """Compact JSON text (json.dumps without importing json, which pulls in re)."""
+    import _json
+    enc = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None, ":", ",",
+                             False, False, True)
+    return "".join(enc(obj, 0))
+
+
+class Mount:
+    """One line of /proc/PID/mountinfo (proc(5))."""
+
+    __slots__ = ("mount_id", "parent_id", "root", "mount_point", "options", "fstype",
+                 "source", "super_options")
+
+
+def _unescape(field):
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
+        .replace("\\134", "\\")
+
+
+def parse_mountinfo(text):
+    """[Mount] from the text of a mountinfo file; malformed lines are skipped."""
+    out = []
+    for line in text.splitlines():
+        # "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+        left, sep, right = line.partition(" - ")
+        fields = left.split(" ")
+        rest = right.split(" ")
+        if not sep or len(fields) < 6 or len(rest) < 3:
+            continue
+        m = Mount()
+        try:
+            m.mount_id = int(fields[0])
+            m.parent_id = int(fields[1])
+        except ValueError:
+            continue
+        m.root = _unescape(fields[3])
+        m.mount_point = _unescape(fields[4])
+        m.options = fields[5]
+        m.fstype = rest[0]
+        m.source = _unescape(rest[1])
+        m.super_options = rest[2]
+        out.append(m)
+    return out

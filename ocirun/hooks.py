@@ -7,6 +7,8 @@ before fork)."""
 import os
 import select
 
+import _signal
+
 from ocirun import log
 from ocirun.errors import OciError
 
@@ -16,8 +18,8 @@ class HookError(OciError):
 
 
 def encode_state(state):
-    from ocirun.state import _dumps
-    return _dumps(state).encode()
+    from ocirun.fs import dumps
+    return dumps(state).encode()
 
 
 def run_hooks(kind, hooks, state, warn_only=False):
@@ -80,7 +82,7 @@ def _wait(pid, timeout):
             p = select.poll()
             p.register(fd, select.POLLIN)
             if not p.poll(int(timeout * 1000)):
-                os.kill(pid, 9)
+                os.kill(pid, _signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise HookError(f"timed out after {timeout} s")
         finally:

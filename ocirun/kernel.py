@@ -5,6 +5,7 @@ it is not built, through ctypes (whose import alone costs ~1.5-3 ms, more than e
 other import of `ocirun run`). Structures are packed with `struct`. Everything raises
 OSError with errno, like the os module."""
 import _struct  # the C module: `struct` is a .py file to find and load
+import errno
 import posix
 
 from ocirun import fs
@@ -59,63 +60,38 @@ _NR = {
     "x86_64": dict(mount=165, umount2=166, unshare=272, setns=308, pivot_root=155,
                    sethostname=170, setdomainname=171, prctl=157, capget=125, capset=126,
                    seccomp=317, bpf=321, memfd_create=319, execveat=322,
-                   pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
-                   pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                   prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72, statx=332),
+                   open_tree=428, move_mount=429, close_range=436, openat2=437,
+                   mount_setattr=442, prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72, statx=332),
     "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
                     sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
                     seccomp=277, bpf=280, memfd_create=279, execveat=281,
-                    pidfd_send_signal=424, open_tree=428, move_mount=429, fsopen=430,
-                    pidfd_open=434, close_range=436, openat2=437, mount_setattr=442,
-                    prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25, statx=291),
+                    open_tree=428, move_mount=429, close_range=436, openat2=437,
+                    mount_setattr=442, prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25, statx=291),
 }[posix.uname().machine]
 
-# <linux/mount.h>, <sched.h>, <linux/openat2.h>, <linux/prctl.h>
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_SYNCHRONOUS = 0x10
-MS_REMOUNT = 0x20
-MS_MANDLOCK = 0x40
-MS_DIRSYNC = 0x80
-MS_NOSYMFOLLOW = 0x100
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
-MS_BIND = 0x1000
-MS_MOVE = 0x2000
-MS_REC = 0x4000
-MS_SILENT = 0x8000
-MS_UNBINDABLE = 1 << 17
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_SHARED = 1 << 20
-MS_RELATIME = 1 << 21
-MS_STRICTATIME = 1 << 24
-MS_LAZYTIME = 1 << 25
-MNT_DETACH = 2
-
-from ocirun.linux.namespaces import (  # noqa: E402,F401  (re-exported for callers)
+# The flags of mount(2), mount_setattr(2) and clone/unshare(2) are pure tables
+# (ocirun/tables), re-exported here for the callers of these syscalls.
+from ocirun.tables import (  # noqa: E402,F401
+    MNT_DETACH, MOUNT_ATTR__ATIME, MOUNT_ATTR_IDMAP, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
+    MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, MS_BIND, MS_DIRSYNC,
+    MS_LAZYTIME, MS_MANDLOCK, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
+    MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT,
+    MS_SHARED, MS_SILENT, MS_SLAVE, MS_STRICTATIME, MS_SYNCHRONOUS, MS_UNBINDABLE,
+)
+from ocirun.tables import (  # noqa: E402,F401
     CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME,
     CLONE_NEWUSER, CLONE_NEWUTS,
 )
 
-MOUNT_ATTR_RDONLY = 0x1
-MOUNT_ATTR_NOSUID = 0x2
-MOUNT_ATTR_NODEV = 0x4
-MOUNT_ATTR_NOEXEC = 0x8
-MOUNT_ATTR__ATIME = 0x70
-MOUNT_ATTR_RELATIME = 0x0
-MOUNT_ATTR_NOATIME = 0x10
-MOUNT_ATTR_STRICTATIME = 0x20
-MOUNT_ATTR_NODIRATIME = 0x80
-MOUNT_ATTR_IDMAP = 0x100000
-MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+# <linux/mount.h>, <linux/openat2.h>, <linux/prctl.h>
+AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 AT_EMPTY_PATH = 0x1000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = posix.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -194,14 +170,6 @@ def openat2(dirfd, path, flags, mode=0, resolve=0):
     return _raw(_NR["openat2"], dirfd, _b(path), how, len(how))
 
 
-def pidfd_open(pid, flags=0):
-    return _raw(_NR["pidfd_open"], pid, flags)
-
-
-def pidfd_send_signal(pidfd, sig):
-    _raw(_NR["pidfd_send_signal"], pidfd, sig, None, 0)
-
-
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
@@ -248,12 +216,6 @@ def fcntl(fd, cmd, arg=0):
 
 
 
-def bpf(cmd, attr):
-    """bpf(2) with `attr` the bytes of a union bpf_attr prefix; returns the result."""
-    buf = bytearray(attr)
-    return _raw(_NR["bpf"], cmd, buf, len(buf))
-
-
 # <linux/bpf.h>
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
@@ -280,7 +242,7 @@ def bpf_prog_load(prog_type, insns, license="GPL", expected_attach_type=0, log_s
     try:
         return load(0)
     except OSError as e:
-        if e.errno not in (1, 22):  # only EPERM/EINVAL come with a verifier log
+        if e.errno not in (errno.EPERM, errno.EINVAL):  # only these come with a verifier log
             raise
         err = e.errno
     try:
@@ -331,5 +293,75 @@ def mount_id(fd):
     buf = bytearray(256)
     _raw(_NR["statx"], fd, b"\0", AT_EMPTY_PATH, STATX_MNT_ID, buf)
     if not _struct.unpack_from("I", buf)[0] & STATX_MNT_ID:
-        raise OSError(38, "statx: no mount id (Linux 5.8 or newer is needed)")
+        raise OSError(errno.ENOSYS, "statx: no mount id (Linux 5.8 or newer is needed)")
     return _struct.unpack_from("Q", buf, _STATX_MNT_ID_OFFSET)[0]
+
+
+def last_cap():
+    """The highest capability this kernel knows (caps above it cannot be set)."""
+    try:
+        return int(fs.read_bytes("/proc/sys/kernel/cap_last_cap"))
+    except OSError:
+        from ocirun.tables import CAPS
+        return len(CAPS) - 1
+
+
+class Kernel:
+    """Every call the container's set-up makes (linux/: init, exec_init, rootfs, paths,
+    procfs, trampoline), as the methods of one object. Those modules never call posix or
+    this module's functions directly: they are handed this object (KERNEL), and a unit
+    test hands them a recording double instead (tests/unit/fake_kernel.py) to check the
+    order of mounts, masks, devices and privilege changes, without root and in
+    milliseconds. The methods are the functions themselves: a call costs what it did."""
+
+    # mounts and the filesystem tree
+    mount = staticmethod(mount)
+    umount2 = staticmethod(umount2)
+    pivot_root = staticmethod(pivot_root)
+    open_tree = staticmethod(open_tree)
+    move_mount = staticmethod(move_mount)
+    mount_setattr = staticmethod(mount_setattr)
+    openat2 = staticmethod(openat2)
+    fstatfs_type = staticmethod(fstatfs_type)
+    mount_id = staticmethod(mount_id)
+    open = staticmethod(posix.open)
+    close = staticmethod(posix.close)
+    read = staticmethod(posix.read)
+    write = staticmethod(posix.write)
+    dup = staticmethod(posix.dup)
+    fstat = staticmethod(posix.fstat)
+    stat = staticmethod(posix.stat)
+    mkdir = staticmethod(posix.mkdir)
+    mknod = staticmethod(posix.mknod)
+    chown = staticmethod(posix.chown)
+    symlink = staticmethod(posix.symlink)
+    readlink = staticmethod(posix.readlink)
+    unlink = staticmethod(posix.unlink)
+    fchdir = staticmethod(posix.fchdir)
+    chdir = staticmethod(posix.chdir)
+    chroot = staticmethod(posix.chroot)
+    getcwd = staticmethod(posix.getcwd)
+    # namespaces and the process
+    unshare = staticmethod(unshare)
+    setns = staticmethod(setns)
+    sethostname = staticmethod(sethostname)
+    setdomainname = staticmethod(setdomainname)
+    fork = staticmethod(posix.fork)
+    prctl = staticmethod(prctl)
+    setrlimit = staticmethod(setrlimit)
+    umask = staticmethod(posix.umask)
+    sigaction_default = staticmethod(sigaction_default)
+    set_inheritable = staticmethod(posix.set_inheritable)
+    close_range = staticmethod(close_range)
+    setgroups = staticmethod(posix.setgroups)
+    setresgid = staticmethod(posix.setresgid)
+    setresuid = staticmethod(posix.setresuid)
+    capset = staticmethod(capset)
+    seccomp = staticmethod(seccomp)
+    # the last execve (linux/trampoline.py)
+    memfd_create = staticmethod(memfd_create)
+    fcntl = staticmethod(fcntl)
+    execve = staticmethod(posix.execve)
+
+
+KERNEL = Kernel()

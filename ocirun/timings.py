@@ -51,14 +51,15 @@ def add(name, ns):
 
 
 def add_remote(payload):
-    """A `T name ns` message of the container init's."""
+    """A MARK message of the container init's: `name ns` (linux/sync.py)."""
     name, _, ns = payload.rpartition(" ")
     add("init: " + name, int(ns))
 
 
 def _die():
-    import os
-    os.kill(os.getpid(), 9)
+    import posix
+    import _signal
+    posix.kill(posix.getpid(), _signal.SIGKILL)
 
 
 def report():
@@ -73,10 +74,10 @@ def report():
     if _dest == "/dev/null":
         return
     if _dest:
-        from ocirun.state import _dumps, write_atomic
+        from ocirun.fs import dumps, write_atomic
         try:
-            write_atomic(_dest, _dumps([{"phase": n, "ms": round(d, 3), "total_ms": round(c, 3)}
-                                        for n, d, c in rows]).encode(), 0o644)
+            write_atomic(_dest, dumps([{"phase": n, "ms": round(d, 3), "total_ms": round(c, 3)}
+                                       for n, d, c in rows]).encode(), 0o644)
         except OSError as e:  # the timings must never change the command's outcome
             from ocirun import log
             log.warning(f"OCIRUN_TIMINGS: cannot write `{_dest}`: {e.strerror}")

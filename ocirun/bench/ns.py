@@ -88,7 +88,7 @@ def all_namespace_flags():
     """The flags create uses for the bench bundle's namespaces (pid, network, ipc, uts,
     mount) plus cgroup, through ocirun's own table."""
     from ocirun.bench.bundle import NAMESPACES as bundle_ns
-    from ocirun.linux.namespaces import NAMESPACES
+    from ocirun.tables import NAMESPACES
     flags = 0
     for typ in list(bundle_ns) + ["cgroup"]:
         flags |= NAMESPACES[typ][0]

@@ -29,7 +29,7 @@ from ocirun import fs
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 MOUNTINFO = "/proc/self/mountinfo"
-KINDS = ("cgroupfs", "systemd", "disabled")
+KINDS = ("cgroupfs", "systemd")  # --cgroup-manager=disabled opens no manager at all
 MODES = ("v1", "hybrid", "unified")
 FIELD_PATH = "linux.cgroupsPath"
 
@@ -116,15 +116,12 @@ def open_manager(kind, cgroups_path, container_id, root=DEFAULT_ROOT, mode=None,
                  resources=None, mountinfo=MOUNTINFO):
     """A Manager for the container's cgroup; nothing is created until create().
 
-    kind: "cgroupfs" | "systemd" | "disabled". mode: "v1" | "hybrid" | "unified", or None
+    kind: "cgroupfs" | "systemd". mode: "v1" | "hybrid" | "unified", or None
     to detect it. When `resources` is given it is validated here, first."""
     from ocirun.errors import ConfigError, OciError
 
     if kind not in KINDS:
         raise OciError(f"unknown cgroup manager {kind!r} (expected one of {', '.join(KINDS)})")
-    if kind == "disabled":
-        from ocirun.cgroups.common import DisabledManager
-        return DisabledManager(container_id)
     if kind == "systemd":
         from ocirun.cgroups import systemd
         systemd.check_available()
@@ -156,8 +153,6 @@ def paused(d):
     if not isinstance(d, dict) or d.get("version") != 1:
         raise OciError("cgroup state: unsupported or corrupt record")
     kind, mode, root, path = d.get("kind"), d.get("mode"), d.get("root"), d.get("path")
-    if kind == "disabled":
-        return False
     if kind != "cgroupfs" or mode not in ("v1", "hybrid", "unified"):
         return from_dict(d).state() == "paused"
     if (not isinstance(root, str) or not root.startswith("/") or not isinstance(path, str)
@@ -198,9 +193,6 @@ def from_dict(d):
         raise OciError("cgroup state: unsupported or corrupt record")
     kind, mode = d.get("kind"), d.get("mode")
     try:
-        if kind == "disabled":
-            from ocirun.cgroups.common import DisabledManager
-            return DisabledManager.from_dict(d)
         if kind == "cgroupfs" and mode == "unified":
             from ocirun.cgroups.v2 import V2Manager
             return V2Manager.from_dict(d)

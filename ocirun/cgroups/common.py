@@ -9,12 +9,14 @@ import errno
 import posix
 import time
 
+import _signal
+
 from ocirun import fs, log
 from ocirun.errors import OciError, os_error
 
 RMDIR_TIMEOUT = 5.0
 FREEZE_TIMEOUT = 5.0
-SIGKILL = 9  # not `signal.SIGKILL`: the signal module pulls in enum
+SIGKILL = _signal.SIGKILL  # (the C module: `signal` pulls in enum)
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -368,72 +370,6 @@ class Manager:
 
     def exists(self):
         return any(fs.isdir(d) for d in self._leaf_dirs())
-
-
-class DisabledManager:
-    """--cgroup-manager=disabled: the container lives in the runtime's cgroup; nothing is
-    created, limited or removed. pause/resume/update/ps are refused clearly."""
-
-    __slots__ = ("container_id",)
-    kind = "disabled"
-    mode = None
-    path = None
-    created = ()
-
-    def __init__(self, container_id):
-        self.container_id = container_id
-
-    def to_dict(self):
-        return {"version": 1, "kind": "disabled", "container_id": self.container_id}
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(d.get("container_id"))
-
-    def create(self):
-        return self
-
-    def add(self, pid, sub=None):
-        pass
-
-    def fork(self):
-        return posix.fork(), ()  # no cgroup: nothing to join, nothing to add
-
-    def apply(self, resources):
-        if resources:
-            from ocirun.cgroups import validate
-            validate.validate_resources(resources, None)
-            log.warning("cgroup manager is disabled: linux.resources are not applied")
-
-    def update(self, resources):
-        raise OciError("cannot update resources: the cgroup manager is disabled")
-
-    def freeze(self):
-        raise OciError("cannot pause: the cgroup manager is disabled")
-
-    def thaw(self):
-        raise OciError("cannot resume: the cgroup manager is disabled")
-
-    def state(self):
-        return "running"
-
-    def pids(self):
-        raise OciError("cannot list processes: the cgroup manager is disabled")
-
-    def kill_all(self, sig=SIGKILL):
-        raise OciError("cannot signal all processes: the cgroup manager is disabled")
-
-    def stats(self):
-        return {}
-
-    def oom_kills(self):
-        return 0
-
-    def destroy(self):
-        pass
-
-    def exists(self):
-        return False
 
 
 # -- plans ---------------------------------------------------------------------------------

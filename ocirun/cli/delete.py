@@ -13,6 +13,6 @@ OPTIONS = {"-f": ("force", "bool"), "--force": ("force", "bool")}
 
 def main(g, args):
     o, pos = parse(args, OPTIONS)
-    from ocirun.lifecycle.ops import delete
+    from ocirun.lifecycle.delete import delete
     delete(g.root, one_id(pos, "delete"), o.force)
     return 0

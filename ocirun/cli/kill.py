@@ -17,6 +17,6 @@ def main(g, args):
         raise UsageError("kill needs a container id and optionally a signal")
     from ocirun.lifecycle.signals import parse_signal
     sig = parse_signal(pos[1] if len(pos) > 1 else "TERM")
-    from ocirun.lifecycle.ops import kill
+    from ocirun.lifecycle.kill import kill
     kill(g.root, pos[0], sig, o.all)
     return 0

@@ -18,7 +18,7 @@ def main(g, args):
     fmt = o.format or "table"
     if fmt not in ("table", "json") or pos:
         raise UsageError(f"list: unknown format `{fmt}`" if pos == [] else "list takes no arguments")
-    from ocirun.lifecycle.ops import list_states
+    from ocirun.lifecycle.state import list_states
     states = list_states(g.root)
     if o.quiet:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))

@@ -10,6 +10,6 @@ Run the user process of a created container.
 
 def main(g, args):
     _, pos = parse(args, {})
-    from ocirun.lifecycle.ops import start
+    from ocirun.lifecycle.start import start
     start(g.root, one_id(pos, "start"))
     return 0

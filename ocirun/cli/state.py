@@ -38,6 +38,6 @@ def pretty(obj, indent="  ", level=0):
 
 def main(g, args):
     _, pos = parse(args, {})
-    from ocirun.lifecycle.ops import state
+    from ocirun.lifecycle.state import state
     sys.stdout.write(pretty(state(g.root, one_id(pos, "state"))) + "\n")
     return 0

@@ -1,25 +1,26 @@
 """The Plan: every decision about a container made in the runtime before fork, as
-plain data, so the container init only executes it (and imports nothing)."""
+plain data built once, so the container init only executes it (and imports nothing).
+The fds the init is handed and what it learns while it runs travel apart, in
+linux/init.py's Context."""
 from ocirun import fs
 from ocirun.errors import ConfigError
-from ocirun.linux.caps import last_cap, mask
-from ocirun.linux.mountopts import MS_BIND, PROPAGATION, parse_options
-from ocirun.linux.namespaces import NAMESPACES
-from ocirun.linux.rlimits import RLIMITS
+from ocirun.tables import mask
+from ocirun.tables import DEFAULT_DEVICES
+from ocirun.tables import MS_BIND, PROPAGATION, parse_options
+from ocirun.tables import NAMESPACES
+from ocirun.tables import RLIMITS
 
 
 class Plan:
     __slots__ = (
         "rootfs", "readonly", "root_propagation", "no_pivot",
-        "ns_new", "ns_join", "userns_new", "netns_fd", "waiter_fd", "uid_map", "gid_map",
-        "time_offsets",
+        "ns_new", "ns_join", "userns_new", "uid_map", "gid_map", "time_offsets",
         "mounts", "devices", "dev_from_host", "dev_symlinks", "masked", "readonly_paths",
         "sysctl", "hostname", "domainname",
         "args", "env", "path_env", "cwd", "uid", "gid", "gids", "umask",
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
-        "last_cap", "rlimits", "nnp", "oom_score_adj", "seccomp", "terminal",
-        "preserve_fds", "mount_ns", "cgroupns", "hooks", "console_fd", "console_size",
-        "timings", "state_json", "host_pid", "apparmor", "proc_fd",
+        "last_cap", "rlimits", "nnp", "oom_score_adj", "terminal", "console_size",
+        "preserve_fds", "mount_ns", "cgroupns", "hooks", "apparmor",
     )
 
 
@@ -46,8 +47,9 @@ def _maps(entries):
     return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in entries or ())
 
 
-def build(spec, bundle, no_pivot=False, preserve_fds=0):
-    """Turn a validated config into a Plan. `bundle` is the absolute bundle path."""
+def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=0):
+    """Turn a validated config into a Plan. `bundle` is the absolute bundle path,
+    `last_cap` the highest capability of this kernel (kernel.last_cap())."""
     p = Plan()
     root = spec["root"]
     rootfs = root["path"]
@@ -65,9 +67,6 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.ns_new = 0
     p.ns_join = []
     p.userns_new = False
-    p.netns_fd = None  # a network namespace made ahead (lifecycle/create.py)
-    p.proc_fd = None  # the runtime's verified procfs (linux/procfs.py), opened before fork
-    p.waiter_fd = None  # create's waiter program, when the init shares our memory (create.py)
     for i, ns in enumerate(linux.get("namespaces") or ()):
         flag, procname = NAMESPACES[ns["type"]]
         path = ns.get("path")
@@ -93,7 +92,6 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     devices = list(linux.get("devices") or ())
     if not dev_bound:
         have = {d["path"] for d in devices}
-        from ocirun.linux.rootfs import DEFAULT_DEVICES
         devices += [{"path": path, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666}
                     for path, ma, mi in DEFAULT_DEVICES if path not in have]
     p.devices = devices
@@ -109,13 +107,16 @@ def build(spec, bundle, no_pivot=False, preserve_fds=0):
     p.hostname = spec.get("hostname")
     p.domainname = spec.get("domainname")
 
-    fill_process(p, spec.get("process") or {}, preserve_fds)
-    p.seccomp = None
-    p.state_json = None
-    p.host_pid = None
+    _fill_process(p, spec.get("process") or {}, preserve_fds, last_cap)
     p.hooks = spec.get("hooks") or {}
-    from ocirun import timings
-    p.timings = timings.enabled()
+    return p
+
+
+def build_process(proc, last_cap, preserve_fds=0):
+    """The Plan of an `exec`: the process alone (the container exists already)."""
+    p = Plan()
+    _fill_process(p, proc, preserve_fds, last_cap)
+    p.hooks = {}
     return p
 
 
@@ -132,7 +133,7 @@ def _mount(m, bundle):
     return m, mo
 
 
-def fill_process(p, proc, preserve_fds=0):
+def _fill_process(p, proc, preserve_fds, top):
     """The process part of a Plan (shared by create and exec)."""
     p.args = proc.get("args") or []
     p.env = proc.get("env") or []
@@ -144,7 +145,6 @@ def fill_process(p, proc, preserve_fds=0):
     p.gid = user.get("gid", 0)
     p.gids = user.get("additionalGids") or []
     p.umask = user.get("umask")
-    top = last_cap()
     p.last_cap = top
     caps = proc.get("capabilities") or {}
     p.cap_bounding = mask(caps.get("bounding"), top)
@@ -156,7 +156,6 @@ def fill_process(p, proc, preserve_fds=0):
     p.nnp = bool(proc.get("noNewPrivileges"))
     p.oom_score_adj = proc.get("oomScoreAdj")
     p.terminal = bool(proc.get("terminal"))
-    p.console_fd = None
     size = proc.get("consoleSize")
     p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
     p.preserve_fds = preserve_fds

@@ -17,9 +17,9 @@ loop is hot.
 import posix
 
 from ocirun.errors import ConfigError
-from ocirun.linux.caps import CAPS
-from ocirun.linux.namespaces import NAMESPACES as _NS
-from ocirun.linux.rlimits import RLIMITS
+from ocirun.tables import CAPS
+from ocirun.tables import NAMESPACES as _NS
+from ocirun.tables import RLIMITS
 
 _CAPSET = frozenset(CAPS)
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")

@@ -3,6 +3,7 @@ container through its cgroup (the Manager persisted in state.json "cgroup")."""
 import os
 
 from ocirun.errors import OciError, StateError
+from ocirun.lifecycle.state import status as status_of
 from ocirun.state import load
 
 NOT_RUNNING = "container not running"  # containerd and podman match this text
@@ -20,7 +21,7 @@ def _manager(st, what):
 
 def _live(root, cid):
     st = load(root, cid)
-    status = st.status()
+    status = status_of(st)
     if status in ("stopped", "creating"):
         raise StateError(NOT_RUNNING)
     return st, status

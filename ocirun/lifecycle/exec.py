@@ -5,14 +5,19 @@ import posix
 import _signal
 
 from ocirun import fs, kernel, timings
-from ocirun.config.plan import Plan, fill_process
+from ocirun.config.plan import build_process
 from ocirun.errors import ConfigError, OciError, StateError
 from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
+from ocirun.lifecycle import steps
 from ocirun.lifecycle.process import open_init
-from ocirun.linux import procfs, sync, trampoline
-from ocirun.linux.caps import last_cap
-from ocirun.linux.namespaces import NAMESPACES
+from ocirun.lifecycle.state import oci_state, status
+from ocirun.linux import procfs, sync
+from ocirun.linux.init import Context
+from ocirun.linux.sync import Msg
 from ocirun.state import load, write_atomic
+from ocirun.tables import NAMESPACES
+
+SIGKILL = _signal.SIGKILL
 
 
 def load_container_config(st):
@@ -74,83 +79,50 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     """Returns the process's exit code (foreground) or 0 once it runs (detach)."""
     from ocirun.config.validate import validate_process
     st = load(root, cid)
-    status = st.status()
-    if status == "paused":
+    now = status(st)
+    if now == "paused":
         raise StateError(f"cannot exec in a paused container `{cid}`")
-    if status not in ("running", "created"):
-        raise StateError(f"container not running: `{cid}` is {status}")
+    if now not in ("running", "created"):
+        raise StateError(f"container not running: `{cid}` is {now}")
     validate_process(proc)
-    for fd in range(3, 3 + (preserve_fds or 0)):
-        try:
-            posix.fstat(fd)
-        except OSError:
-            raise OciError(f"--preserve-fds {preserve_fds}: fd {fd} is not open") from None
+    steps.check_preserve_fds(preserve_fds)
     timings.mark("state load + process validation")
     spec = load_container_config(st)
-    p = Plan()
-    fill_process(p, proc, preserve_fds or 0)
-    p.last_cap = last_cap()
-    p.hooks = {}
-    p.seccomp = None
-    p.state_json = None
-    p.host_pid = None
+    plan = build_process(proc, kernel.last_cap(), preserve_fds or 0)
+    ctx = Context(kernel.KERNEL, None)
+    ctx.timings = timings.enabled()
     seccomp_cfg = (spec.get("linux") or {}).get("seccomp")
     if seccomp_cfg:
-        from ocirun import seccomp
-        p.seccomp = seccomp.prepare(seccomp_cfg, seccomp.cache_dir(root))
-        trampoline.check_profile(p.seccomp, p.nnp)
-        if p.seccomp.notify:
-            seccomp.connect_listener(p.seccomp)
+        ctx.seccomp = steps.prepare_seccomp(seccomp_cfg, root, plan.nnp)
+        if ctx.seccomp.notify:
             from ocirun.hooks import encode_state
-            p.state_json = encode_state(st.oci_state())
-        timings.mark("seccomp prepare (key + cache or compile)")
-    relay_fd = None
-    if p.terminal:
-        from ocirun.linux import terminal
-        if console_socket:
-            p.console_fd = terminal.connect_socket(console_socket)
-        elif not detach:
-            import _socket
-            a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-            relay_fd, p.console_fd = a.detach(), b.detach()
-        else:
-            raise OciError("exec --tty --detach needs --console-socket")
-
-    pidfd = open_init(st)
-    if pidfd is None:
+            ctx.state_json = encode_state(oci_state(st, now))
+    ctx.console_fd, relay_fd = steps.console(plan.terminal, console_socket, not detach,
+                                             "exec --tty --detach needs --console-socket")
+    ctx.pidfd = open_init(st)
+    if ctx.pidfd is None:
         raise StateError("container not running")
-    flags = 0
     for typ, (flag, name) in NAMESPACES.items():
         try:
             if posix.stat(f"/proc/{st.pid}/ns/{name}").st_ino != posix.stat(f"/proc/self/ns/{name}").st_ino:
-                flags |= flag
+                ctx.ns_flags |= flag
         except FileNotFoundError:
             pass
-    root_fd = posix.open(f"/proc/{st.pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    ctx.root_fd = posix.open(f"/proc/{st.pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     # the child writes under /proc after it has entered the container: never through
     # the container's /proc (linux/procfs.py)
-    p.proc_fd = procfs.open_root()
-    chan, child_chan = sync.pair()
+    ctx.proc_fd = procfs.open_root(ctx.k)
+    chan, ctx.chan = sync.pair()
     timings.mark("the container's namespaces and root")
     # pid and time namespaces apply to children: enter them here, fork, come back.
-    early = flags & (CLONE_NEWPID | CLONE_NEWTIME)
-    saved = []
-    for flag, name in ((CLONE_NEWPID, "pid"), (CLONE_NEWTIME, "time")):
-        if early & flag:
-            saved.append((posix.open(f"/proc/self/ns/{name}", posix.O_RDONLY | posix.O_CLOEXEC), flag))
+    early = ctx.ns_flags & (CLONE_NEWPID | CLONE_NEWTIME)
+    ctx.ns_flags &= ~early
+    saved = steps.save_own_namespaces(early)
     if early:
-        kernel.setns(pidfd, early)
+        kernel.setns(ctx.pidfd, early)
     forward_to = []
     if not detach:
-        def forward(sig, frame):
-            for pid in forward_to:
-                try:
-                    posix.kill(pid, sig)
-                except OSError:
-                    pass
-        for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
-                    _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH):
-            _signal.signal(sig, forward)
+        steps.forward_signals(forward_to)
     manager = None
     if st.cgroup:
         from ocirun.cgroups import from_dict
@@ -169,41 +141,37 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
                 posix.close(fd)
             if relay_fd is not None:
                 posix.close(relay_fd)
+            ctx.cgroup_join = self_join or ()
             from ocirun.linux.exec_init import exec_main
-            exec_main(p, child_chan, pidfd, flags & ~early, root_fd, self_join or ())
+            exec_main(plan, ctx)
     finally:
-        for fd, flag in saved:
-            kernel.setns(fd, flag)
-            posix.close(fd)
+        steps.back_to_own_namespaces(saved)
     timings.mark("fork")
-    child_chan.close()
-    posix.close(pidfd)
-    posix.close(root_fd)
-    posix.close(p.proc_fd)
-    if p.console_fd is not None:
-        posix.close(p.console_fd)
+    ctx.chan.close()
+    for fd in (ctx.pidfd, ctx.root_fd, ctx.proc_fd, ctx.console_fd):
+        if fd is not None:
+            posix.close(fd)
     forward_to.append(pid)
     try:
         if manager is not None and self_join is None:
             manager.add(pid, cgroup_sub)
-        if p.seccomp is not None and p.seccomp.listener is not None:
-            p.seccomp.listener[0].close()
-        chan.send("GO", str(pid))
+        if ctx.seccomp is not None and ctx.seccomp.listener is not None:
+            ctx.seccomp.listener[0].close()
+        chan.send(Msg.GO, str(pid))
         master = None
         if relay_fd is not None:
-            from ocirun.linux.terminal import recv_fd
-            master, _ = recv_fd(relay_fd)
+            master = steps.receive_master(relay_fd)
             posix.close(relay_fd)
             relay_fd = None
-        tag, payload = chan.recv()  # EOF: its execve closed the pipe
+        kind, payload = chan.recv()  # EOF: its execve closed the pipe
         chan.close()
-        if tag == "ERROR":
+        if kind == Msg.ERROR:
             posix.waitpid(pid, 0)
             raise OciError(payload)
         timings.mark("cgroup join, the child's set-up and execve")
     except BaseException:
         try:
-            posix.kill(pid, 9)
+            posix.kill(pid, SIGKILL)
             posix.waitpid(pid, 0)
         except OSError:
             pass
@@ -217,8 +185,6 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     if master is not None:
         from ocirun.lifecycle.tty_relay import relay
         relay(master, pid)
-    _, status = posix.waitpid(pid, 0)
+    _, wait_status = posix.waitpid(pid, 0)
     timings.mark("process exited")
-    code = posix.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
+    return steps.exit_code(wait_status)

@@ -1,8 +1,12 @@
 """Signalling and waiting for a container's processes, safe against pid reuse."""
 import posix
 
+import _signal
+
 from ocirun.errors import OciError, StateError
 from ocirun.state import proc_start_time
+
+SIGKILL = _signal.SIGKILL
 
 
 def open_init(st):
@@ -81,11 +85,11 @@ def wait_gone(st, timeout=10.0):
 def kill_container(st, timeout=10.0):
     """SIGKILL every process of the container and wait for init to go."""
     try:
-        signal_all(st, 9)
+        signal_all(st, SIGKILL)
     except OciError:
         pass
     try:
-        signal_init(st, 9)
+        signal_init(st, SIGKILL)
     except StateError:
         return
     if not wait_gone(st, timeout):

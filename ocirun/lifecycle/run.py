@@ -1,50 +1,39 @@
-"""run: create, start at once (no exec fifo: the init is released over the sync
-pipe), then wait for the container, forwarding signals, and delete it."""
+"""run: create, start at once (no exec fifo: the init goes on to its execve as soon as
+it is set up), then wait for the container, forwarding signals, and delete it."""
 import posix
-
-import _signal
 
 from ocirun import timings
 from ocirun.errors import OciError
-from ocirun.lifecycle.create import after_marks, create
-from ocirun.lifecycle.ops import destroy, run_poststart
-
-FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
-             _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
+from ocirun.lifecycle import steps
+from ocirun.lifecycle.create import after_marks, create_running
+from ocirun.lifecycle.delete import destroy
+from ocirun.linux.sync import Msg
 
 
 def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args):
-    # Handlers first: create releases the init before it returns, and a signal
-    # meant for the container may come at once. Until the init's pid is known,
-    # signals wait in `pending`.
+    # Handlers first: create releases the init before it returns, and a signal meant
+    # for the container may come at once. Until the init's pid is known, signals wait
+    # in `pending`.
     target = []
     pending = []
-
-    def forward(sig, frame):
-        if not target:
-            pending.append(sig)
-            return
-        try:
-            posix.kill(target[0], sig)
-        except OSError:
-            pass
-
+    forward = None
     if not detach and forward_signals:
-        for sig in FORWARDED:
-            _signal.signal(sig, forward)
-    c = create(root, cid, for_run=True, detach=detach, **create_args)
+        forward = steps.forward_signals(target, pending)
+    c = create_running(root, cid, detach=detach, **create_args)
     st = c.state
     init_pid = st.pid
     target.append(init_pid)
     for sig in pending:
         forward(sig, None)
     try:
-        tag, payload = after_marks(c.chan)
+        kind, payload = after_marks(c.chan)
         timings.mark("execve done")
         c.chan.close()
-        if tag == "ERROR":
+        if kind == Msg.ERROR:
             raise OciError(payload)
-        run_poststart(st)
+        if (st.config_hooks or {}).get("poststart"):
+            from ocirun.lifecycle.start import run_poststart
+            run_poststart(st)
     except BaseException:
         from ocirun.lifecycle.process import kill_container
         kill_container(st)
@@ -61,8 +50,7 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
     if not keep:
         destroy(st)
         timings.mark("delete")
-    code = posix.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    return steps.exit_code(status)
 
 
 def _reap(init_pid):

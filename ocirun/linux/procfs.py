@@ -12,87 +12,86 @@ again. Nothing is ever looked up in the container's /proc.
 
 The handle is the host's procfs: its fd is O_CLOEXEC (gone at execve), and the processes
 holding it are not dumpable, so nothing in the container can reach it.
+
+`k` is the kernel object (kernel.Kernel, or a test's double).
 """
+import errno
 import posix
 
-from ocirun import kernel
 from ocirun.errors import OciError
+from ocirun.kernel import (
+    PROC_ROOT_INO, PROC_SUPER_MAGIC, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_XDEV,
+)
 
-_BENEATH = kernel.RESOLVE_BENEATH | kernel.RESOLVE_NO_XDEV | kernel.RESOLVE_NO_MAGICLINKS
+_BENEATH = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS
 
 
 class ProcError(OciError):
     pass
 
 
-def open_root(path="/proc"):
+def open_root(k, path="/proc"):
     """An O_PATH fd of the procfs at `path`, verified: the root directory of a procfs
     (f_type PROC_SUPER_MAGIC, inode 1), reached without following a symlink at its
     last component. The caller closes it."""
     try:
-        fd = posix.open(path, posix.O_PATH | posix.O_DIRECTORY | posix.O_NOFOLLOW
-                        | posix.O_CLOEXEC)
+        fd = k.open(path, posix.O_PATH | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     except OSError as e:
         raise ProcError(f"open `{path}`: {e.strerror}") from None
     try:
-        verify_root(fd, path)
+        if k.fstatfs_type(fd) != PROC_SUPER_MAGIC or k.fstat(fd).st_ino != PROC_ROOT_INO:
+            raise ProcError(f"`{path}` is not the root of a procfs")
     except BaseException:
-        posix.close(fd)
+        k.close(fd)
         raise
     return fd
 
 
-def verify_root(fd, what="/proc"):
-    if (kernel.fstatfs_type(fd) != kernel.PROC_SUPER_MAGIC
-            or posix.fstat(fd).st_ino != kernel.PROC_ROOT_INO):
-        raise ProcError(f"`{what}` is not the root of a procfs")
-
-
-def open_file(root, rel, flags):
+def open_file(k, root, rel, flags):
     """`rel` (e.g. "thread-self/attr/exec", "sys/net/ipv4/ip_forward") beneath the
     verified procfs `root`, checked to be a procfs file. Raises OSError."""
-    fd = kernel.openat2(root, rel, flags | posix.O_CLOEXEC | posix.O_NOFOLLOW, 0, _BENEATH)
-    if kernel.fstatfs_type(fd) != kernel.PROC_SUPER_MAGIC:
-        posix.close(fd)
-        raise OSError(18, f"not a procfs file: {rel}")  # EXDEV
+    fd = k.openat2(root, rel, flags | posix.O_CLOEXEC | posix.O_NOFOLLOW, 0, _BENEATH)
+    if k.fstatfs_type(fd) != PROC_SUPER_MAGIC:
+        k.close(fd)
+        raise OSError(errno.EXDEV, f"not a procfs file: {rel}")
     return fd
 
 
-def write(root, rel, value):
+def write(k, root, rel, value):
     """Write `value` (str or bytes) to a procfs file in one write(2), as the kernel
     wants for sysctls, maps and attributes. Raises OSError."""
     data = value.encode() if isinstance(value, str) else value
-    fd = open_file(root, rel, posix.O_WRONLY)
+    fd = open_file(k, root, rel, posix.O_WRONLY)
     try:
-        posix.write(fd, data)
+        k.write(fd, data)
     finally:
-        posix.close(fd)
+        k.close(fd)
 
 
-def read(root, rel):
-    fd = open_file(root, rel, posix.O_RDONLY)
+def read(k, root, rel):
+    fd = open_file(k, root, rel, posix.O_RDONLY)
     try:
         chunks = []
         while True:
-            b = posix.read(fd, 65536)
+            b = k.read(fd, 65536)
             if not b:
                 return b"".join(chunks)
             chunks.append(b)
     finally:
-        posix.close(fd)
+        k.close(fd)
 
 
-def readlink_fd(root, fd):
+def readlink_fd(k, root, fd):
     """Where our `fd` leads (the magic link's text), read through the verified procfs."""
-    return posix.readlink(f"thread-self/fd/{fd}", dir_fd=root)
+    return k.readlink(f"thread-self/fd/{fd}", dir_fd=root)
 
 
-def fd_path(root, fd):
+def fd_path(k, root, fd):
     """A path naming our `fd` for the syscalls that take paths only (mount(2) of a new
     filesystem, whose target the kernel reaches through the magic link): relative, for
     the current directory, which this moves to the verified procfs (the caller moves it
     back: rootfs.Tree). The init is not dumpable while it is there. Looked up in the
     process's own /proc instead, the /proc of a mount namespace the config joins could
     redirect the mount."""
-    posix.fchdir(root)
+    k.fchdir(root)
     return f"thread-self/fd/{fd}"

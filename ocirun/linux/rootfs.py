@@ -7,33 +7,35 @@ move_mount) so their attributes are applied before they become visible.
 
 The image is hostile (docs/security.md C, L): a symlink at /proc, or a chain of them
 through other image paths, would put procfs somewhere else, and masks looked up by name
-later would find nothing. So the mounts the runtime relies on later (Tree.HELD_TYPES and
+later would find nothing. So the mounts the runtime relies on later (HELD_TYPES and
 HELD_DESTINATIONS: procfs and sysfs for the masks and read-only paths, /dev for the
 devices and the console, /dev/pts for the terminal, mqueue and cgroup) must land on a
 plain directory reached without a symlink, are kept by fd as soon as they are made, are
 checked to still be what the container sees once every mount is done, and the masks,
 read-only paths and devices are applied through those fds, never by name.
+
+Every syscall goes through `k`, the kernel object (kernel.Kernel, or a unit test's
+double): Tree carries it.
 """
+import errno
 import posix
 import _stat  # the C module behind `stat`
 
-from ocirun import fs, kernel
+from ocirun import fs
 from ocirun.errors import OciError
 from ocirun.kernel import (
-    AT_EMPTY_PATH, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME,
+    AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME,
     MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH,
-    MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID,
-    MS_NOSYMFOLLOW, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SHARED,
-    MS_SLAVE, MS_STRICTATIME, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH,
-    RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+    MOVE_MOUNT_T_EMPTY_PATH, MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
+    MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT,
+    MS_SHARED, MS_SLAVE, MS_STRICTATIME, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, PROC_SUPER_MAGIC,
+    RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, SYSFS_MAGIC,
 )
 from ocirun.linux import paths, procfs
-from ocirun.linux.mountopts import MountOptions
 from ocirun.linux.paths import open_in_root
-
-MOVE_MOUNT_T_EMPTY_PATH = 0x40
-AT_FDCWD = -100
+from ocirun.tables import DEV_SYMLINKS, KCORE_SYMLINK, NULL_DEVICE
+from ocirun.tables import MountOptions
 
 # MS_* flag -> MOUNT_ATTR_* for binds done with mount_setattr.
 _MS_TO_ATTR = (
@@ -43,17 +45,6 @@ _MS_TO_ATTR = (
 )
 _ATIME = ((MS_NOATIME, MOUNT_ATTR_NOATIME), (MS_STRICTATIME, MOUNT_ATTR_STRICTATIME),
           (MS_RELATIME, 0))
-
-# Default devices (runtime-spec config-linux.md "Default Devices").
-DEFAULT_DEVICES = (
-    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
-)
-DEV_SYMLINKS = (
-    ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
-    ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
-    ("pts/ptmx", "/dev/ptmx"),
-)
 
 # Files under /proc a bind mount may cover (what lxcfs provides); anything else
 # mounted over /proc could redirect the runtime's own procfs writes (CVE-2025-52881).
@@ -65,11 +56,12 @@ PROC_BIND_ALLOWED = frozenset(("/proc/cpuinfo", "/proc/diskstats", "/proc/meminf
 # module docstring), and the filesystem each of proc and sysfs must turn out to be.
 HELD_TYPES = frozenset(("proc", "sysfs", "mqueue", "cgroup", "cgroup2", "devpts"))
 HELD_DESTINATIONS = frozenset(("/proc", "/sys", "/dev", "/dev/pts"))
-_EXPECTED_MAGIC = {"proc": kernel.PROC_SUPER_MAGIC, "sysfs": kernel.SYSFS_MAGIC}
+_EXPECTED_MAGIC = {"proc": PROC_SUPER_MAGIC, "sysfs": SYSFS_MAGIC}
 _NO_SYMLINKS = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS
 # Below a held mount: nothing the image made can be there (procfs, sysfs, a fresh
 # tmpfs), and the kernel's own links stay beneath it.
 _BELOW_HELD = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+_O_DIR = paths.O_PATH | posix.O_DIRECTORY
 
 
 class MountError(OciError):
@@ -77,7 +69,6 @@ class MountError(OciError):
 
 
 def _fail(what, dest, e):
-    import errno
     name = errno.errorcode.get(e.errno, str(e.errno))
     return MountError(f"mount `{what}` on `{dest}`: {name} ({e.strerror})")
 
@@ -99,13 +90,15 @@ class Held:
 
 
 class Tree:
-    """The container's filesystem while the init builds it: an O_PATH fd of the
-    rootfs, the runtime's verified procfs handle (procfs.py), and the held mounts:
-    destination components -> Held (an O_PATH fd of the mount's root and its id)."""
+    """The container's filesystem while the init builds it: the kernel object, an
+    O_PATH fd of the rootfs, the runtime's verified procfs handle (procfs.py), and the
+    held mounts: destination components -> Held (an O_PATH fd of the mount's root and
+    its id)."""
 
-    __slots__ = ("rootfd", "procfd", "held", "cwd")
+    __slots__ = ("k", "rootfd", "procfd", "held", "cwd")
 
-    def __init__(self, rootfd, procfd):
+    def __init__(self, k, rootfd, procfd):
+        self.k = k
         self.rootfd = rootfd
         self.procfd = procfd
         self.held = {}
@@ -113,47 +106,47 @@ class Tree:
 
     def close(self):
         for h in self.held.values():
-            posix.close(h.fd)
+            self.k.close(h.fd)
         self.held = {}
         if self.cwd is not None:
             # back where we were: hooks run next (createContainer) inherit it
-            posix.fchdir(self.cwd)
-            posix.close(self.cwd)
+            self.k.fchdir(self.cwd)
+            self.k.close(self.cwd)
             self.cwd = None
 
     def hold(self, comps, index, mtype):
         """Keep the mount now at `comps` (just made by mounts[index]) by fd."""
+        k = self.k
         path = "/" + "/".join(comps)
-        fd = open_in_root(self.rootfd, path, paths.O_PATH | posix.O_DIRECTORY,
-                          resolve=_NO_SYMLINKS)
+        fd = open_in_root(k, self.rootfd, path, _O_DIR, resolve=_NO_SYMLINKS)
         try:
             magic = _EXPECTED_MAGIC.get(mtype)
-            if magic is not None and kernel.fstatfs_type(fd) != magic:
+            if magic is not None and k.fstatfs_type(fd) != magic:
                 raise MountError(f"mounts[{index}]: `{path}` is not {mtype} after mounting it")
-            mnt_id = kernel.mount_id(fd)
+            mnt_id = k.mount_id(fd)
         except BaseException:
-            posix.close(fd)
+            k.close(fd)
             raise
         old = self.held.get(comps)
         if old is not None:
-            posix.close(old.fd)
+            k.close(old.fd)
         self.held[comps] = Held(fd, mnt_id, index, path)
 
     def verify(self):
         """Once every mount is made: each held destination, looked up in the rootfs
         without symlinks, must still be the held mount (a later mount may cover it,
         or a parent of it, and the container would see that instead)."""
-        for comps, h in self.held.items():
+        k = self.k
+        for h in self.held.values():
             try:
-                fd = open_in_root(self.rootfd, h.path, paths.O_PATH | posix.O_DIRECTORY,
-                          resolve=_NO_SYMLINKS)
+                fd = open_in_root(k, self.rootfd, h.path, _O_DIR, resolve=_NO_SYMLINKS)
             except OSError as e:
                 raise MountError(f"mounts[{h.index}].destination: `{h.path}` no longer resolves "
                                  f"to its mount ({e.strerror}): a later mount covers it") from None
             try:
-                same = kernel.mount_id(fd) == h.mnt_id
+                same = k.mount_id(fd) == h.mnt_id
             finally:
-                posix.close(fd)
+                k.close(fd)
             if not same:
                 raise MountError(f"mounts[{h.index}].destination: `{h.path}` is covered by a "
                                  f"later mount")
@@ -171,22 +164,28 @@ class Tree:
 
     def open(self, path, flags=paths.O_PATH):
         dirfd, rest, resolve = self.base(path)
-        return open_in_root(dirfd, rest, flags, resolve=resolve)
+        return open_in_root(self.k, dirfd, rest, flags, resolve=resolve)
 
     def mkdir_all(self, path, mode=0o755):
         dirfd, rest, resolve = self.base(path)
-        return paths.mkdir_all(dirfd, rest, mode, resolve=resolve)
+        return paths.mkdir_all(self.k, dirfd, rest, mode, resolve=resolve)
 
     def create_file(self, path, mode=0o644):
         dirfd, rest, resolve = self.base(path)
-        return paths.create_file(dirfd, rest, mode, resolve=resolve)
+        return paths.create_file(self.k, dirfd, rest, mode, resolve=resolve)
 
     def fd_path(self, fd):
         """For mount(2), which takes paths only: see procfs.fd_path (it moves our
         current directory; close() moves it back)."""
         if self.cwd is None:
-            self.cwd = posix.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
-        return procfs.fd_path(self.procfd, fd)
+            self.cwd = self.k.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+        return procfs.fd_path(self.k, self.procfd, fd)
+
+    def in_root_path(self, fd):
+        """The path of `fd` as seen from the rootfs ("/proc/cpuinfo")."""
+        full = procfs.readlink_fd(self.k, self.procfd, fd)
+        base = procfs.readlink_fd(self.k, self.procfd, self.rootfd).rstrip("/")
+        return full[len(base):] if full.startswith(base + "/") else full
 
 
 def ms_to_attr(flags):
@@ -200,37 +199,37 @@ def ms_to_attr(flags):
     return attr
 
 
-def bind(src_fd_or_path, dest_fd, mo, recursive):
+def bind(k, src_fd_or_path, dest_fd, mo, recursive):
     """Clone a tree, set its attributes while detached, attach it onto dest_fd.
     A source path is the host's, absolute (plan.build makes bind sources absolute)."""
+    rec = AT_RECURSIVE if recursive else 0
     if isinstance(src_fd_or_path, int):
-        tree = kernel.open_tree(src_fd_or_path, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
-                                | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0))
+        tree = k.open_tree(src_fd_or_path, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+                           | AT_EMPTY_PATH | rec)
     else:
-        tree = kernel.open_tree(AT_FDCWD, src_fd_or_path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
-                                | (AT_RECURSIVE if recursive else 0))
+        tree = k.open_tree(AT_FDCWD, src_fd_or_path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec)
     try:
         attr_set = ms_to_attr(mo.flags) if mo else 0
         attr_clr = ms_to_attr(mo.clear) if mo else 0
         if mo and mo.flags & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME):
             attr_clr |= MOUNT_ATTR__ATIME
         if attr_set or attr_clr:
-            kernel.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
+            k.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
         if mo and (mo.attr_set or mo.attr_clr):
-            kernel.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
-        kernel.move_mount(tree, "", dest_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+            k.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
+        k.move_mount(tree, "", dest_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
         if mo:
-            _set_propagation(tree, mo.propagation)
+            _set_propagation(k, tree, mo.propagation)
     finally:
-        posix.close(tree)
+        k.close(tree)
 
 
-def _set_propagation(fd, propagation):
+def _set_propagation(k, fd, propagation):
     """Each propagation option in turn, on the mount open at `fd` (mount_setattr:
     no path to look up)."""
     for prop in propagation:
-        kernel.mount_setattr(fd, "", AT_EMPTY_PATH | (AT_RECURSIVE if prop & MS_REC else 0),
-                             0, 0, prop & ~MS_REC)
+        k.mount_setattr(fd, "", AT_EMPTY_PATH | (AT_RECURSIVE if prop & MS_REC else 0),
+                        0, 0, prop & ~MS_REC)
 
 
 def _held(m, mo, comps):
@@ -242,12 +241,12 @@ def _plain_dir(tree, dest, index):
     """The held destination: a directory reached from the rootfs without a symlink,
     created (each component a directory) where missing."""
     try:
-        return paths.mkdir_all(tree.rootfd, dest, resolve=_NO_SYMLINKS)
+        return paths.mkdir_all(tree.k, tree.rootfd, dest, resolve=_NO_SYMLINKS)
     except OSError as e:
         where = getattr(e, "filename", None) or dest
-        if e.errno == 40:  # ELOOP
+        if e.errno == errno.ELOOP:
             why = "is a symlink in the rootfs"
-        elif e.errno == 20:  # ENOTDIR
+        elif e.errno == errno.ENOTDIR:
             why = "is not a directory in the rootfs"
         else:
             why = f"cannot be made a directory in the rootfs: {e.strerror}"
@@ -256,6 +255,7 @@ def _plain_dir(tree, dest, index):
 
 def mount_one(tree, index, m, mo, cgroupns):
     """Mount `mounts[index]` inside the rootfs."""
+    k = tree.k
     dest = m["destination"]
     mtype = m.get("type") or ""
     source = m.get("source") or mtype or "none"
@@ -269,7 +269,7 @@ def mount_one(tree, index, m, mo, cgroupns):
     held = _held(m, mo, comps)
     if mo.bind:
         try:
-            st = posix.stat(source)
+            st = k.stat(source)
         except OSError as e:
             raise _fail(source, dest, e) from None
         is_dir = _stat.S_ISDIR(st.st_mode)
@@ -282,80 +282,68 @@ def mount_one(tree, index, m, mo, cgroupns):
         dest_fd = _plain_dir(tree, dest, index)
     else:
         try:
-            dest_fd = (paths.mkdir_all(tree.rootfd, dest) if is_dir
-                       else paths.create_file(tree.rootfd, dest))
+            dest_fd = (paths.mkdir_all(k, tree.rootfd, dest) if is_dir
+                       else paths.create_file(k, tree.rootfd, dest))
         except OSError as e:
             raise _fail(source, dest, e) from None
     # The check above reads the config's text; what counts is where the path led
     # (`/x/../proc`, or a symlink in the image, reach procfs).
-    if kernel.fstatfs_type(dest_fd) == kernel.PROC_SUPER_MAGIC and not (
-            mo.bind and _in_root_path(tree, dest_fd) in PROC_BIND_ALLOWED):
-        posix.close(dest_fd)
+    if k.fstatfs_type(dest_fd) == PROC_SUPER_MAGIC and not (
+            mo.bind and tree.in_root_path(dest_fd) in PROC_BIND_ALLOWED):
+        k.close(dest_fd)
         raise MountError(f"mounts: refusing to mount `{source}` over `{dest}`: it resolves "
                          f"inside /proc")
     try:
         if mo.bind:
-            bind(source, dest_fd, mo, bool(mo.flags & MS_REC))
+            bind(k, source, dest_fd, mo, bool(mo.flags & MS_REC))
         elif mtype == "cgroup" or mtype == "cgroup2":
             mount_cgroup(tree, dest, dest_fd, mo, cgroupns)
         else:
-            _mount_fs(tree, source, dest_fd, mtype, mo, dest)
+            _mount_fs(tree, source, dest_fd, mtype, mo)
     except OSError as e:
         raise _fail(source, dest, e) from None
     finally:
-        posix.close(dest_fd)
+        k.close(dest_fd)
     if held:
         tree.hold(comps, index, mtype)
 
 
-def _in_root_path(tree, fd):
-    """The path of `fd` as seen from the rootfs ("/proc/cpuinfo")."""
-    full = procfs.readlink_fd(tree.procfd, fd)
-    base = procfs.readlink_fd(tree.procfd, tree.rootfd).rstrip("/")
-    return full[len(base):] if full.startswith(base + "/") else full
-
-
-def _mount_fs(tree, source, dest_fd, mtype, mo, dest):
+def _mount_fs(tree, source, dest_fd, mtype, mo):
+    k = tree.k
     flags = mo.flags & ~MS_REC
     data = ",".join(mo.data) or None
     try:
-        kernel.mount(source, tree.fd_path(dest_fd), mtype, flags, data)
+        k.mount(source, tree.fd_path(dest_fd), mtype, flags, data)
     except PermissionError:
         if mtype != "sysfs":
             raise
         # sysfs needs a network namespace owned by our user namespace; without one
         # (host network in a user namespace) bind the host's /sys, as runc does.
-        bind("/sys", dest_fd, mo, True)
+        bind(k, "/sys", dest_fd, mo, True)
         return
     if mo.propagation or mo.attr_set or mo.attr_clr:
         # the new mount's root, where dest_fd led (not a new lookup by name)
-        top = open_in_root(tree.rootfd, _in_root_path(tree, dest_fd), paths.O_PATH,
+        top = open_in_root(k, tree.rootfd, tree.in_root_path(dest_fd), paths.O_PATH,
                            resolve=_NO_SYMLINKS)
         try:
-            _set_propagation(top, mo.propagation)
+            _set_propagation(k, top, mo.propagation)
             if mo.attr_set or mo.attr_clr:
-                kernel.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set,
-                                     mo.attr_clr)
+                k.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
         finally:
-            posix.close(top)
+            k.close(top)
 
 
-def _cgroup_mounts(procfd):
+def _cgroup_mounts(tree):
     """Host cgroup hierarchies under /sys/fs/cgroup: [(fstype, mountpoint, options)]."""
-    out = []
-    for line in procfs.read(procfd, "thread-self/mountinfo").decode().splitlines():
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        rfields = right.split()
-        if rfields[0] in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
-            out.append((rfields[0], fields[4], rfields[2]))
-    return out
+    text = procfs.read(tree.k, tree.procfd, "thread-self/mountinfo").decode()
+    return [(m.fstype, m.mount_point, m.super_options) for m in fs.parse_mountinfo(text)
+            if m.fstype in ("cgroup", "cgroup2") and m.mount_point.startswith("/sys/fs/cgroup")]
 
 
-def _own_cgroups(procfd):
+def _own_cgroups(tree):
     """controller set (or "" for v2) -> this process's cgroup path."""
     own = {}
-    for line in procfs.read(procfd, "thread-self/cgroup").decode().splitlines():
+    for line in procfs.read(tree.k, tree.procfd, "thread-self/cgroup").decode().splitlines():
         _, ctrls, path = line.split(":", 2)
         own[ctrls] = path
     return own
@@ -365,56 +353,56 @@ def mount_cgroup(tree, dest, dest_fd, mo, cgroupns):
     """The container's view of its cgroups. With a cgroup namespace, mount the
     hierarchies themselves (the kernel roots them at the container's cgroup);
     without one, bind the container's own cgroup directories."""
+    k = tree.k
     ro = mo.flags & MS_RDONLY
     flags = (mo.flags & ~(MS_REC | MS_BIND)) | MS_NOSUID | MS_NODEV | MS_NOEXEC
     sub_mo = MountOptions()
     sub_mo.flags = flags
-    hier = _cgroup_mounts(tree.procfd)
-    own = _own_cgroups(tree.procfd)
+    hier = _cgroup_mounts(tree)
+    own = _own_cgroups(tree)
     unified = [h for h in hier if h[1] == "/sys/fs/cgroup" and h[0] == "cgroup2"]
     if unified:
         if cgroupns:
-            kernel.mount("cgroup2", tree.fd_path(dest_fd), "cgroup2", flags)
+            k.mount("cgroup2", tree.fd_path(dest_fd), "cgroup2", flags)
         else:
-            bind("/sys/fs/cgroup" + own.get("", "/"), dest_fd, sub_mo, True)
+            bind(k, "/sys/fs/cgroup" + own.get("", "/"), dest_fd, sub_mo, True)
         return
-    kernel.mount("tmpfs", tree.fd_path(dest_fd), "tmpfs", flags & ~MS_RDONLY, "mode=755")
+    k.mount("tmpfs", tree.fd_path(dest_fd), "tmpfs", flags & ~MS_RDONLY, "mode=755")
     # (the destination is held: reached without symlinks, so this finds the tmpfs)
-    top = open_in_root(tree.rootfd, dest, paths.O_PATH | posix.O_DIRECTORY,
-                          resolve=_NO_SYMLINKS)
+    top = open_in_root(k, tree.rootfd, dest, _O_DIR, resolve=_NO_SYMLINKS)
     try:
         for fstype, mnt, opts in hier:
             name = mnt[len("/sys/fs/cgroup/"):]
             if not name or "/" in name:
                 continue
-            sub = paths.mkdir_all(top, name, resolve=_BELOW_HELD)
+            sub = paths.mkdir_all(k, top, name, resolve=_BELOW_HELD)
             try:
                 if fstype == "cgroup2":
                     if cgroupns:
-                        kernel.mount("cgroup2", tree.fd_path(sub), "cgroup2", flags)
+                        k.mount("cgroup2", tree.fd_path(sub), "cgroup2", flags)
                     else:
-                        bind(mnt + own.get("", "/"), sub, sub_mo, True)
+                        bind(k, mnt + own.get("", "/"), sub, sub_mo, True)
                     continue
                 ctrls = [o for o in opts.split(",") if o not in ("rw", "ro")]
-                key = next((k for k in own if k and set(k.split(",")) == set(ctrls)), None)
+                key = next((c for c in own if c and set(c.split(",")) == set(ctrls)), None)
                 if cgroupns:
-                    kernel.mount("cgroup", tree.fd_path(sub), "cgroup", flags, ",".join(ctrls))
+                    k.mount("cgroup", tree.fd_path(sub), "cgroup", flags, ",".join(ctrls))
                 else:
-                    bind(mnt + (own.get(key, "/") if key else "/"), sub, sub_mo, True)
+                    bind(k, mnt + (own.get(key, "/") if key else "/"), sub, sub_mo, True)
             finally:
-                posix.close(sub)
+                k.close(sub)
             # cpu,cpuacct is reachable as cpu and cpuacct too, as on the host.
             if "," in name:
                 for alias in name.split(","):
                     try:
-                        posix.symlink(name, alias, dir_fd=top)
+                        k.symlink(name, alias, dir_fd=top)
                     except FileExistsError:
                         pass
         if ro:
-            kernel.mount(None, tree.fd_path(top), None,
-                         MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            k.mount(None, tree.fd_path(top), None,
+                    MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     finally:
-        posix.close(top)
+        k.close(top)
 
 
 def make_devices(tree, devices, bind_from_host):
@@ -426,10 +414,14 @@ def make_devices(tree, devices, bind_from_host):
             _make_device(tree, d, bind_from_host, parents)
     finally:
         for pfd in parents.values():
-            posix.close(pfd)
+            tree.k.close(pfd)
+
+
+_DEVICE_TYPES = {"c": _stat.S_IFCHR, "u": _stat.S_IFCHR, "b": _stat.S_IFBLK, "p": _stat.S_IFIFO}
 
 
 def _make_device(tree, d, bind_from_host, parents):
+    k = tree.k
     path = d["path"]
     parent, _, name = path.rpartition("/")
     pfd = parents.get(parent)
@@ -439,56 +431,55 @@ def _make_device(tree, d, bind_from_host, parents):
         kind = d.get("type", "c")
         mode = d.get("fileMode", 0o666) & 0o7777
         try:
-            st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
+            st = k.stat(name, dir_fd=pfd, follow_symlinks=False)
             if _stat.S_ISDIR(st.st_mode):
                 raise MountError(f"linux.devices: `{path}` is a directory in the rootfs")
-            posix.unlink(name, dir_fd=pfd)
+            k.unlink(name, dir_fd=pfd)
         except FileNotFoundError:
             pass
         if bind_from_host:
-            fd = posix.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
-                            | posix.O_CLOEXEC, 0o644, dir_fd=pfd)
-            posix.close(fd)
-            dfd = posix.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
+            fd = k.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
+                        | posix.O_CLOEXEC, 0o644, dir_fd=pfd)
+            k.close(fd)
+            dfd = k.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
             try:
-                bind(path, dfd, None, False)
+                bind(k, path, dfd, None, False)
             finally:
-                posix.close(dfd)
+                k.close(dfd)
             return
-        ftype = {"c": _stat.S_IFCHR, "u": _stat.S_IFCHR, "b": _stat.S_IFBLK,
-                 "p": _stat.S_IFIFO}[kind]
         dev = posix.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0
-        posix.mknod(name, mode | ftype, dev, dir_fd=pfd)
-        posix.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
+        k.mknod(name, mode | _DEVICE_TYPES[kind], dev, dir_fd=pfd)
+        k.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
     except OSError as e:
         raise MountError(f"create device `{path}`: {e.strerror}") from None
 
 
 def make_dev_symlinks(tree):
+    k = tree.k
     try:
-        kcore = procfs.open_file(tree.procfd, "kcore", posix.O_PATH)
-        posix.close(kcore)
-        links = DEV_SYMLINKS + (("/proc/kcore", "/dev/core"),)
+        k.close(procfs.open_file(k, tree.procfd, "kcore", posix.O_PATH))
+        links = DEV_SYMLINKS + (KCORE_SYMLINK,)
     except OSError:
         links = DEV_SYMLINKS
     dfd = tree.mkdir_all("/dev")
     try:
         for target, link in links:
             try:
-                posix.symlink(target, link[5:], dir_fd=dfd)
+                k.symlink(target, link[len("/dev/"):], dir_fd=dfd)
             except FileExistsError:
                 pass
     finally:
-        posix.close(dfd)
+        k.close(dfd)
 
 
 def _dev_null(tree):
     """The container's /dev/null, verified to be the real char 1:3 (CVE-2025-31133: a
     symlink or other file there would turn masking into exposure)."""
+    k = tree.k
     fd = tree.open("/dev/null", paths.O_PATH | posix.O_NOFOLLOW)
-    st = posix.fstat(fd)
-    if not _stat.S_ISCHR(st.st_mode) or st.st_rdev != posix.makedev(1, 3):
-        posix.close(fd)
+    st = k.fstat(fd)
+    if not _stat.S_ISCHR(st.st_mode) or st.st_rdev != posix.makedev(*NULL_DEVICE):
+        k.close(fd)
         raise MountError("maskedPaths: /dev/null in the container is not the null device "
                          "(char 1:3)")
     return fd
@@ -510,6 +501,7 @@ def _open_listed(tree, field, i, path):
 def mask_paths(tree, masked):
     if not masked:
         return
+    k = tree.k
     null_fd = None
     try:
         for i, path in enumerate(masked):
@@ -517,42 +509,42 @@ def mask_paths(tree, masked):
             if fd is None:
                 continue
             try:
-                if _stat.S_ISDIR(posix.fstat(fd).st_mode):
-                    kernel.mount("tmpfs", tree.fd_path(fd), "tmpfs", MS_RDONLY, None)
+                if _stat.S_ISDIR(k.fstat(fd).st_mode):
+                    k.mount("tmpfs", tree.fd_path(fd), "tmpfs", MS_RDONLY, None)
                 else:
                     if null_fd is None:
                         null_fd = _dev_null(tree)
-                    bind(null_fd, fd, None, False)
+                    bind(k, null_fd, fd, None, False)
             except OSError as e:
                 raise _fail("maskedPaths", path, e) from None
             finally:
-                posix.close(fd)
+                k.close(fd)
     finally:
         if null_fd is not None:
-            posix.close(null_fd)
+            k.close(null_fd)
 
 
 def readonly_paths(tree, ro_paths):
+    k = tree.k
     for i, path in enumerate(ro_paths or ()):
         fd = _open_listed(tree, "linux.readonlyPaths", i, path)
         if fd is None:
             continue
         try:
-            clone = kernel.open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH
-                                     | AT_RECURSIVE)
+            clone = k.open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH
+                                | AT_RECURSIVE)
             try:
-                kernel.mount_setattr(clone, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
-                kernel.move_mount(clone, "", fd, "",
-                                  MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+                k.mount_setattr(clone, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)
+                k.move_mount(clone, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
             finally:
-                posix.close(clone)
+                k.close(clone)
         except OSError as e:
             raise _fail("readonlyPaths", path, e) from None
         finally:
-            posix.close(fd)
+            k.close(fd)
 
 
-def prepare_root(procfd, rootfs, propagation):
+def prepare_root(k, procfd, rootfs, propagation):
     """Stop our mounts from reaching the host, then make the rootfs a mount point
     (pivot_root needs one). Returns an O_PATH fd of the rootfs mount."""
     # Before pivot_root only the kind of link to the host matters (shared, private,
@@ -561,46 +553,47 @@ def prepare_root(procfd, rootfs, propagation):
     kind = propagation & ~MS_REC if propagation else 0
     first = {MS_SHARED: MS_SHARED | MS_REC, MS_PRIVATE: MS_PRIVATE | MS_REC}.get(
         kind, MS_SLAVE | MS_REC)
-    kernel.mount(None, "/", None, first)
+    k.mount(None, "/", None, first)
     if kind == MS_SHARED:
         # pivot_root refuses a shared new root, a shared parent of it and a shared
         # current root: make those private (in our namespace only); "/" of the
         # container gets rootfsPropagation back after pivot_root.
-        kernel.mount(None, "/", None, MS_PRIVATE)
-        kernel.mount(None, _mount_point_of(procfd, rootfs), None, MS_PRIVATE)
-    kernel.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+        k.mount(None, "/", None, MS_PRIVATE)
+        k.mount(None, _mount_point_of(k, procfd, rootfs), None, MS_PRIVATE)
+    k.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     if kind == MS_SHARED:
-        kernel.mount(None, rootfs, None, MS_PRIVATE)
-    return posix.open(rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+        k.mount(None, rootfs, None, MS_PRIVATE)
+    return k.open(rootfs, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
 
-def _mount_point_of(procfd, path):
+def _mount_point_of(k, procfd, path):
     """The mount point (from mountinfo) that holds `path`."""
     best = "/"
-    for line in procfs.read(procfd, "thread-self/mountinfo").decode().splitlines():
-        mp = line.split()[4].replace("\\040", " ")
+    text = procfs.read(k, procfd, "thread-self/mountinfo").decode()
+    for m in fs.parse_mountinfo(text):
+        mp = m.mount_point
         if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
             best = mp
     return best
 
 
-def pivot(rootfd, no_pivot):
-    posix.fchdir(rootfd)
+def pivot(k, rootfd, no_pivot):
+    k.fchdir(rootfd)
     if no_pivot:
-        kernel.mount(".", "/", None, MS_MOVE)
-        posix.chroot(".")
+        k.mount(".", "/", None, MS_MOVE)
+        k.chroot(".")
     else:
-        kernel.pivot_root(".", ".")
+        k.pivot_root(".", ".")
         # The old root is stacked under "."; make it a slave so unmounting it does
         # not propagate to the host, then detach it.
-        kernel.mount(None, ".", None, MS_SLAVE | MS_REC)
-        kernel.umount2(".", MNT_DETACH)
-    posix.chdir("/")
+        k.mount(None, ".", None, MS_SLAVE | MS_REC)
+        k.umount2(".", MNT_DETACH)
+    k.chdir("/")
 
 
-def finish_root(readonly, propagation):
+def finish_root(k, readonly, propagation):
     """After pivot_root: root.readonly and linux.rootfsPropagation."""
     if readonly:
-        kernel.mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0)
+        k.mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0)
     if propagation:
-        kernel.mount(None, "/", None, propagation)
+        k.mount(None, "/", None, propagation)

@@ -1,34 +1,68 @@
-"""The parent <-> init sync protocol, over two pipes (a socketpair would cost the
-`socket` import; pipes are enough for these short text messages).
+"""The runtime <-> init sync protocol, over two pipes (a socketpair would cost the
+`socket` import; pipes are enough for these short text messages). Every message is one
+line, `KIND [payload]`; the kinds are the Msg names below, never spelled elsewhere.
 
-  runtime (parent)                               container init (child)
-  ----------------                               ----------------------
-  fork ------------------------------------------> (pid 1 if the parent made the pid ns)
-  put pid in the cgroup
-  GO -------------------------------------------->  setns(paths), [unshare(NEWUSER)]
-                                       <----------  USERNS        (only for a new user ns)
+  runtime (lifecycle/create.py, birth.py)        container init (linux/init.py)
+  ---------------------------------------        ------------------------------
+  fork (birth.py) -------------------------------> (pid 1 if the runtime made the pid ns)
+  put its pid in the cgroup
+  GO <pid> -------------------------------------->  setns(paths), [unshare(NEWUSER)]
+                                       <----------  USERNS        (a new user namespace)
   write uid_map / gid_map
   MAPPED ---------------------------------------->  unshare(the rest) [+ fork pid 1]
-                                       <----------  PID <n>       (only if init is a grandchild)
-                                                    sysctl, hostname, mounts, /dev, pivot_root,
-                                                    resolve the executable
+                                       <----------  PID <pid>     (the init is a grandchild)
+                                                    sysctl, hostname, mounts, /dev, masks
+                                       <----------  HOOKS         (hooks before pivot_root,
+  prestart, createRuntime hooks                                    or a seccomp listener)
+  HOOKS_DONE <pid> <state> --------------------->   createContainer hooks, pivot_root,
+                                                    the executable looked up
                                        <----------  READY
-  write state.json, pid file, run hooks              create: init waits on the exec fifo
+  write state.json, the pid file                    create: waits on the exec fifo
   (run: at the same time as ...)                    run: goes on at once
                                                     user, caps, no_new_privs, seccomp
                                        <----------  EOF (execve closed the pipe) | ERROR <msg>
+  any time, with --timings:            <----------  MARK <phase> <ns>
+
+`exec` (lifecycle/exec.py, linux/exec_init.py) is the same from GO on, with no USERNS,
+PID, HOOKS or READY: GO carries the child's pid as the host sees it (for a seccomp
+listener), and its execve closes the pipe.
 
 Any failure in the child is sent as `ERROR <one line>` and the child _exits: nothing
 unwinds into the runtime's code in the child.
 
-`run` and `create` of an init that needs nothing from the runtime (no user namespace,
-no hooks before pivot_root, no seccomp listener; lifecycle/create.py _can_share_memory
-has the rest) start it in the runtime's memory instead of a fork (_clone_vm): the
-runtime is suspended until the init's execve (for `create`, of the waiter), so there
-is no GO; the init's messages (T, READY, ERROR) wait in the pipe and the runtime reads
-them when it resumes.
+An init that needs nothing from the runtime before its execve (no user namespace, no
+hooks before pivot_root, no seccomp listener; lifecycle/birth.py has the rest) starts in
+the runtime's memory instead of a fork: the runtime is suspended until the init's
+execve (for `create`, of the waiter), so there is no GO; the init's messages (MARK,
+READY, ERROR) wait in the pipe and the runtime reads them when it resumes.
 """
 import posix
+
+
+class Msg:
+    """The message kinds, as they are written on the wire."""
+    GO = "GO"
+    USERNS = "USERNS"
+    MAPPED = "MAPPED"
+    PID = "PID"
+    HOOKS = "HOOKS"
+    HOOKS_DONE = "HOOKS_DONE"
+    READY = "READY"
+    ERROR = "ERROR"
+    MARK = "MARK"
+    EOF = "EOF"  # not sent: what recv() returns once the other end is closed
+
+
+KINDS = frozenset(v for k, v in vars(Msg).items() if not k.startswith("_"))
+
+
+class ProtocolError(Exception):
+    """The other side sent something else than the step expects (or closed)."""
+
+    def __init__(self, kind, payload):
+        super().__init__(f"{kind} {payload}".strip())
+        self.kind = kind
+        self.payload = payload
 
 
 class Channel:
@@ -41,20 +75,28 @@ class Channel:
         self.wfd = wfd
         self.buf = b""
 
-    def send(self, tag, payload=""):
-        line = f"{tag} {payload}".replace("\n", " ") + "\n" if payload else tag + "\n"
+    def send(self, kind, payload=""):
+        line = f"{kind} {payload}".replace("\n", " ") + "\n" if payload else kind + "\n"
         posix.write(self.wfd, line.encode("utf-8", "replace"))
 
     def recv(self):
-        """Next message as (tag, payload); ("EOF", "") when the peer closed."""
+        """Next message as (kind, payload); (Msg.EOF, "") when the peer closed."""
         while b"\n" not in self.buf:
             chunk = posix.read(self.rfd, 4096)
             if not chunk:
-                return "EOF", ""
+                return Msg.EOF, ""
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        tag, _, payload = line.decode("utf-8", "replace").partition(" ")
-        return tag, payload
+        kind, _, payload = line.decode("utf-8", "replace").partition(" ")
+        return kind, payload
+
+    def expect(self, kind):
+        """The payload of the next message, which must be `kind`: anything else (an
+        ERROR, EOF) raises ProtocolError with what came instead."""
+        got, payload = self.recv()
+        if got != kind:
+            raise ProtocolError(got, payload)
+        return payload
 
     def close(self):
         for fd in (self.rfd, self.wfd):

@@ -51,8 +51,6 @@ follows the code, and the filter follows that.
 import posix
 import _struct  # the C module: `struct` is a .py file to find and load
 
-from ocirun import kernel
-
 _CODE = {
     "x86_64": bytes.fromhex(
         "488b0424" "4883f803" "722d" "488b5c2408" "488b0b" "48bb") + b"ocirun-e" + bytes.fromhex(
@@ -114,11 +112,11 @@ def waiter(fifo_fd, seccomp=None):
     return elf(machine, bytes(code) + prog)
 
 
-def loads_filter(plan):
+def loads_filter(ctx):
     """Whether the process's exec program loads its seccomp filter itself: where the
     profile refuses the execveat that starts the program (check_profile allows that
     only with noNewPrivileges)."""
-    return plan.seccomp is not None and plan.seccomp.refuses_execveat
+    return ctx.seccomp is not None and ctx.seccomp.refuses_execveat
 
 
 def check_profile(prepared, nnp, field="linux.seccomp"):
@@ -142,15 +140,15 @@ def raise_refusal(field, why):
                              "allow execveat")
 
 
-def program_for(plan):
-    """The sealed exec program for `plan`'s process: the trampoline, or the waiter
+def program_for(k, ctx):
+    """The sealed exec program for the child's process: the trampoline, or the waiter
     with no fifo carrying the filter (loads_filter)."""
-    if loads_filter(plan):
-        return prepare(waiter(-1, plan.seccomp))
-    return prepare()
+    if loads_filter(ctx):
+        return prepare(k, waiter(-1, ctx.seccomp))
+    return prepare(k)
 
 
-def prepare(program=None):
+def prepare(k, program=None):
     """A sealed, executable memfd holding the program (the trampoline unless given;
     None where this machine has no program). Call before seccomp is loaded: the
     profile may not allow memfd_create. Raises OSError where the memfd cannot be made:
@@ -160,16 +158,16 @@ def prepare(program=None):
     if program is None:
         return None
     try:
-        fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
+        fd = k.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
     except OSError:  # kernels before 6.3 have no MFD_EXEC
-        fd = kernel.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+        fd = k.memfd_create("ocirun-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING)
     try:
         view = memoryview(program)
         while view:
-            view = view[posix.write(fd, view):]
-        kernel.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+            view = view[k.write(fd, view):]
+        k.fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
     except BaseException:
-        posix.close(fd)
+        k.close(fd)
         raise
     return fd
 
@@ -198,11 +196,11 @@ def request(memfd, path, args, env, errfd, keep_mask=False):
     return req + (True,) if keep_mask else req
 
 
-def execve(req):
+def execve(k, req):
     """Perform a request(): through the memfd program with execveat(2). Never
     directly, nor through /proc/self/fd/N (see the module docstring): a direct execve
     would let `/proc/self/exe` name the host's interpreter again. Only on a machine
     with no program (no memfd: -1) is the exec direct. Raises OSError."""
     memfd, path, argv, envp = req[:4]
     env = dict(e.partition(b"=")[::2] for e in envp)
-    posix.execve(path if memfd < 0 else memfd, argv, env)
+    k.execve(path if memfd < 0 else memfd, argv, env)

@@ -16,6 +16,7 @@ This module is imported on every container start: it imports only posix, sys and
 modules, and load() imports nothing (it runs after pivot_root, where an import could
 execute the container's files).
 """
+import errno
 import posix
 import sys
 
@@ -217,16 +218,17 @@ def connect_listener(prepared):
     return prepared.listener[0].fileno()
 
 
-def load(prepared, state_json=None, pid=None):
+def load(prepared, state_json=None, pid=None, k=None):
     """Attach the filter to this process (right before execve; imports nothing).
     With NOTIFY, send the listener fd and the containerProcessState document
-    (`state_json`: the container's state, bytes) over the connected socket."""
-    fd = _kernel.seccomp(SECCOMP_SET_MODE_FILTER, prepared.flags, prepared.prog)
+    (`state_json`: the container's state, bytes) over the connected socket. `k`: the
+    kernel object the caller works through (kernel.Kernel, or a test's double)."""
+    fd = (k or _kernel).seccomp(SECCOMP_SET_MODE_FILTER, prepared.flags, prepared.prog)
     if not prepared.notify:
         return
     try:
         if prepared.listener is None:
-            raise OSError(107, "seccomp listener: connect_listener() was not called")
+            raise OSError(errno.ENOTCONN, "seccomp listener: connect_listener() was not called")
         sock, version, meta = prepared.listener
         msg = _notify.message(version, posix.getpid() if pid is None else pid, meta, state_json)
         _notify.send(sock, fd, msg)

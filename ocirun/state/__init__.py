@@ -1,10 +1,12 @@
 """Container state under <root>/<id>/: state.json written atomically, the exec fifo,
-and the status derived from the init pid *and* its start time (a recycled pid is not
-our container)."""
+and whether the init still lives, from its pid *and* its start time (a recycled pid is
+not our container). The status the OCI state reports is lifecycle/state.py's (it also
+asks the cgroup whether the container is paused)."""
 import posix
 
 from ocirun import fs
 from ocirun.errors import NotFound, OciError, UsageError, os_error
+from ocirun.fs import dumps, write_atomic  # noqa: F401  (the state store's writers)
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
@@ -69,38 +71,6 @@ def proc_start_time(pid, exited_ok=False):
     return int(rest[19])
 
 
-def write_atomic(path, data, mode=0o600):
-    """Write temp + fsync-free rename: readers see the old or the new file, never half.
-    The temporary name is unpredictable and created with O_EXCL, so a file someone
-    planted in the directory (`--pid-file` may name one others can write) is never
-    written through or adopted (docs/security.md N)."""
-    flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC | posix.O_NOFOLLOW
-    while True:
-        tmp = f"{path}.{posix.urandom(8).hex()}.tmp"
-        try:
-            fd = posix.open(tmp, flags, mode)
-            break
-        except FileExistsError:
-            continue
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[posix.write(fd, view):]
-    except OSError:
-        posix.close(fd)
-        posix.unlink(tmp)
-        raise
-    posix.close(fd)
-    posix.rename(tmp, path)
-
-
-def _dumps(obj):
-    import _json
-    enc = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",",
-                             False, False, True)
-    return "".join(enc(obj, 0))
-
-
 def _loads(text):
     from ocirun.config.load import parse_config
     return parse_config(text, STATE_FILE)
@@ -109,12 +79,11 @@ def _loads(text):
 class State:
     """What a later command needs to act on a container. Saved as state.json."""
 
-    __slots__ = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "owner",
-                 "annotations", "cgroup", "started", "root", "config_hooks", "namespaces",
-                 "init_ns")
+    __slots__ = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "annotations",
+                 "cgroup", "started", "root", "config_hooks", "namespaces")
 
-    FIELDS = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "owner",
-              "annotations", "cgroup", "started", "config_hooks", "namespaces", "init_ns")
+    FIELDS = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "annotations",
+              "cgroup", "started", "config_hooks", "namespaces")
 
     def __init__(self, root, cid):
         self.root = root
@@ -124,13 +93,11 @@ class State:
         self.bundle = ""
         self.rootfs = ""
         self.created = ""
-        self.owner = ""
         self.annotations = {}
         self.cgroup = None
         self.started = False
         self.config_hooks = None
         self.namespaces = []
-        self.init_ns = {}
 
     @property
     def dir(self):
@@ -138,7 +105,7 @@ class State:
 
     def save(self):
         data = {k: getattr(self, k) for k in self.FIELDS}
-        write_atomic(f"{self.dir}/{STATE_FILE}", _dumps(data).encode())
+        write_atomic(f"{self.dir}/{STATE_FILE}", dumps(data).encode())
 
     def alive(self):
         """True if our init still runs: same pid *and* same start time."""
@@ -147,38 +114,9 @@ class State:
         now = proc_start_time(self.pid)
         return now is not None and now == self.pid_start
 
-    def status(self):
-        if not self.pid:
-            return "creating"
-        if not self.alive():
-            return "stopped"
-        # frozen before created: a created container can be paused as well
-        if self.cgroup:
-            from ocirun.cgroups import paused
-            try:
-                if paused(self.cgroup):
-                    return "paused"
-            except OciError:
-                pass
-        if not self.started and fs.exists(f"{self.dir}/{FIFO}"):
-            return "created"
-        return "running"
-
-    def oci_state(self):
-        """The OCI state document (runtime.md "State")."""
-        from ocirun import SPEC_VERSION
-        status = self.status()
-        return {
-            "ociVersion": SPEC_VERSION,
-            "id": self.id,
-            "pid": self.pid if status not in ("stopped", "creating") else 0,
-            "status": status,
-            "bundle": self.bundle,
-            "rootfs": self.rootfs,
-            "created": self.created,
-            "owner": self.owner,
-            "annotations": self.annotations or {},
-        }
+    def waits_for_start(self):
+        """Created and not started: the exec fifo is still there."""
+        return not self.started and fs.exists(f"{self.dir}/{FIFO}")
 
 
 def load(root, cid):

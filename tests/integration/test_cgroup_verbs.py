@@ -392,3 +392,19 @@ def test_absolute_cgroups_path_cleans_parents(bundle):
     assert int(open(f"{CG}/pids{parent}/libpod-{cid2}/pids.max").read()) == 2048
     assert bundle.ocirun("delete", "--force", cid2).returncode == 0
     assert leftovers(parent) == []
+
+
+def test_disabled_manager_says_resources_are_not_applied(bundle):
+    """--cgroup-manager=disabled: the container runs in the runtime's cgroup, and the
+    resources it asked for are still validated, and reported as not applied (never
+    dropped in silence)."""
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+    bundle.config["process"]["args"] = ["true"]
+    bundle.write()
+    r = bundle.ocirun("--cgroup-manager", "disabled", "run", "-b", bundle.path, bundle.new_id())
+    assert r.returncode == 0, r.stderr
+    assert "linux.resources: not applied, the cgroup manager is disabled" in r.stderr
+    bundle.config["linux"]["resources"] = {"memory": {"limit": "lots"}}
+    bundle.write()
+    r = bundle.ocirun("--cgroup-manager", "disabled", "run", "-b", bundle.path, bundle.new_id())
+    assert r.returncode == 1 and r.stderr.startswith("ocirun: linux.resources.memory.limit"), r.stderr

@@ -226,10 +226,10 @@ KILLER = ("import os, sys, time\n"
           "        pass\n")
 
 
-def fault(dirs):
+def fault(k, dirs):
     # runs in the container init, first thing: as if a signal came during its
     # set-up, or a SIGKILL while it waits in a blocking call
-    real_join(dirs)
+    real_join(k, dirs)
     if what == "signal":
         os.kill(os.getpid(), signal.SIGWINCH)
     else:

@@ -1,5 +1,5 @@
 """`create` without copying the runtime: the init shares the runtime's memory, sets
-itself up entirely, then execs the waiter (linux/trampoline.py, create.py _waiter),
+itself up entirely, then execs the waiter (linux/trampoline.py, birth.py _prepare_waiter),
 which waits for `start`, loads a noNewPrivileges filter and execs the entrypoint.
 The container must get what it gets from a forked init that waits in Python."""
 import json
@@ -252,10 +252,11 @@ def test_a_waiter_that_cannot_protect_itself_exits(bundle, refused):
 PENDING = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
+from ocirun.kernel import KERNEL
 from ocirun.linux import trampoline
 r, w = os.pipe()
 os.set_inheritable(r, True)
-fd = trampoline.prepare(trampoline.waiter(r))
+fd = trampoline.prepare(KERNEL, trampoline.waiter(r))
 pid = os.fork()
 if pid == 0:
     # as clone_vm's C side leaves it for the waiter: every signal blocked, and a TERM

@@ -19,13 +19,13 @@ FORBIDDEN = {"re", "json", "argparse", "dataclasses", "enum", "typing", "logging
 COMMON = {"ocirun", "ocirun.cli", "ocirun.cli.main", "ocirun.cli.opts", "ocirun.errors",
           "ocirun.log", "ocirun.fs"}
 STATE = {"ocirun.state", "ocirun.config", "ocirun.config.load", "ocirun.lifecycle",
-         "ocirun.lifecycle.ops", "ocirun.lifecycle.process", "ocirun.cli.create"}
-CREATE = STATE - {"ocirun.lifecycle.ops", "ocirun.lifecycle.process"} | {
-    "ocirun.kernel", "ocirun._sys", "ocirun.timings", "ocirun.config.plan",
-    "ocirun.config.validate", "ocirun.linux", "ocirun.linux.caps", "ocirun.linux.mountopts",
-    "ocirun.linux.namespaces", "ocirun.linux.rlimits", "ocirun.linux.sync", "ocirun.linux.init",
+         "ocirun.lifecycle.state", "ocirun.cli.create"}
+CREATE = STATE - {"ocirun.lifecycle.state"} | {
+    "ocirun.kernel", "ocirun._sys", "ocirun.timings", "ocirun.tables", "ocirun.config.plan",
+    "ocirun.config.validate", "ocirun.linux", "ocirun.linux.sync", "ocirun.linux.init",
     "ocirun.linux.paths", "ocirun.linux.procfs", "ocirun.linux.rootfs",
-    "ocirun.linux.trampoline", "ocirun.lifecycle.create"}
+    "ocirun.linux.trampoline", "ocirun.lifecycle.create", "ocirun.lifecycle.birth",
+    "ocirun.lifecycle.steps"}
 SECCOMP = {"ocirun.seccomp", "ocirun.seccomp.cache", "ocirun.seccomp.consts",
            "ocirun.seccomp.tables"}
 
@@ -41,15 +41,17 @@ FREEZER = {"ocirun.cgroups"}
 PINNED = {
     "state": COMMON | STATE | FREEZER | {"ocirun.cli.state"},
     "list": COMMON | STATE - {"ocirun.cli.create"} | FREEZER | {"ocirun.cli.list_"},
-    "kill": COMMON | STATE - {"ocirun.cli.create"} | FREEZER | {"ocirun.cli.kill",
-                                                               "ocirun.lifecycle.signals"},
+    "kill": COMMON | STATE - {"ocirun.cli.create"} | FREEZER | {
+        "ocirun.cli.kill", "ocirun.lifecycle.signals", "ocirun.lifecycle.kill",
+        "ocirun.lifecycle.process"},
     # delete removes the cgroup: it opens the manager
-    "delete": COMMON | STATE | CGROUPS | {"ocirun.cli.delete"},
-    "start": COMMON | STATE | FREEZER | {"ocirun.cli.start"},
+    "delete": COMMON | STATE | CGROUPS | {"ocirun.cli.delete", "ocirun.lifecycle.delete",
+                                          "ocirun.lifecycle.process"},
+    "start": COMMON | STATE | FREEZER | {"ocirun.cli.start", "ocirun.lifecycle.start"},
     "create": COMMON | CREATE | SECCOMP | CGROUPS_CREATE,
     "run": COMMON | CREATE | SECCOMP | CGROUPS_CREATE | {
-        "ocirun.cli.run", "ocirun.lifecycle.run", "ocirun.lifecycle.ops",
-        "ocirun.lifecycle.process"},
+        "ocirun.cli.run", "ocirun.lifecycle.run", "ocirun.lifecycle.delete",
+        "ocirun.lifecycle.process", "ocirun.lifecycle.state"},
 }
 
 

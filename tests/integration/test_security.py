@@ -607,16 +607,17 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 from ocirun import kernel
 from ocirun.linux import procfs
+k = kernel.KERNEL
 out = []
 kernel.unshare(kernel.CLONE_NEWNS)
 kernel.mount(None, "/", None, kernel.MS_PRIVATE | kernel.MS_REC)
-root = procfs.open_root()
+root = procfs.open_root(k)
 # a redirect made after the handle was opened: a tmpfs over a procfs directory
 kernel.mount("tmpfs", "/proc/sys/kernel", "tmpfs", 0)
 open("/proc/sys/kernel/domainname", "w").close()
 for rel in ("sys/kernel/domainname", "self/root/etc/hostname", "self/oom_score_adj"):
     try:
-        os.close(procfs.open_file(root, rel, os.O_RDONLY))
+        os.close(procfs.open_file(k, root, rel, os.O_RDONLY))
         out.append("opened")
     except OSError as e:
         out.append(str(e.errno))
@@ -624,7 +625,7 @@ for rel in ("sys/kernel/domainname", "self/root/etc/hostname", "self/oom_score_a
 os.makedirs("/tmp/fakeproc-%d" % os.getpid(), exist_ok=True)
 kernel.mount("tmpfs", "/tmp/fakeproc-%d" % os.getpid(), "tmpfs", 0)
 try:
-    procfs.open_root("/tmp/fakeproc-%d" % os.getpid())
+    procfs.open_root(k, "/tmp/fakeproc-%d" % os.getpid())
     out.append("accepted")
 except procfs.ProcError:
     out.append("refused")
@@ -697,7 +698,7 @@ from ocirun.linux import exec_init
 from ocirun.lifecycle.exec import exec_process, load_container_config, process_from_args
 from ocirun.state import load
 
-def spy(plan, chan, pidfd, ns_flags, root_fd, cgroup_join=()):
+def spy(plan, ctx):
     links = {}
     for fd in os.listdir("/proc/self/fd"):
         try:

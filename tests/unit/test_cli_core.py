@@ -6,7 +6,8 @@ import pytest
 from ocirun.cli.opts import parse
 from ocirun.errors import UsageError
 from ocirun import kernel
-from ocirun.linux.mountopts import parse_options
+from ocirun.lifecycle.state import status
+from ocirun.tables import parse_options
 from ocirun.lifecycle.signals import parse_signal
 from ocirun import state as state_mod
 
@@ -108,12 +109,12 @@ def test_start_time_of_an_init_that_exited_before_it_was_recorded(tmp_path):
         assert state_mod.proc_start_time(pid) is None
         st = state_mod.State(str(tmp_path), "z")
         st.pid, st.pid_start = pid, started
-        assert not st.alive() and st.status() == "stopped"
+        assert not st.alive() and status(st) == "stopped"
     finally:
         os.waitpid(pid, 0)
     for recorded in (started, None):
         st.pid_start = recorded
-        assert not st.alive() and st.status() == "stopped"
+        assert not st.alive() and status(st) == "stopped"
 
 
 def test_state_roundtrip_and_garbage(tmp_path):
@@ -128,11 +129,11 @@ def test_state_roundtrip_and_garbage(tmp_path):
     assert back.pid == st.pid and back.bundle == "/b" and back.alive()
     # a recycled pid (same pid, other start time) is not our container
     back.pid_start += 1
-    assert back.status() == "stopped"
+    assert status(back) == "stopped"
     # garbage state: still loads as a husk that delete can remove
     with open(f"{root}/c1/state.json", "w") as f:
         f.write("{garbage")
     husk = state_mod.load(root, "c1")
-    assert husk.pid == 0 and husk.status() == "creating"
+    assert husk.pid == 0 and status(husk) == "creating"
     with pytest.raises(Exception, match="does not exist"):
         state_mod.load(root, "nope")

@@ -1,5 +1,5 @@
-"""When `run` and `create` may start the init in the runtime's memory (create.py
-_can_share_memory): only when the init needs nothing from the runtime before its
+"""When `run` and `create` may start the init in the runtime's memory (birth.py
+can_share_memory): only when the init needs nothing from the runtime before its
 execve, joins no existing pid namespace, sets no oom_score_adj, memory limit or time
 namespace, and its process stays root (another uid could signal it); otherwise it
 forks."""
@@ -9,18 +9,20 @@ import pytest
 
 from ocirun import kernel
 from ocirun.kernel import CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWTIME
-from ocirun.lifecycle.create import _can_share_memory
+from ocirun.lifecycle.birth import can_share_memory
 
 
 def plan(**kw):
-    p = dict(userns_new=False, hooks={}, seccomp=None, oom_score_adj=None, ns_join=[],
-             ns_new=0, uid=0, gid=0)
+    p = dict(userns_new=False, hooks={}, oom_score_adj=None, ns_join=[], ns_new=0, uid=0,
+             gid=0)
+    seccomp = kw.pop("seccomp", None)
     p.update(kw)
-    return types.SimpleNamespace(**p)
+    return types.SimpleNamespace(**p), types.SimpleNamespace(seccomp=seccomp)
 
 
 def share(p, linux=None):
-    return _can_share_memory(p, linux or {})
+    plan_, ctx = p
+    return can_share_memory(plan_, ctx, linux or {})
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 """Which parsed (not yet validated) configs start the network namespace helper
-(create.py _asks_new_netns_only) and which plans let the init join what it made."""
+(birth.py asks_new_netns_only) and which plans let the init join what it made."""
 import pytest
 
-from ocirun.lifecycle.create import _asks_new_netns_only, _init_unshares_netns
+from ocirun.lifecycle.birth import asks_new_netns_only, init_unshares_netns
 from ocirun.config.plan import Plan
 from ocirun.kernel import CLONE_NEWNET, CLONE_NEWUSER
 
@@ -36,7 +36,7 @@ def limited(resources):
     (spec({"type": ["network"]}), False), ([], False), (None, False),
 ])
 def test_which_configs_start_the_helper(doc, wanted):
-    assert _asks_new_netns_only(doc) is wanted
+    assert asks_new_netns_only(doc) is wanted
 
 
 def plan(ns_new=0, ns_join=(), userns_new=False):
@@ -46,7 +46,7 @@ def plan(ns_new=0, ns_join=(), userns_new=False):
 
 
 def test_the_plan_is_checked_again():
-    assert _init_unshares_netns(plan(CLONE_NEWNET))
-    assert not _init_unshares_netns(plan(0))
-    assert not _init_unshares_netns(plan(CLONE_NEWNET | CLONE_NEWUSER, userns_new=True))
-    assert not _init_unshares_netns(plan(CLONE_NEWNET, [("user", "/proc/1/ns/user", CLONE_NEWUSER)]))
+    assert init_unshares_netns(plan(CLONE_NEWNET))
+    assert not init_unshares_netns(plan(0))
+    assert not init_unshares_netns(plan(CLONE_NEWNET | CLONE_NEWUSER, userns_new=True))
+    assert not init_unshares_netns(plan(CLONE_NEWNET, [("user", "/proc/1/ns/user", CLONE_NEWUSER)]))

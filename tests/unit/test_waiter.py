@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from ocirun.linux import trampoline
-from ocirun.lifecycle import create
+from ocirun.lifecycle import birth
 
 pytestmark = pytest.mark.skipif(not trampoline.waiter_supported(),
                                 reason="the waiter program exists for x86_64 only")
@@ -46,29 +46,35 @@ def test_layout_without_a_filter():
 class Plan:
     apparmor = None
     nnp = False
+
+
+class Context:
     seccomp = Prepared
     waiter_fd = None
+    fifo_fd = 7
 
 
 def test_no_waiter_with_an_apparmor_profile(monkeypatch):
     made = []
-    monkeypatch.setattr(trampoline, "prepare", lambda program: made.append(program) or 42)
-    plan = Plan()
+    monkeypatch.setattr(trampoline, "prepare", lambda k, program: made.append(program) or 42)
+    plan, ctx = Plan(), Context()
     plan.apparmor = "container-default"
-    assert not create._waiter(plan, 7) and not made and plan.waiter_fd is None
+    assert not birth._prepare_waiter(plan, ctx) and not made and ctx.waiter_fd is None
     plan.apparmor = None
-    assert create._waiter(plan, 7) and plan.waiter_fd == 42
+    assert birth._prepare_waiter(plan, ctx) and ctx.waiter_fd == 42
     # without noNewPrivileges the init loads the filter itself: the waiter carries none
     assert _data(made[0])[2] == 0
     plan.nnp = True
-    assert create._waiter(plan, 7)
+    assert birth._prepare_waiter(plan, ctx)
     assert _data(made[1])[2] == 2
 
 
 def test_no_executable_memfd_means_no_waiter(monkeypatch):
-    monkeypatch.setattr(trampoline, "prepare", lambda program: None)
-    plan = Plan()
-    assert not create._waiter(plan, 7) and plan.waiter_fd is None
+    def refuse(k, program):
+        raise OSError(1, "memfd_create: Operation not permitted")
+    monkeypatch.setattr(trampoline, "prepare", refuse)
+    plan, ctx = Plan(), Context()
+    assert not birth._prepare_waiter(plan, ctx) and ctx.waiter_fd is None
 
 
 def test_the_bytes_are_waiter_s_assembled(tmp_path):

@@ -4,9 +4,7 @@ from ocirun import SPEC_VERSION, VERSION
 
 
 def features():
-    from ocirun.linux.caps import CAPS
-    from ocirun.linux.mountopts import EXTENSIONS, FLAGS, PROPAGATION, RECURSIVE
-    from ocirun.linux.namespaces import NAMESPACES
+    from ocirun.tables import CAPS, EXTENSIONS, FLAGS, NAMESPACES, PROPAGATION, RECURSIVE
     linux = {
         "namespaces": list(NAMESPACES),
         "capabilities": list(CAPS),

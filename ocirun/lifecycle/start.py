@@ -1,0 +1,66 @@
+"""start: release a created container's init (one byte into its exec fifo), then the
+poststart hooks once the user's program runs."""
+import posix
+
+from ocirun.errors import StateError
+from ocirun.lifecycle.state import mark, oci_state, status
+from ocirun.state import FIFO, load
+
+WAIT_EXEC_S = 2.0
+POLL_S = 0.0005
+
+
+def start(root, cid):
+    st = load(root, cid)
+    now = status(st)
+    if now != "created":
+        raise StateError(f"cannot start container `{cid}`: it is {now}, not created")
+    mark("state load + status")
+    fifo = f"{st.dir}/{FIFO}"
+    try:
+        # Non-blocking: fails with ENXIO at once if no init holds the fifo.
+        fd = posix.open(fifo, posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
+    except OSError as e:
+        raise StateError(f"cannot start container `{cid}`: {e.strerror}") from None
+    try:
+        posix.write(fd, b"0")
+    finally:
+        posix.close(fd)
+    mark("exec fifo written (the init goes on)")
+    st.started = True
+    st.save()
+    try:
+        posix.unlink(fifo)
+    except FileNotFoundError:
+        pass
+    mark("state write")
+    if (st.config_hooks or {}).get("poststart"):
+        _wait_exec(st.pid)  # poststart runs after the user process is executed
+        run_poststart(st)
+        mark("poststart hooks")
+    return st
+
+
+def _wait_exec(pid, timeout=WAIT_EXEC_S):
+    """Wait until `pid` no longer runs this program (the interpreter) nor the waiter
+    (linux/trampoline.py, a memfd): it has exec'd the user's program (or died)."""
+    import time
+    me = posix.readlink("/proc/self/exe")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            exe = posix.readlink(f"/proc/{pid}/exe")
+            if exe != me and not exe.startswith("/memfd:ocirun-exec"):
+                return
+        except OSError:
+            return
+        time.sleep(POLL_S)
+
+
+def run_poststart(st):
+    hooks = (st.config_hooks or {}).get("poststart")
+    if hooks:
+        from ocirun.hooks import run_hooks
+        # The state of a started container, even if its process already exited: the
+        # hook is about the start, and a fast process must not turn it into "stopped".
+        run_hooks("poststart", hooks, oci_state(st, "running"), warn_only=True)
