@@ -99,9 +99,11 @@ class _Creation:
         netns = birth.NetnsAhead()
         self.ctx = Context(kernel.KERNEL, None)
         try:
-            netns.start(spec)
             plan, linux = self._validate(spec, bundle, no_pivot, preserve_fds, console_socket,
                                          cgroup_manager)
+            # Nothing has been made before this point: a config refused above leaves
+            # nothing to undo. The helper works while we make the state and the cgroup.
+            netns.start(spec)
             try:
                 return self._make(spec, raw, plan, linux, netns, pid_file)
             except BaseException:
@@ -116,8 +118,7 @@ class _Creation:
 
     def _validate(self, spec, bundle, no_pivot, preserve_fds, console_socket, cgroup_manager):
         """Everything that can refuse the config, before anything exists: -> (plan,
-        linux). (The network namespace helper may be at work meanwhile: it is undone
-        by netns.close.)"""
+        linux)."""
         validate(spec)
         timings.mark("config validate")
         if not spec.get("process"):
@@ -131,11 +132,11 @@ class _Creation:
         ctx.timings = timings.enabled()
         if linux.get("seccomp"):
             ctx.seccomp = steps.prepare_seccomp(linux["seccomp"], self.root, plan.nnp)
+        self.manager = _cgroup_manager(cgroup_manager, linux, self.cid)
+        timings.mark("cgroup manager")
         ctx.console_fd, self.relay_fd = steps.console(
             plan.terminal, console_socket, self.relay,
             "process.terminal is true: a detached container needs --console-socket")
-        self.manager = _cgroup_manager(cgroup_manager, linux, self.cid)
-        timings.mark("cgroup manager")
         return plan, linux
 
     def _make(self, spec, raw, plan, linux, netns, pid_file):

@@ -75,9 +75,13 @@ bad_profile = lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_NO
 bad_cwd = lambda c: c["process"].update(cwd="/nonexistent")
 bad_config = lambda c: c["process"].update(args=[])
 errors = []
+os.makedirs(root, exist_ok=True)
 for i in range(5):
-    errors.append(attempt(f"v{i}", bad_config))        # fails validation
-    errors.append(attempt(f"p{i}", bad_profile))       # fails before the init exists
+    errors.append(attempt(f"v{i}", bad_config))        # fails validation: no helper
+    errors.append(attempt(f"p{i}", bad_profile))       # fails validation too
+    os.mkdir(f"{root}/x{i}")                           # fails before the init exists,
+    errors.append(attempt(f"x{i}", args("true")))      # after the helper started
+    os.rmdir(f"{root}/x{i}")
     errors.append(attempt(f"c{i}", bad_cwd))           # the init fails
     errors.append(attempt(f"ok{i}", args("true")))
 report.update(errors=sorted(set(errors)), started_all=len(started), fds_same=fds() == fds0,
@@ -105,9 +109,14 @@ def test_container_gets_a_network_namespace_of_its_own(bundle):
 
 def test_failures_after_the_helper_started_leave_no_fd_or_process(bundle):
     r = _library(bundle)
-    assert r["started_all"] == 21  # the probe and 20 attempts: each started a helper
+    # the probe and the 15 attempts past validation each started a helper; a config
+    # that validation refuses starts none (nothing is made before it is valid)
+    assert r["started_all"] == 16
     assert r["errors"] == [
         "0",
+        "container `x0` already exists", "container `x1` already exists",
+        "container `x2` already exists", "container `x3` already exists",
+        "container `x4` already exists",
         "linux.seccomp.defaultAction: unknown action `SCMP_ACT_NOPE`",
         "process.args: must not be empty",
         "process.cwd `/nonexistent`: ENOENT (No such file or directory)",
