@@ -77,75 +77,13 @@ def process_from_args(base, args, env=(), cwd=None, user=None, gids=(), caps=(),
 def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=None,
                  preserve_fds=0, cgroup_sub=None):
     """Returns the process's exit code (foreground) or 0 once it runs (detach)."""
-    from ocirun.config.validate import validate_process
-    st = load(root, cid)
-    now = status(st)
-    if now == "paused":
-        raise StateError(f"cannot exec in a paused container `{cid}`")
-    if now not in ("running", "created"):
-        raise StateError(f"container not running: `{cid}` is {now}")
-    validate_process(proc)
-    steps.check_preserve_fds(preserve_fds)
-    timings.mark("state load + process validation")
-    spec = load_container_config(st)
-    plan = build_process(proc, kernel.last_cap(), preserve_fds or 0)
-    ctx = Context(kernel.KERNEL, None)
-    ctx.timings = timings.enabled()
-    seccomp_cfg = (spec.get("linux") or {}).get("seccomp")
-    if seccomp_cfg:
-        ctx.seccomp = steps.prepare_seccomp(seccomp_cfg, root, plan.nnp)
-        if ctx.seccomp.notify:
-            from ocirun.hooks import encode_state
-            ctx.state_json = encode_state(oci_state(st, now))
-    ctx.console_fd, relay_fd = steps.console(plan.terminal, console_socket, not detach,
-                                             "exec --tty --detach needs --console-socket")
-    ctx.pidfd = open_init(st)
-    if ctx.pidfd is None:
-        raise StateError("container not running")
-    for typ, (flag, name) in NAMESPACES.items():
-        try:
-            if posix.stat(f"/proc/{st.pid}/ns/{name}").st_ino != posix.stat(f"/proc/self/ns/{name}").st_ino:
-                ctx.ns_flags |= flag
-        except FileNotFoundError:
-            pass
-    ctx.root_fd = posix.open(f"/proc/{st.pid}/root", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
-    # the child writes under /proc after it has entered the container: never through
-    # the container's /proc (linux/procfs.py)
-    ctx.proc_fd = procfs.open_root(ctx.k)
+    st, plan, ctx, relay_fd = _prepare(root, cid, proc, detach, console_socket, preserve_fds)
     chan, ctx.chan = sync.pair()
     timings.mark("the container's namespaces and root")
-    # pid and time namespaces apply to children: enter them here, fork, come back.
-    early = ctx.ns_flags & (CLONE_NEWPID | CLONE_NEWTIME)
-    ctx.ns_flags &= ~early
-    saved = steps.save_own_namespaces(early)
-    if early:
-        kernel.setns(ctx.pidfd, early)
     forward_to = []
     if not detach:
         steps.forward_signals(forward_to)
-    manager = None
-    if st.cgroup:
-        from ocirun.cgroups import from_dict
-        manager = from_dict(st.cgroup)
-    try:
-        if manager is None or cgroup_sub:  # exec --cgroup SUB: the runtime adds the pid
-            pid, self_join = posix.fork(), None
-        else:
-            pid, self_join = manager.fork()
-        if pid == 0:
-            chan.close()  # see create: EOF must reach us if the runtime dies
-            # Nothing of the runtime's that the child does not need: a process of the
-            # container able to ptrace it (CAP_SYS_PTRACE) must not find our own pid
-            # namespace or the relay's other end in its fd table.
-            for fd, _ in saved:
-                posix.close(fd)
-            if relay_fd is not None:
-                posix.close(relay_fd)
-            ctx.cgroup_join = self_join or ()
-            from ocirun.linux.exec_init import exec_main
-            exec_main(plan, ctx)
-    finally:
-        steps.back_to_own_namespaces(saved)
+    pid, manager, self_join = _fork(st, plan, ctx, chan, relay_fd, cgroup_sub)
     timings.mark("fork")
     ctx.chan.close()
     for fd in (ctx.pidfd, ctx.root_fd, ctx.proc_fd, ctx.console_fd):
@@ -188,3 +126,81 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     _, wait_status = posix.waitpid(pid, 0)
     timings.mark("process exited")
     return steps.exit_code(wait_status)
+
+
+def _prepare(root, cid, proc, detach, console_socket, preserve_fds):
+    """Everything before the fork: -> (state, plan, the child's Context, our end of the
+    terminal relay or None)."""
+    from ocirun.config.validate import validate_process
+    st = load(root, cid)
+    now = status(st)
+    if now == "paused":
+        raise StateError(f"cannot exec in a paused container `{cid}`")
+    if now not in ("running", "created"):
+        raise StateError(f"container not running: `{cid}` is {now}")
+    validate_process(proc)
+    steps.check_preserve_fds(preserve_fds)
+    timings.mark("state load + process validation")
+    spec = load_container_config(st)
+    plan = build_process(proc, kernel.last_cap(), preserve_fds or 0)
+    ctx = Context(kernel.KERNEL, None)
+    ctx.timings = timings.enabled()
+    seccomp_cfg = (spec.get("linux") or {}).get("seccomp")
+    if seccomp_cfg:
+        ctx.seccomp = steps.prepare_seccomp(seccomp_cfg, root, plan.nnp)
+        if ctx.seccomp.notify:
+            from ocirun.hooks import encode_state
+            ctx.state_json = encode_state(oci_state(st, now))
+    ctx.console_fd, relay_fd = steps.console(plan.terminal, console_socket, not detach,
+                                             "exec --tty --detach needs --console-socket")
+    ctx.pidfd = open_init(st)
+    if ctx.pidfd is None:
+        raise StateError("container not running")
+    for flag, name in NAMESPACES.values():
+        try:
+            if posix.stat(f"/proc/{st.pid}/ns/{name}").st_ino != \
+                    posix.stat(f"/proc/self/ns/{name}").st_ino:
+                ctx.ns_flags |= flag
+        except FileNotFoundError:
+            pass
+    ctx.root_fd = posix.open(f"/proc/{st.pid}/root",
+                             posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    # the child writes under /proc after it has entered the container: never through
+    # the container's /proc (linux/procfs.py)
+    ctx.proc_fd = procfs.open_root(ctx.k)
+    return st, plan, ctx, relay_fd
+
+
+def _fork(st, plan, ctx, chan, relay_fd, cgroup_sub):
+    """The child, in the container's pid and time namespaces (they apply to children:
+    we enter them, fork, and come back): -> (pid, the cgroup manager or None, the
+    directories the child joins itself or None)."""
+    early = ctx.ns_flags & (CLONE_NEWPID | CLONE_NEWTIME)
+    ctx.ns_flags &= ~early
+    saved = steps.save_own_namespaces(early)
+    if early:
+        kernel.setns(ctx.pidfd, early)
+    manager = None
+    if st.cgroup:
+        from ocirun.cgroups import from_dict
+        manager = from_dict(st.cgroup)
+    try:
+        if manager is None or cgroup_sub:  # exec --cgroup SUB: the runtime adds the pid
+            pid, self_join = posix.fork(), None
+        else:
+            pid, self_join = manager.fork()
+        if pid == 0:
+            chan.close()  # see create: EOF must reach us if the runtime dies
+            # Nothing of the runtime's that the child does not need: a process of the
+            # container able to ptrace it (CAP_SYS_PTRACE) must not find our own pid
+            # namespace or the relay's other end in its fd table.
+            for fd, _ in saved:
+                posix.close(fd)
+            if relay_fd is not None:
+                posix.close(relay_fd)
+            ctx.cgroup_join = self_join or ()
+            from ocirun.linux.exec_init import exec_main
+            exec_main(plan, ctx)
+    finally:
+        steps.back_to_own_namespaces(saved)
+    return pid, manager, self_join
