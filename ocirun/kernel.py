@@ -61,12 +61,14 @@ _NR = {
                    sethostname=170, setdomainname=171, prctl=157, capget=125, capset=126,
                    seccomp=317, bpf=321, memfd_create=319, execveat=322,
                    open_tree=428, move_mount=429, close_range=436, openat2=437,
-                   mount_setattr=442, prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72, statx=332),
+                   mount_setattr=442, prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72, statx=332,
+                   socket=41, ioctl=16),
     "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
                     sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
                     seccomp=277, bpf=280, memfd_create=279, execveat=281,
                     open_tree=428, move_mount=429, close_range=436, openat2=437,
-                    mount_setattr=442, prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25, statx=291),
+                    mount_setattr=442, prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25, statx=291,
+                    socket=198, ioctl=29),
 }[posix.uname().machine]
 
 # The flags of mount(2), mount_setattr(2) and clone/unshare(2) are pure tables
@@ -297,6 +299,31 @@ def mount_id(fd):
     return _struct.unpack_from("Q", buf, _STATX_MNT_ID_OFFSET)[0]
 
 
+AF_INET = 2
+SOCK_DGRAM = 2
+SOCK_CLOEXEC = 0o2000000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+_IFREQ = "16sh22x"  # struct ifreq: the name, then ifr_flags in the union
+
+
+def loopback_up():
+    """Bring `lo` up in the current network namespace (a new one has it down), as
+    runc and crun do: SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket, no `socket` or
+    `fcntl` module to import."""
+    sock = _raw(_NR["socket"], AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+    try:
+        req = bytearray(_struct.pack(_IFREQ, b"lo", 0))
+        _raw(_NR["ioctl"], sock, SIOCGIFFLAGS, req)
+        name, flags = _struct.unpack(_IFREQ, req)
+        if not flags & IFF_UP:
+            _raw(_NR["ioctl"], sock, SIOCSIFFLAGS, bytearray(_struct.pack(_IFREQ, name,
+                                                                            flags | IFF_UP)))
+    finally:
+        posix.close(sock)
+
+
 def last_cap():
     """The highest capability this kernel knows (caps above it cannot be set)."""
     try:
@@ -334,6 +361,8 @@ class Kernel:
     mkdir = staticmethod(posix.mkdir)
     mknod = staticmethod(posix.mknod)
     chown = staticmethod(posix.chown)
+    fchown = staticmethod(posix.fchown)
+    isatty = staticmethod(posix.isatty)
     symlink = staticmethod(posix.symlink)
     readlink = staticmethod(posix.readlink)
     unlink = staticmethod(posix.unlink)
@@ -346,6 +375,7 @@ class Kernel:
     setns = staticmethod(setns)
     sethostname = staticmethod(sethostname)
     setdomainname = staticmethod(setdomainname)
+    loopback_up = staticmethod(loopback_up)
     fork = staticmethod(posix.fork)
     prctl = staticmethod(prctl)
     setrlimit = staticmethod(setrlimit)

@@ -13,7 +13,8 @@ cgroupsPath (runtime-spec config-linux.md "Cgroups path"), as ocirun interprets 
   - `..` components, NUL bytes and paths naming the hierarchy root itself are refused with
     ConfigError("linux.cgroupsPath", ...): a container owning the root cgroup would make
     `kill --all` and `delete --force` reach every process on the host.
-The systemd form "slice:prefix:name" is only accepted by the systemd manager.
+The systemd form "slice:prefix:name" is, for cgroupfs, a relative path of one component
+(as runc's cgroupfs driver reads it).
 
 Typical use by the lifecycle code (validation happens in open_manager, before anything is
 created, so a bad config leaves nothing behind):
@@ -132,9 +133,8 @@ def open_manager(kind, cgroups_path, container_id, root=DEFAULT_ROOT, mode=None,
         raise OciError(f"unknown cgroup mode {mode!r}")
     if resources is not None:
         validate_resources(resources, mode)
-    if isinstance(cgroups_path, str) and cgroups_path.count(":") == 2 and "/" not in cgroups_path:
-        raise ConfigError(FIELD_PATH, f"{cgroups_path!r} is a systemd path (slice:prefix:name); "
-                                      "it needs the systemd cgroup manager")
+    # (the systemd form "slice:prefix:name" is, for cgroupfs, a relative path of one
+    # component, as runc's cgroupfs driver reads it: containerd sends it in some set-ups)
     path = clean_path(cgroups_path, container_id)
     if mode == "unified":
         from ocirun.cgroups.v2 import V2Manager

@@ -236,14 +236,20 @@ class Manager:
     def add(self, pid, sub=None):
         """Move pid into the container's cgroup (every hierarchy), or into existing
         sub-cgroups of it (exec --cgroup): `sub` is a path for every hierarchy, or
-        {controller: path} with "" for the hierarchies no controller names."""
+        {controller: path} with "" for the hierarchies no controller names. A path
+        given for every hierarchy is joined where it exists and the container's own
+        cgroup elsewhere (as runc does on v1, where each controller has its tree); one
+        named for a controller must exist."""
         for d in self._leaf_dirs():
+            named = not isinstance(sub, str) and sub and self._named_for(d, sub)
             path = sub if isinstance(sub, str) else self._sub_for(d, sub) if sub else None
             if path:
                 parts = [x for x in path.split("/") if x]
                 if not parts or any(x in (".", "..") for x in parts):
                     raise OciError(f"--cgroup: `{path}` must name a sub-cgroup of the container")
-                d = d + "/" + "/".join(parts)
+                target = d + "/" + "/".join(parts)
+                if named or fs.isdir(target):
+                    d = target
             write_checked(d, "cgroup.procs", str(pid))
 
     def fork_targets(self):
@@ -290,6 +296,11 @@ class Manager:
             return posix.open(v2, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC), v1
         except OSError:
             return None
+
+    def _named_for(self, leaf, sub):
+        """Whether `sub` names a controller of `leaf`'s hierarchy explicitly."""
+        hier = getattr(self, "hier", None) or {}
+        return any(leaf.startswith(base + "/") and ctrl in sub for ctrl, base in hier.items())
 
     def _sub_for(self, leaf, sub):
         """The sub-path of `sub` ({controller: path}) that applies to `leaf`."""

@@ -20,8 +20,13 @@ class Plan:
         "args", "env", "path_env", "cwd", "uid", "gid", "gids", "umask",
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
         "last_cap", "rlimits", "nnp", "oom_score_adj", "terminal", "console_size",
-        "preserve_fds", "mount_ns", "cgroupns", "hooks", "apparmor",
+        "preserve_fds", "preserved", "mount_ns", "cgroupns", "hooks", "apparmor",
+        "keep_groups",
     )
+
+# podman --group-add keep-groups (crun's annotation): the process keeps the caller's
+# supplementary groups (no setgroups) unless the value is "0".
+KEEP_GROUPS = "run.oci.keep_original_groups"
 
 
 def apparmor_enabled():
@@ -47,9 +52,25 @@ def _maps(entries):
     return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in entries or ())
 
 
-def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=0):
+def _ambient(names, raisable, top):
+    """The ambient set the kernel will let the process raise: a capability that is not
+    both permitted and inheritable cannot be ambient, and runc and crun warn and go on
+    (`runc spec`'s own default config asks for such ones), so do we."""
+    wanted = mask(names, top)
+    if wanted & ~raisable:
+        from ocirun import log
+        from ocirun.tables import CAPS
+        left = [CAPS[i] for i in range(top + 1) if (wanted & ~raisable) >> i & 1]
+        log.warning(f"process.capabilities.ambient: {', '.join(left)} not raised: not both "
+                    f"permitted and inheritable")
+    return wanted & raisable
+
+
+def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=(0, ()), extra_env=()):
     """Turn a validated config into a Plan. `bundle` is the absolute bundle path,
-    `last_cap` the highest capability of this kernel (kernel.last_cap())."""
+    `last_cap` the highest capability of this kernel (kernel.last_cap());
+    `preserve_fds`: (N of --preserve-fds, the fds of 3..3+N-1 open at the start);
+    `extra_env` is added to process.env (socket activation's LISTEN_FDS, LISTEN_PID)."""
     p = Plan()
     root = spec["root"]
     rootfs = root["path"]
@@ -107,16 +128,19 @@ def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=0):
     p.hostname = spec.get("hostname")
     p.domainname = spec.get("domainname")
 
-    _fill_process(p, spec.get("process") or {}, preserve_fds, last_cap)
+    _fill_process(p, spec.get("process") or {}, preserve_fds, last_cap, extra_env)
     p.hooks = spec.get("hooks") or {}
+    p.keep_groups = (spec.get("annotations") or {}).get(KEEP_GROUPS, "0") != "0"
     return p
 
 
-def build_process(proc, last_cap, preserve_fds=0):
-    """The Plan of an `exec`: the process alone (the container exists already)."""
+def build_process(proc, last_cap, preserve_fds=(0, ()), annotations=None):
+    """The Plan of an `exec`: the process alone (the container exists already; its
+    annotations still say whether the process keeps the caller's groups)."""
     p = Plan()
     _fill_process(p, proc, preserve_fds, last_cap)
     p.hooks = {}
+    p.keep_groups = (annotations or {}).get(KEEP_GROUPS, "0") != "0"
     return p
 
 
@@ -133,10 +157,10 @@ def _mount(m, bundle):
     return m, mo
 
 
-def _fill_process(p, proc, preserve_fds, top):
+def _fill_process(p, proc, preserve_fds, top, extra_env=()):
     """The process part of a Plan (shared by create and exec)."""
     p.args = proc.get("args") or []
-    p.env = proc.get("env") or []
+    p.env = list(proc.get("env") or ()) + list(extra_env)
     p.path_env = next((e[5:] for e in p.env if e.startswith("PATH=")),
                       "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     p.cwd = proc.get("cwd") or "/"
@@ -151,14 +175,15 @@ def _fill_process(p, proc, preserve_fds, top):
     p.cap_effective = mask(caps.get("effective"), top)
     p.cap_permitted = mask(caps.get("permitted"), top)
     p.cap_inheritable = mask(caps.get("inheritable"), top)
-    p.cap_ambient = mask(caps.get("ambient"), top)
-    p.rlimits = [(RLIMITS[r["type"]], r["soft"], r["hard"]) for r in proc.get("rlimits") or ()]
+    p.cap_ambient = _ambient(caps.get("ambient"), p.cap_permitted & p.cap_inheritable, top)
+    p.rlimits = [(r["type"], RLIMITS[r["type"]], r["soft"], r["hard"])
+                 for r in proc.get("rlimits") or ()]
     p.nnp = bool(proc.get("noNewPrivileges"))
     p.oom_score_adj = proc.get("oomScoreAdj")
     p.terminal = bool(proc.get("terminal"))
     size = proc.get("consoleSize")
     p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
-    p.preserve_fds = preserve_fds
+    p.preserve_fds, p.preserved = preserve_fds
     p.apparmor = _apparmor(proc.get("apparmorProfile"))
     if proc.get("selinuxLabel") and not fs.exists("/sys/fs/selinux/enforce"):
         from ocirun import log

@@ -82,6 +82,7 @@ class _Creation:
         self.manager = self.chan = self.ctx = self.relay_fd = None
         self.pid = self.init_pid = 0
         self.made_dir = False
+        self.memory_limit = "none set"
 
     def run(self, bundle, config_path, pid_file, console_socket, no_pivot, preserve_fds,
             cgroup_manager):
@@ -91,16 +92,21 @@ class _Creation:
             config_path = f"{bundle}/config.json"
         elif not config_path.startswith("/"):
             config_path = f"{bundle}/{config_path}"
-        # Before the network namespace helper exists: it opens an fd into our table,
-        # which could otherwise pass for one of the caller's.
-        steps.check_preserve_fds(preserve_fds)
+        # --preserve-fds N passes fds 3+L..3+L+N-1 where they are open (L: socket
+        # activation's), as crun does: a closed one is simply not there.
+        listen, listen_env = steps.socket_activation()
+        preserve_fds = (preserve_fds or 0) + listen
+        preserved = steps.open_fds(preserve_fds)
+        if not fs.isdir(bundle):
+            raise OciError(f"bundle `{bundle}`: "
+                           f"{'not a directory' if fs.exists(bundle) else 'does not exist'}")
         spec, raw = load_config_bytes(config_path, "config.json")
         timings.mark("config load")
         netns = birth.NetnsAhead()
         self.ctx = Context(kernel.KERNEL, None)
         try:
-            plan, linux = self._validate(spec, bundle, no_pivot, preserve_fds, console_socket,
-                                         cgroup_manager)
+            plan, linux = self._validate(spec, bundle, no_pivot, (preserve_fds, preserved),
+                                         console_socket, cgroup_manager, listen_env)
             # Nothing has been made before this point: a config refused above leaves
             # nothing to undo. The helper works while we make the state and the cgroup.
             netns.start(spec)
@@ -116,14 +122,15 @@ class _Creation:
                 if fd is not None:
                     posix.close(fd)
 
-    def _validate(self, spec, bundle, no_pivot, preserve_fds, console_socket, cgroup_manager):
+    def _validate(self, spec, bundle, no_pivot, preserve_fds, console_socket, cgroup_manager,
+                  listen_env):
         """Everything that can refuse the config, before anything exists: -> (plan,
         linux)."""
         validate(spec)
         timings.mark("config validate")
         if not spec.get("process"):
             raise OciError("process: a process is required to create a container")
-        plan = build(spec, bundle, kernel.last_cap(), no_pivot, preserve_fds or 0)
+        plan = build(spec, bundle, kernel.last_cap(), no_pivot, preserve_fds, listen_env)
         if plan.hooks:
             import ocirun.hooks  # noqa: F401  (the init runs createContainer/startContainer hooks)
         timings.mark("plan")
@@ -133,6 +140,7 @@ class _Creation:
         if linux.get("seccomp"):
             ctx.seccomp = steps.prepare_seccomp(linux["seccomp"], self.root, plan.nnp)
         self.manager = _cgroup_manager(cgroup_manager, linux, self.cid)
+        self.memory_limit = _memory_limit(linux)
         timings.mark("cgroup manager")
         ctx.console_fd, self.relay_fd = steps.console(
             plan.terminal, console_socket, self.relay,
@@ -255,7 +263,19 @@ class _Creation:
             elif kind == Msg.ERROR:
                 raise OciError(payload)
             else:
-                raise OciError("container init exited during setup")
+                raise OciError(self._why_gone())
+
+    def _why_gone(self):
+        """The init went away without a word: the OOM killer, if the cgroup counted a
+        kill (the memory limit is then too low for the set-up), else say just that."""
+        try:
+            killed = self.manager is not None and self.manager.oom_kills()
+        except OciError:
+            killed = False
+        if killed:
+            return (f"container init was killed by the OOM killer during setup: the memory "
+                    f"limit ({self.memory_limit}) is too low")
+        return "container init exited during setup"
 
     def undo(self):
         """Failed create: leave no process, cgroup or state directory behind."""
@@ -315,6 +335,16 @@ def _write_maps(pid, plan):
                 raise OciError(f"write {name} `{text.strip()}`: {e.strerror}") from None
     finally:
         posix.close(proc_fd)
+
+
+def _memory_limit(linux):
+    """linux.resources' memory limit as the config says it, for messages."""
+    resources = linux.get("resources") or {}
+    limit = (resources.get("memory") or {}).get("limit")
+    if type(limit) is int and limit > 0:
+        return f"linux.resources.memory.limit = {limit}"
+    unified = (resources.get("unified") or {}).get("memory.max")
+    return f"linux.resources.unified memory.max = {unified}" if unified else "none set"
 
 
 def _write_pid_file(path, pid):

@@ -27,10 +27,10 @@ def delete(root, cid, force=False):
     if now in ("running", "paused", "creating") and not force:
         raise StateError(f"cannot delete container `{cid}` that is not stopped: {now}")
     mark("state load + status")
-    if now == "paused" and st.cgroup:
-        from ocirun.cgroups import from_dict as open_saved
-        open_saved(st.cgroup).thaw()
     if now != "stopped":
+        # a frozen task (paused, or on its way: FREEZING reads as running) cannot act
+        # on SIGKILL
+        process.thaw(st)
         process.kill_container(st)
     elif st.cgroup and not _had_own_pid_namespace(st):
         # The init has exited, but without a pid namespace of its own its children

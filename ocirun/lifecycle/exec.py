@@ -77,7 +77,8 @@ def process_from_args(base, args, env=(), cwd=None, user=None, gids=(), caps=(),
 def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=None,
                  preserve_fds=0, cgroup_sub=None):
     """Returns the process's exit code (foreground) or 0 once it runs (detach)."""
-    st, plan, ctx, relay_fd = _prepare(root, cid, proc, detach, console_socket, preserve_fds)
+    preserve = (preserve_fds or 0, steps.open_fds(preserve_fds))
+    st, plan, ctx, relay_fd = _prepare(root, cid, proc, detach, console_socket, preserve)
     chan, ctx.chan = sync.pair()
     timings.mark("the container's namespaces and root")
     forward_to = []
@@ -139,10 +140,9 @@ def _prepare(root, cid, proc, detach, console_socket, preserve_fds):
     if now not in ("running", "created"):
         raise StateError(f"container not running: `{cid}` is {now}")
     validate_process(proc)
-    steps.check_preserve_fds(preserve_fds)
     timings.mark("state load + process validation")
     spec = load_container_config(st)
-    plan = build_process(proc, kernel.last_cap(), preserve_fds or 0)
+    plan = build_process(proc, kernel.last_cap(), preserve_fds, spec.get("annotations"))
     ctx = Context(kernel.KERNEL, None)
     ctx.timings = timings.enabled()
     seccomp_cfg = (spec.get("linux") or {}).get("seccomp")

@@ -82,8 +82,13 @@ def wait_gone(st, timeout=10.0):
         posix.close(fd)
 
 
+THAW_AFTER_S = 0.2
+
+
 def kill_container(st, timeout=10.0):
-    """SIGKILL every process of the container and wait for init to go."""
+    """SIGKILL every process of the container and wait for init to go. A task the v1
+    freezer holds cannot act on SIGKILL: if the init is still there after a moment, its
+    cgroup is thawed again (a pause may have been on its way while we signalled)."""
     try:
         signal_all(st, SIGKILL)
     except OciError:
@@ -92,5 +97,19 @@ def kill_container(st, timeout=10.0):
         signal_init(st, SIGKILL)
     except StateError:
         return
+    if wait_gone(st, THAW_AFTER_S):
+        return
+    thaw(st)
     if not wait_gone(st, timeout):
         raise OciError(f"container `{st.id}`: init {st.pid} did not exit after SIGKILL")
+
+
+def thaw(st):
+    """Thaw the container's cgroup, whatever its freezer says (FROZEN, or FREEZING on
+    its way there); nothing to do without a cgroup."""
+    if st.cgroup:
+        from ocirun.cgroups import from_dict
+        try:
+            from_dict(st.cgroup).thaw()
+        except OciError:
+            pass

@@ -12,13 +12,30 @@ FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
 NS_NAMES = {kernel.CLONE_NEWPID: "pid", kernel.CLONE_NEWTIME: "time"}
 
 
-def check_preserve_fds(n):
-    """--preserve-fds N: fds 3..3+N-1 must be open (before anything of ours is)."""
+def open_fds(n):
+    """The fds of 3..3+n-1 that are open now, before anything of ours is: the ones
+    --preserve-fds passes (a closed one is not there, as with crun; one of ours that
+    later takes its number is close-on-exec and stays ours)."""
+    out = []
     for fd in range(3, 3 + (n or 0)):
         try:
             posix.fstat(fd)
+            out.append(fd)
         except OSError:
-            raise OciError(f"--preserve-fds {n}: fd {fd} is not open") from None
+            pass
+    return tuple(out)
+
+
+def socket_activation():
+    """systemd's socket activation (sd_listen_fds(3)), as runc passes it on: LISTEN_FDS
+    fds from 3 on, meant for us (LISTEN_PID ours, or unset as crun allows). -> (how
+    many, the environment the process gets: LISTEN_FDS=n, LISTEN_PID=1)."""
+    from ocirun import fs
+    n = fs.getenv("LISTEN_FDS")
+    pid = fs.getenv("LISTEN_PID")
+    if not n or not n.isdigit() or int(n) == 0 or (pid and pid != str(posix.getpid())):
+        return 0, ()
+    return int(n), (f"LISTEN_FDS={n}", "LISTEN_PID=1")
 
 
 def prepare_seccomp(profile, root, nnp):
@@ -48,6 +65,11 @@ def console(terminal, console_socket, relay, detached_hint):
         return term.connect_socket(console_socket), None
     if not relay:
         raise OciError(detached_hint)
+    if not posix.isatty(0):
+        # (runc fails on /dev/tty here; waiting for a terminal that never comes would
+        # hang whoever ran us)
+        raise OciError("process.terminal is true but stdin is not a terminal: give "
+                       "--console-socket, or set process.terminal to false")
     import _socket
     a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     return b.detach(), a.detach()

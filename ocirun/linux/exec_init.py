@@ -30,8 +30,7 @@ def _run(plan, ctx):
         ctx.host_pid = int(ctx.chan.expect(Msg.GO))  # we are in the container's cgroup
     except (ProtocolError, ValueError):
         posix._exit(1)
-    for res, soft, hard in plan.rlimits:
-        _step(f"setrlimit {res}", k.setrlimit, res, soft, hard)
+    init_mod.set_rlimits(k, plan.rlimits)
     if plan.oom_score_adj is not None:
         _step("write oom_score_adj", procfs.write, k, ctx.proc_fd, "self/oom_score_adj",
               str(plan.oom_score_adj))
@@ -52,10 +51,11 @@ def _run(plan, ctx):
     if not k.getcwd().startswith("/"):
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
     exe = init_mod.find_executable(k, plan.args[0], plan.path_env)
+    env = init_mod.environment(k, plan)
     k.prctl(PR_SET_PDEATHSIG, 0)
     memfd = _step("create the sealed exec program", trampoline.program_for, k, ctx)
     init_mod._finalize(plan, ctx)
     try:
-        trampoline.execve(k, trampoline.request(memfd, exe, plan.args, plan.env, ctx.chan.wfd))
+        trampoline.execve(k, trampoline.request(memfd, exe, plan.args, env, ctx.chan.wfd))
     except OSError as e:
         raise InitError(f"exec `{plan.args[0]}`: {e.strerror}") from None

@@ -125,7 +125,7 @@ def _forked(plan, ctx):
         ctx.host_pid = int(ctx.chan.expect(Msg.GO))
     except (ProtocolError, ValueError):  # EOF: the runtime died before (or while) we set PDEATHSIG
         raise _Quit(1) from None
-    exe, state_json = _prepare(plan, ctx)
+    exe, env, state_json = _prepare(plan, ctx)
     ctx.chan.send(Msg.READY)
     if ctx.fifo_fd is not None:
         _wait_for_start(ctx)
@@ -140,44 +140,46 @@ def _forked(plan, ctx):
         # (after `start` the runtime that made us is gone: a mark written to its pipe
         # would only raise SIGPIPE, whose default disposition _finalize restored)
         _tmark(ctx, "user, caps, seccomp (execve next)")
-    return trampoline.request(memfd, exe, plan.args, plan.env, ctx.chan.wfd)
+    return trampoline.request(memfd, exe, plan.args, env, ctx.chan.wfd)
 
 
 def _shared_run(plan, ctx):
     _begin(ctx)
     if not _runtime_alive(ctx):  # it died before we set PDEATHSIG
         raise _Quit(1)
-    exe, _ = _prepare(plan, ctx)
+    exe, env, _ = _prepare(plan, ctx)
     ctx.chan.send(Msg.READY)
     memfd = _step("create the sealed exec program", trampoline.program_for, ctx.k, ctx)
     # (a child sharing the runtime's memory unblocks signals in C, at its execve)
     _finalize(plan, ctx, unblock=False)
     _tmark(ctx, "user, caps, seccomp (execve next)")
-    return trampoline.request(memfd, exe, plan.args, plan.env, ctx.chan.wfd)
+    return trampoline.request(memfd, exe, plan.args, env, ctx.chan.wfd)
 
 
 def _shared_create(plan, ctx):
     _begin(ctx)
     if not _runtime_alive(ctx):
         raise _Quit(1)
-    exe, _ = _prepare(plan, ctx)
+    exe, env, _ = _prepare(plan, ctx)
     # The runtime is suspended until our execve, so the waiting is the waiter's
     # (trampoline.py), after all the rest; READY once nothing but that execve can fail.
     _finalize(plan, ctx, unblock=False, keep_fd=ctx.fifo_fd)
     _tmark(ctx, "user, caps, seccomp (the waiter next)")
     ctx.chan.send(Msg.READY)
-    return trampoline.request(ctx.waiter_fd, exe, plan.args, plan.env, ctx.chan.wfd,
+    return trampoline.request(ctx.waiter_fd, exe, plan.args, env, ctx.chan.wfd,
                               keep_mask=True)
 
 
 def _prepare(plan, ctx):
-    """Everything between the start and READY: -> (executable, state JSON)."""
+    """Everything between the start and READY: -> (executable, environment, state
+    JSON)."""
     _tmark(ctx, "started")
     _enter_namespaces(plan, ctx)
     state_json = _build_container(plan, ctx)
     exe = _enter_cwd(plan, ctx)
+    env = environment(ctx.k, plan)
     ctx.k.prctl(PR_SET_PDEATHSIG, 0)
-    return exe, state_json
+    return exe, env, state_json
 
 
 # --- what the runtime must be asked -------------------------------------------------------
@@ -216,12 +218,16 @@ def join_cgroups(k, dirs):
         _step(f"join cgroup {d}", _write_file, k, d + "/tasks", "0")
 
 
+def set_rlimits(k, rlimits):
+    for name, res, soft, hard in rlimits:
+        _step(f"process.rlimits: setrlimit {name} {soft}:{hard}", k.setrlimit, res, soft, hard)
+
+
 def _enter_namespaces(plan, ctx):
     k = ctx.k
     k.umask(0)
     # rlimits first: in a new user namespace we could no longer raise them.
-    for res, soft, hard in plan.rlimits:
-        _step(f"setrlimit {res}", k.setrlimit, res, soft, hard)
+    set_rlimits(k, plan.rlimits)
     if plan.oom_score_adj is not None:
         _step("write oom_score_adj", procfs.write, k, ctx.proc_fd, "self/oom_score_adj",
               str(plan.oom_score_adj))
@@ -258,6 +264,9 @@ def _enter_namespaces(plan, ctx):
         rest &= ~CLONE_NEWNET
     if rest:
         _step("unshare namespaces", k.unshare, rest)
+    if plan.ns_new & CLONE_NEWNET:
+        # a network namespace of the container's own has its loopback down
+        _step("bring up the loopback interface", k.loopback_up)
     _tmark(ctx, "namespaces")
     if rest & (CLONE_NEWPID | CLONE_NEWTIME):
         # A new pid (or time) namespace applies to children only: fork the init.
@@ -297,6 +306,7 @@ def _build_container(plan, ctx):
         for i, (m, mo) in enumerate(plan.mounts):
             rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
         tree.verify()
+        _make_cwd(plan, tree)
     finally:
         tree.close()
         k.close(rootfd)
@@ -323,6 +333,7 @@ def _setup_rootfs(plan, ctx):
             _step("create /dev symlinks", rootfs_mod.make_dev_symlinks, tree)
         if plan.terminal:
             _step("set up the terminal", _setup_terminal, plan, ctx, tree)
+        _make_cwd(plan, tree)
         _tmark(ctx, "devices")
         rootfs_mod.mask_paths(tree, plan.masked)
         rootfs_mod.readonly_paths(tree, plan.readonly_paths)
@@ -381,6 +392,29 @@ def _setup_terminal(plan, ctx, tree):
     finally:
         k.close(console)
     terminal.hand_over(master, peer, ctx.console_fd, plan.console_size)
+
+
+def _make_cwd(plan, tree):
+    """process.cwd that the rootfs lacks is made, as runc and crun do (after the mounts:
+    it may be inside a volume), owned by the process's user so that it can use it."""
+    try:
+        tree.k.close(tree.open(plan.cwd))
+        return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return  # chdir will say what is wrong with it
+    try:
+        fd = tree.mkdir_all(plan.cwd)
+    except OSError as e:
+        raise InitError(f"process.cwd `{plan.cwd}`: cannot be made in the rootfs: "
+                        f"{e.strerror}") from None
+    try:
+        # (an O_PATH fd, which fchown cannot take: through its magic link, in the
+        # runtime's procfs)
+        tree.k.chown(f"thread-self/fd/{fd}", plan.uid, plan.gid, dir_fd=tree.procfd)
+    finally:
+        tree.k.close(fd)
 
 
 def _enter_cwd(plan, ctx):
@@ -502,6 +536,60 @@ def _load_seccomp(ctx):
     _module("ocirun.seccomp").load(ctx.seccomp, ctx.state_json, ctx.host_pid, ctx.k)
 
 
+def _home(k, uid):
+    """The home directory of `uid` in the container's /etc/passwd ("/" if none), for a
+    process.env without HOME (runc and crun set it). Read as a hostile file: only a
+    regular file, without blocking, at most 1 MiB."""
+    try:
+        fd = k.open("/etc/passwd", posix.O_RDONLY | posix.O_NONBLOCK | posix.O_NOCTTY
+                    | posix.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if not _stat.S_ISREG(k.fstat(fd).st_mode):
+            return "/"
+        data = k.read(fd, PASSWD_MAX)
+    except OSError:
+        return "/"
+    finally:
+        k.close(fd)
+    want = str(uid).encode()
+    for line in data.split(b"\n"):
+        fields = line.split(b":")
+        if len(fields) >= 6 and fields[2] == want:
+            return fields[5].decode("utf-8", "surrogateescape") or "/"
+    return "/"
+
+
+PASSWD_MAX = 1 << 20
+
+
+def environment(k, plan):
+    """process.env as the process gets it: with HOME where it has none."""
+    if any(e.startswith("HOME=") for e in plan.env):
+        return plan.env
+    return plan.env + [f"HOME={_home(k, plan.uid)}"]
+
+
+def _chown_stdio(k, plan):
+    """stdio that is a pipe or a file of root's, handed to a process that is not root,
+    is given to its user (crun and runc do), so that it can reopen /proc/self/fd/0..2:
+    not a terminal or another device, and failures (an unmapped user, a read-only
+    file) left for the process to meet."""
+    if plan.uid == 0:
+        return
+    for fd in (0, 1, 2):
+        try:
+            if k.isatty(fd):
+                continue
+            st = k.fstat(fd)
+            if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode) or st.st_uid == plan.uid:
+                continue
+            k.fchown(fd, plan.uid, plan.gid)
+        except OSError:
+            pass
+
+
 def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
     """Privileges, last. First what needs no privilege and which a seccomp profile
     might not allow (umask, signal dispositions, fds); then the bounding set, user
@@ -523,8 +611,9 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
         k.sigaction_default(sig)
     if unblock:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    # Every fd above the preserved ones closes at execve (CVE-2024-21626).
-    for fd in range(3, 3 + plan.preserve_fds):
+    # Every fd but stdio and the preserved ones closes at execve (CVE-2024-21626):
+    # above the range by close_range, inside it because ours are all close-on-exec.
+    for fd in plan.preserved:
         try:
             k.set_inheritable(fd, True)
         except OSError:
@@ -536,10 +625,12 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
     for cap in range(plan.last_cap + 1):
         if not plan.cap_bounding >> cap & 1:
             _step(f"drop capability {cap} from the bounding set", k.prctl, PR_CAPBSET_DROP, cap)
+    _chown_stdio(k, plan)
     if ctx.seccomp is not None and not plan.nnp:
         _load_seccomp(ctx)
     k.prctl(PR_SET_KEEPCAPS, 1)
-    _step("setgroups", k.setgroups, plan.gids)
+    if not plan.keep_groups:
+        _step("setgroups", k.setgroups, plan.gids)
     _step(f"setresgid {plan.gid}", k.setresgid, plan.gid, plan.gid, plan.gid)
     _step(f"setresuid {plan.uid}", k.setresuid, plan.uid, plan.uid, plan.uid)
     k.prctl(PR_SET_KEEPCAPS, 0)

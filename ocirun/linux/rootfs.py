@@ -68,9 +68,10 @@ class MountError(OciError):
     pass
 
 
-def _fail(what, dest, e):
+def _fail(what, dest, e, index=None):
     name = errno.errorcode.get(e.errno, str(e.errno))
-    return MountError(f"mount `{what}` on `{dest}`: {name} ({e.strerror})")
+    where = f"mounts[{index}]: " if index is not None else ""
+    return MountError(f"{where}mount `{what}` on `{dest}`: {name} ({e.strerror})")
 
 
 def components(path):
@@ -271,7 +272,7 @@ def mount_one(tree, index, m, mo, cgroupns):
         try:
             st = k.stat(source)
         except OSError as e:
-            raise _fail(source, dest, e) from None
+            raise _fail(source, dest, e, index) from None
         is_dir = _stat.S_ISDIR(st.st_mode)
     else:
         is_dir = True
@@ -285,7 +286,7 @@ def mount_one(tree, index, m, mo, cgroupns):
             dest_fd = (paths.mkdir_all(k, tree.rootfd, dest) if is_dir
                        else paths.create_file(k, tree.rootfd, dest))
         except OSError as e:
-            raise _fail(source, dest, e) from None
+            raise _fail(source, dest, e, index) from None
     # The check above reads the config's text; what counts is where the path led
     # (`/x/../proc`, or a symlink in the image, reach procfs).
     if k.fstatfs_type(dest_fd) == PROC_SUPER_MAGIC and not (
@@ -301,7 +302,7 @@ def mount_one(tree, index, m, mo, cgroupns):
         else:
             _mount_fs(tree, source, dest_fd, mtype, mo)
     except OSError as e:
-        raise _fail(source, dest, e) from None
+        raise _fail(source, dest, e, index) from None
     finally:
         k.close(dest_fd)
     if held:
@@ -410,8 +411,8 @@ def make_devices(tree, devices, bind_from_host):
     host's node onto an empty file), in the held /dev where there is one."""
     parents = {}  # one fd per directory (they are nearly all in /dev)
     try:
-        for d in devices:
-            _make_device(tree, d, bind_from_host, parents)
+        for i, d in enumerate(devices):
+            _make_device(tree, i, d, bind_from_host, parents)
     finally:
         for pfd in parents.values():
             tree.k.close(pfd)
@@ -420,7 +421,13 @@ def make_devices(tree, devices, bind_from_host):
 _DEVICE_TYPES = {"c": _stat.S_IFCHR, "u": _stat.S_IFCHR, "b": _stat.S_IFBLK, "p": _stat.S_IFIFO}
 
 
-def _make_device(tree, d, bind_from_host, parents):
+# A device bound from the host (in a user namespace): never a way to setuid or exec.
+_BOUND_DEVICE = MountOptions()
+_BOUND_DEVICE.flags = MS_NOSUID | MS_NOEXEC
+
+
+def _make_device(tree, i, d, bind_from_host, parents):
+    """linux.devices[i] (or, past the config's, a default device)."""
     k = tree.k
     path = d["path"]
     parent, _, name = path.rpartition("/")
@@ -438,12 +445,17 @@ def _make_device(tree, d, bind_from_host, parents):
         except FileNotFoundError:
             pass
         if bind_from_host:
+            try:
+                k.stat(path)
+            except FileNotFoundError:
+                raise MountError(f"linux.devices[{i}]: `{path}` does not exist on the host (in a "
+                                 f"user namespace, devices are bind mounts of the host's)") from None
             fd = k.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
                         | posix.O_CLOEXEC, 0o644, dir_fd=pfd)
             k.close(fd)
             dfd = k.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
             try:
-                bind(k, path, dfd, None, False)
+                bind(k, path, dfd, _BOUND_DEVICE, False)
             finally:
                 k.close(dfd)
             return
@@ -582,12 +594,21 @@ def pivot(k, rootfd, no_pivot):
     if no_pivot:
         k.mount(".", "/", None, MS_MOVE)
         k.chroot(".")
-    else:
+        k.chdir("/")
+        return
+    oldroot = k.open("/", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    try:
         k.pivot_root(".", ".")
-        # The old root is stacked under "."; make it a slave so unmounting it does
-        # not propagate to the host, then detach it.
+        # The old root is now stacked on the new one. Make it (and only it: "." from
+        # the new root's fd would name the new root, and a recursive slave there would
+        # cut a shared volume's way back to the host, Bidirectional in Kubernetes)
+        # a slave, so that unmounting it does not propagate to the host; then detach
+        # it. As runc does, from its own fd.
+        k.fchdir(oldroot)
         k.mount(None, ".", None, MS_SLAVE | MS_REC)
         k.umount2(".", MNT_DETACH)
+    finally:
+        k.close(oldroot)
     k.chdir("/")
 
 

@@ -104,7 +104,7 @@ late_no_exec = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
      "args": [{"index": 2, "value": 0, "op": "SCMP_CMP_NE"}]}]}
 no_exec = {"defaultAction": "SCMP_ACT_ALLOW",
            "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO"}]}
-for cid, args, cwd, sc in (("e1", ["true"], "/nonexistent", None),
+for cid, args, cwd, sc in (("e1", ["true"], "/etc/passwd", None),
                            ("e2", ["true"], "/", late_no_exec),
                            ("e3", ["/bad"], "/", None), ("e4", ["true"], "/", no_exec)):
     for _ in range(20):
@@ -157,7 +157,7 @@ def test_the_runtime_comes_back_intact(bundle):
         "linux.seccomp: refuses execveat(2), which starts the container's process from a "
         "sealed copy of its exec program (CVE-2019-5736); without process.noNewPrivileges "
         "the filter must be loaded before that execveat: allow execveat",
-        "process.cwd `/nonexistent`: ENOENT (No such file or directory)",
+        "process.cwd `/etc/passwd`: ENOTDIR (Not a directory)",
     ]
     assert r["usr1"] and r["sigint"] and r["sigpipe"]
     assert r["dumpable"] == 1

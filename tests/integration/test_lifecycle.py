@@ -119,7 +119,7 @@ BAD = [
     ("executable file not found in $PATH", lambda c: c["process"].update(args=["nosuchcmd"])),
     ("no such file or directory", lambda c: c["process"].update(args=["/no/such"])),
     ("ociVersion", lambda c: c.update(ociVersion=5)),
-    ("process.cwd", lambda c: c["process"].update(cwd="/does/not/exist")),
+    ("process.cwd", lambda c: c["process"].update(cwd="/etc/passwd")),  # a file
 ]
 
 

@@ -186,3 +186,41 @@ def test_update_memory(podman, name):
     assert _memory_limit(pid) == 64 << 20
     r = podman("rm", "-f", "-t", "0", name)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture
+def shared_dir(tmp_path):
+    import subprocess
+    d = tmp_path / "shared"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(d)], check=True)
+    subprocess.run(["mount", "--make-shared", str(d)], check=True)
+    (d / "in").mkdir()
+    yield d
+    subprocess.run(["umount", "-R", "-l", str(d)])
+
+
+def test_rshared_volume_mount_reaches_the_host(podman, shared_dir):
+    """`--volume DIR:/vol:rshared` (Kubernetes' Bidirectional): a mount the container
+    makes under it shows on the host."""
+    r = podman("run", "--rm", "--cap-add", "SYS_ADMIN", "-v", f"{shared_dir}:/vol:rshared",
+               *podman.run_args(), IMAGE, "sh", "-c",
+               "mount -t tmpfs -o size=1m inner /vol/in && touch /vol/in/made-inside && "
+               "grep -c ' /vol/in ' /proc/self/mountinfo")
+    assert r.returncode == 0, r.stderr
+    with open("/proc/self/mountinfo") as f:
+        assert f" {shared_dir}/in " in f.read(), "the container's mount did not reach the host"
+    assert (shared_dir / "in" / "made-inside").exists()
+
+
+def test_group_add_keep_groups(podman):
+    """`--group-add keep-groups` (crun's run.oci.keep_original_groups): the container's
+    process keeps the supplementary groups podman (and so the runtime) runs with."""
+    import subprocess
+    r = subprocess.run(podman.argv("run", "--rm", "--group-add", "keep-groups", "--user",
+                                   "1000:1000", *podman.run_args(), IMAGE, "grep", "Groups",
+                                   "/proc/self/status", runtime="ocirun"),
+                       env=podman.env, capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL, preexec_fn=lambda: os.setgroups([4242]))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[1:] == ["4242"], r.stdout

@@ -149,7 +149,8 @@ def test_cwd(bundle):
 def test_env(bundle):
     bundle.config["process"]["env"] = ["PATH=/bin", "A=1", "B=x=y"]
     r = bundle.run(["env"])
-    assert sorted(r.stdout.split()) == ["A=1", "B=x=y", "PATH=/bin"]
+    # HOME from the container's /etc/passwd for uid 0, as runc sets it
+    assert sorted(r.stdout.split()) == ["A=1", "B=x=y", "HOME=/root", "PATH=/bin"]
 
 
 def test_user_namespace(bundle):

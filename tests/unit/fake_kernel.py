@@ -49,6 +49,10 @@ class FakeKernel:
         self.add_mount("/", "ext4", "/dev/root")
         self.add_mount("/proc", "proc", "proc")
         self.nodes["/proc/kcore"] = Node("file")
+        # stdio: pipes of root's
+        self.nodes["/pipe"] = Node("file")
+        for fd in (0, 1, 2):
+            self.fds[fd] = ("/pipe", 1)
 
     # --- the model ------------------------------------------------------------------------
     def add(self, path, kind="dir", target=None, mode=0o755, rdev=0):
@@ -238,7 +242,8 @@ class FakeKernel:
             raise FileNotFoundError(errno.ENOENT, "no such file", where)
         kind = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "link": stat.S_IFLNK,
                 "chr": stat.S_IFCHR}[node.kind]
-        return types.SimpleNamespace(st_mode=kind | node.mode, st_rdev=node.rdev, st_ino=node.ino)
+        return types.SimpleNamespace(st_mode=kind | node.mode, st_rdev=node.rdev, st_ino=node.ino,
+                                     st_uid=0)
 
     def fstat(self, fd):
         return self._stat(self.path(fd))

@@ -34,9 +34,12 @@ def test_systemd_unavailable(tmp_path):
         systemd.check_available(str(tmp_path / "nope"))
 
 
-def test_systemd_path_needs_systemd_manager(tmp_path):
-    with pytest.raises(ConfigError, match="systemd"):
-        cg.open_manager("cgroupfs", "system.slice:ocirun:c1", "c1", root=str(tmp_path), mode="v1")
+def test_systemd_form_is_a_relative_path_for_cgroupfs(tmp_path):
+    """containerd sends `slice:prefix:name` in some CRI set-ups: runc's cgroupfs driver
+    takes it as a path of one component, and so do we."""
+    m = cg.open_manager("cgroupfs", "system.slice:ocirun:c1", "c1", root=str(tmp_path),
+                        mode="unified")
+    assert m.path == "/system.slice:ocirun:c1"
 
 
 def test_open_manager_validates_before_anything_exists(tmp_path):

@@ -192,15 +192,19 @@ def _names(calls):
                         K.PR_SET_NO_NEW_PRIVS: "no_new_privs"}[c[1]])
         else:
             out.append(c[0])
-    # one entry for the whole run of bounding-set drops
-    return [n for i, n in enumerate(out) if n != "bset-drop" or out[i - 1] != "bset-drop"]
+    # one entry for each run of bounding-set drops and stdio chowns
+    out = [n for n in out if n != "isatty"]
+    return [n for i, n in enumerate(out) if n not in ("bset-drop", "fchown") or out[i - 1] != n]
 
 
 def test_privileges_drop_in_order_with_no_new_privileges(monkeypatch):
     calls = finalize_calls(spec(noNewPrivileges=True), monkeypatch)
-    assert _names(calls) == ["umask", "close_range", "ambient", "bset-drop", "keepcaps=1",
-                             "setgroups", "setresgid", "setresuid", "keepcaps=0", "capset",
-                             "no_new_privs", "seccomp"]
+    assert _names(calls) == ["umask", "close_range", "ambient", "bset-drop", "fchown",
+                             "keepcaps=1", "setgroups", "setresgid", "setresuid", "keepcaps=0",
+                             "capset", "no_new_privs", "seccomp"]
+    # the pipes of root's that stdio is become the process user's
+    assert [c[1:] for c in calls if c[0] == "fchown"] == [(0, 1000, 1000), (1, 1000, 1000),
+                                                          (2, 1000, 1000)]
     assert ("close_range", 3, init.ALL_FDS, K.CLOSE_RANGE_CLOEXEC) in calls
     assert ("setresuid", 1000, 1000, 1000) in calls and ("setgroups", [5]) in calls
     dropped = {c[2] for c in calls if c[0] == "prctl" and c[1] == K.PR_CAPBSET_DROP}
@@ -214,15 +218,26 @@ def test_without_no_new_privileges_the_filter_goes_on_while_root(monkeypatch):
 
 
 def test_preserved_fds_stay_open_across_execve(monkeypatch):
+    """--preserve-fds 3 with fd 4 closed when the runtime started: 3 and 5 pass, and
+    whatever of ours took number 4 since is close-on-exec and not made inheritable."""
     doc = spec()
     k = FakeKernel()
     ctx = Context(k, Chan())
     monkeypatch.setattr(init._signal, "pthread_sigmask", lambda how, mask: None)
     p = plan_of(doc, monkeypatch)
-    p.preserve_fds = 2
+    p.preserve_fds, p.preserved = 3, (3, 5)
     init._finalize(p, ctx)
-    assert [c[1] for c in k.calls if c[0] == "set_inheritable"] == [3, 4]
-    assert ("close_range", 5, init.ALL_FDS, K.CLOSE_RANGE_CLOEXEC) in k.calls
+    assert [c[1] for c in k.calls if c[0] == "set_inheritable"] == [3, 5]
+    assert ("close_range", 6, init.ALL_FDS, K.CLOSE_RANGE_CLOEXEC) in k.calls
+
+
+def test_keep_original_groups_skips_setgroups(monkeypatch):
+    doc = spec()
+    doc["annotations"] = {"run.oci.keep_original_groups": "1"}
+    names = _names(finalize_calls(doc, monkeypatch))
+    assert "setgroups" not in names and "setresuid" in names
+    doc["annotations"] = {"run.oci.keep_original_groups": "0"}
+    assert "setgroups" in _names(finalize_calls(doc, monkeypatch))
 
 
 def test_the_whole_rootfs_set_up_in_order(monkeypatch):
