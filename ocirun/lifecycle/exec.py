@@ -142,7 +142,7 @@ def _prepare(root, cid, proc, detach, console_socket, preserve_fds):
     validate_process(proc)
     timings.mark("state load + process validation")
     spec = load_container_config(st)
-    plan = build_process(proc, kernel.last_cap(), preserve_fds, spec.get("annotations"))
+    plan = build_process(proc, kernel.last_cap(), preserve_fds, spec)
     ctx = Context(kernel.KERNEL, None)
     ctx.timings = timings.enabled()
     seccomp_cfg = (spec.get("linux") or {}).get("seccomp")

@@ -9,7 +9,10 @@ line, `KIND [payload]`; the kinds are the Msg names below, never spelled elsewhe
   GO <pid> -------------------------------------->  setns(paths), [unshare(NEWUSER)]
                                        <----------  USERNS        (a new user namespace)
   write uid_map / gid_map
-  MAPPED ---------------------------------------->  unshare(the rest) [+ fork pid 1]
+  MAPPED ---------------------------------------->  unshare(the rest)
+                                       <----------  NETNS         (linux.netDevices to move)
+  move the devices into its network namespace
+  NETNS_DONE ------------------------------------>  [fork pid 1]
                                        <----------  PID <pid>     (the init is a grandchild)
                                                     sysctl, hostname, mounts, /dev, masks
                                        <----------  HOOKS         (hooks before pivot_root,
@@ -44,6 +47,8 @@ class Msg:
     GO = "GO"
     USERNS = "USERNS"
     MAPPED = "MAPPED"
+    NETNS = "NETNS"
+    NETNS_DONE = "NETNS_DONE"
     PID = "PID"
     HOOKS = "HOOKS"
     HOOKS_DONE = "HOOKS_DONE"
