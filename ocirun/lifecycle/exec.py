@@ -70,8 +70,10 @@ def process_from_args(base, args, env=(), cwd=None, user=None, gids=(), caps=(),
 
 
 def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=None,
-                 preserve_fds=0, cgroup_sub=None):
-    """Returns the process's exit code (foreground) or 0 once it runs (detach)."""
+                 preserve_fds=0, cgroup_sub=None, stdio=None, forward_signals=True):
+    """Returns the process's exit code (foreground) or 0 once it runs (detach).
+    For the library: stdio, the fds to give the process as its 0, 1, 2 (None: ours);
+    forward_signals=False leaves the caller's signal handlers alone."""
     from ocirun.config.validate import validate_process
     st = load(root, cid)
     status = st.status()
@@ -137,7 +139,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     if early:
         kernel.setns(pidfd, early)
     forward_to = []
-    if not detach:
+    if not detach and forward_signals:
         def forward(sig, frame):
             for pid in forward_to:
                 try:
@@ -158,6 +160,14 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             pid, self_join = manager.fork()
         if pid == 0:
             chan.close()  # see create: EOF must reach us if the runtime dies
+            if stdio:
+                try:
+                    for target, fd in enumerate(stdio):
+                        if fd is not None:
+                            posix.dup2(fd, target)
+                except BaseException as e:  # the child's one error path (linux/init.py)
+                    from ocirun.linux.init import report_and_exit
+                    report_and_exit(child_chan, e)
             from ocirun.linux.exec_init import exec_main
             exec_main(p, child_chan, pidfd, flags & ~early, root_fd, self_join or ())
     finally:
