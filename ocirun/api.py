@@ -355,7 +355,7 @@ def _fileno(f: "FileLike | None", name: str) -> "int | None":
 
 def _read_all(fd: int) -> bytes:
     import os
-    chunks = []
+    chunks: "list[bytes]" = []
     offset = 0
     while True:
         chunk = os.pread(fd, 1 << 20, offset)
@@ -384,20 +384,21 @@ def _reap(st: "Any") -> "int | None":
 
 def _take_signals() -> "list[tuple[int, Any]]":
     """The handlers forward_signals replaces, to put back after the call."""
-    import _signal
+    import signal
     saved = []
     for name in _FORWARDED:
-        sig = getattr(_signal, name)
-        saved.append((sig, _signal.getsignal(sig)))
+        sig = getattr(signal, name)
+        saved.append((sig, signal.getsignal(sig)))
     try:
         for sig, handler in saved:
-            _signal.signal(sig, handler)  # ValueError outside the main thread
+            signal.signal(sig, handler)  # ValueError outside the main thread
     except ValueError:
         raise UsageError("forward_signals: only from the main thread (signal handlers)") from None
     return saved
 
 
 def _restore_signals(saved: "list[tuple[int, Any]]") -> None:
-    import _signal
+    import signal
     for sig, handler in saved:
-        _signal.signal(sig, handler if handler is not None else _signal.SIG_DFL)
+        # (None: a handler installed from C; the default is the nearest we can put back)
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
