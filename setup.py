@@ -72,12 +72,6 @@ class OptionalBuildExt(build_ext):
         first = next((line for line in lines if "error:" in line), None)
         return f"_sys.c did not compile ({first or failure})"
 
-    def copy_extensions_to_source(self):
-        # editable installs: copy only what was built
-        self.extensions = [e for e in self.extensions
-                           if os.path.exists(self.get_ext_fullpath(e.name))]
-        super().copy_extensions_to_source()
-
 
 class StampCommit(build_py):
     """As install.sh does: the built package's ocirun.COMMIT names the checkout's
@@ -102,7 +96,8 @@ class StampCommit(build_py):
 
 
 setup(
+    # optional: an editable install copies the extension into the tree only if built
     ext_modules=[Extension("ocirun._sys", ["ocirun/_sys.c"], extra_compile_args=["-Wall"],
-                           extra_link_args=["-s"])],
+                           extra_link_args=["-s"], optional=True)],
     cmdclass={"build_ext": OptionalBuildExt, "build_py": StampCommit},
 )
