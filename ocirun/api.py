@@ -4,7 +4,7 @@
     rt = Runtime(root="/run/ocirun", cgroup_manager="cgroupfs")
     code = rt.run("job-1", "/path/to/bundle")            # create + start + wait + delete
     c = rt.create("svc", "/path/to/bundle")              # init waits for start
-    c.start(); out = c.exec_output(["hostname"]); c.kill("TERM"); c.wait(); c.delete()
+    c.start(); out = c.exec_output(["hostname"]); c.kill("KILL"); c.wait(); c.delete()
 
 docs/api.md has a tested example of every call. Containers need root (the calls
 create namespaces, mounts and cgroups), Linux 5.12 or newer and CPython 3.11 or newer.
@@ -72,7 +72,8 @@ class Output:
         self.stderr = stderr
 
     def __repr__(self) -> str:
-        return f"Output(returncode={self.returncode}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+        return (f"Output(returncode={self.returncode}, stdout={self.stdout!r}, "
+                f"stderr={self.stderr!r})")
 
 
 class Container:

@@ -234,9 +234,11 @@ def test_install_without_a_compiler(tmp_path, bundle):
     r = subprocess.run([f"{venv}/bin/pip", "install", "-v", src], capture_output=True, text=True,
                        env=_env(CC="/nonexistent/cc", **offline), timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    said = [line.strip() for line in (r.stdout + r.stderr).splitlines() if WITHOUT_EXTENSION in line]
-    assert said == ["ocirun: no C compiler (`/nonexistent/cc` not found): building without the "
-                    "ocirun._sys extension (ocirun uses ctypes, about 2 ms slower per command)"], said
+    said = [line.strip() for line in (r.stdout + r.stderr).splitlines()
+            if WITHOUT_EXTENSION in line]
+    assert said == ["ocirun: no C compiler (`/nonexistent/cc` not found): building without "
+                    "the ocirun._sys extension (ocirun uses ctypes, about 2 ms slower per "
+                    "command)"], said
     assert not glob.glob(f"{_site_packages(venv)}/ocirun/_sys*")
     probe = subprocess.run([f"{venv}/bin/python", "-c", "import sys, ocirun.kernel; "
                             "print('ctypes' in sys.modules, 'ocirun._sys' in sys.modules)"],
