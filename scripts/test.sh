@@ -10,6 +10,10 @@ command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$missing python3-pytest"
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing="$missing python3-seccomp"
 /usr/bin/python3 -c 'import hypothesis' 2>/dev/null || missing="$missing python3-hypothesis"
+# pip installs of the checkout into a fresh venv, offline (tests/integration/test_pip_install.py)
+/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
+ls /usr/share/python-wheels/setuptools-*.whl >/dev/null 2>&1 || missing="$missing python3-setuptools-whl"
+ls /usr/share/python-wheels/wheel-*.whl >/dev/null 2>&1 || missing="$missing python3-wheel-whl"
 for tool in runc crun hyperfine podman containerd tmux; do
     command -v $tool >/dev/null 2>&1 || missing="$missing $tool"
 done
