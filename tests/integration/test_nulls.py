@@ -8,14 +8,10 @@ sees, what ocirun prints).
 The container runs a probe that prints what the config decides: ids, caps, rlimits,
 environment, mounts, devices, the cgroup limits it sees, the maps and time offsets, and
 whether a seccomp rule stops mkdir."""
-import copy
 import json
-import os
 import subprocess
 
-import pytest
-
-from spec_schema import ITEM, VALUE, Schema, property_paths
+from spec_schema import PATHS, REQUIRED_BY_SCHEMA, field, variants
 from support import OCIRUN, base_config
 
 PROBE = r"""
@@ -30,111 +26,6 @@ cd /sys/fs/cgroup && cat pids/pids.max memory/memory.limit_in_bytes memory/memor
     devices/devices.list cpuset/cpuset.cpus 2>&1; cd /
 mkdir /tmp/probe-dir 2>&1 && rmdir /tmp/probe-dir; echo end
 """
-
-BLOCK = sorted(os.listdir("/sys/dev/block"))[0] if os.path.isdir("/sys/dev/block") else "8:0"
-MAJOR, MINOR = (int(x) for x in BLOCK.split(":"))
-MAPPING = {"containerID": 0, "hostID": 100000, "size": 65536}
-
-# What an object or array item of the schema holds when a test has to create it: the
-# required keys with values ocirun accepts (and paths the probe can see). Anything not
-# named here is created empty; make() checks that a created object has its required keys.
-SAMPLES = {
-    "mounts.[]": {"destination": "/mnt", "type": "tmpfs", "source": "tmpfs"},
-    "mounts.[].uidMappings.[]": MAPPING,
-    "mounts.[].gidMappings.[]": MAPPING,
-    "process.consoleSize": {"height": 24, "width": 80},
-    "process.ioPriority": {"class": "IOPRIO_CLASS_BE"},
-    "process.scheduler": {"policy": "SCHED_OTHER"},
-    "process.rlimits.[]": {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
-    "linux.devices.[]": {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
-    "linux.uidMappings.[]": MAPPING,
-    "linux.gidMappings.[]": MAPPING,
-    "linux.namespaces.[]": {"type": "pid"},
-    "linux.resources.devices.[]": {"allow": True, "type": "c", "major": 1, "minor": 3},
-    "linux.resources.pids": {"limit": 100},
-    "linux.resources.hugepageLimits.[]": {"pageSize": "2MB", "limit": 0},
-    "linux.resources.network.priorities.[]": {"name": "lo", "priority": 1},
-    "linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW"},
-    "linux.seccomp.syscalls.[]": {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"},
-    "linux.seccomp.syscalls.[].args.[]": {"index": 0, "value": 0, "op": "SCMP_CMP_NE"},
-    "windows": {"layerFolders": ["C:\\layers"]},
-    "windows.devices.[]": {"id": "x", "idType": "class"},
-    "vm": {"kernel": {"path": "/vmlinuz"}},
-    "vm.kernel": {"path": "/vmlinuz"},
-    "vm.hypervisor": {"path": "/hv"},
-    "vm.image": {"path": "/img", "format": "raw"},
-    "vm.hwConfig.iomems.[]": {"firstMFN": 0, "nrMFNs": 1},
-    "zos.namespaces.[]": {"type": "pid"},
-}
-for _kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
-              "poststop"):
-    SAMPLES[f"hooks.{_kind}.[]"] = {"path": "/bin/true"}
-for _name in ("throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice",
-              "throttleWriteIOPSDevice", "weightDevice"):
-    SAMPLES[f"linux.resources.blockIO.{_name}.[]"] = {"major": MAJOR, "minor": MINOR}
-
-PATHS = property_paths(Schema())
-REQUIRED_BY_SCHEMA = {p for p, req, _, _ in PATHS if req}
-
-
-def dotted(path):
-    return ".".join(path)
-
-
-def field(path):
-    """The path as ocirun's messages spell it: item 0 of an array, key "k" of a map."""
-    out = ""
-    for part in path:
-        if part == ITEM:
-            out += "[0]"
-        elif part == VALUE:
-            out += '["k"]'
-        else:
-            out = f"{out}.{part}" if out else part
-    return out
-
-
-def make(doc, path):
-    """The container of the last key of `path` in `doc`, created (with SAMPLES) along the
-    way; item 0 of arrays, key "k" of maps. Returns (container, last key)."""
-    node = doc
-    for i, part in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        want = [] if nxt == ITEM else {}
-        sample_key = dotted(path[:i + 1])
-        if part == ITEM:
-            if not node:
-                node.append(copy.deepcopy(SAMPLES.get(sample_key, want)))
-            node = node[0]
-        elif part == VALUE:
-            node = node.setdefault("k", copy.deepcopy(SAMPLES.get(sample_key, want)))
-        else:
-            if not isinstance(node.get(part), (dict, list)):
-                node[part] = copy.deepcopy(SAMPLES.get(sample_key, want))
-            node = node[part]
-        required = {p[-1] for p in REQUIRED_BY_SCHEMA if p[:-1] == path[:i + 1]}
-        if isinstance(node, dict) and not required <= set(node):
-            raise AssertionError(f"SAMPLES has no {sample_key} with {sorted(required)}")
-    return node, path[-1]
-
-
-def context(doc, path):
-    """What else a path needs to run on this host: a time namespace for time offsets."""
-    if path[:2] == ("linux", "timeOffsets"):
-        doc["linux"]["namespaces"].append({"type": "time"})
-
-
-def variants(path, base):
-    """(config without the key, config with the key null)."""
-    absent, null = copy.deepcopy(base), copy.deepcopy(base)
-    node, key = make(absent, path)
-    node.pop(key, None)
-    context(absent, path)
-    node, key = make(null, path)
-    node[key] = None
-    context(null, path)
-    return absent, null
-
 
 class Runner:
     """Runs configs as containers in one bundle (one state root, so the seccomp cache is
