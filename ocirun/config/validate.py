@@ -242,8 +242,9 @@ def _drop(d, shape):
         v = d.get(key)
         if v is None:
             continue
+        deep = sub[1]  # objects below: walk them; else only an object holding a null
         if kind == "o":
-            if type(v) is dict:
+            if type(v) is dict and (deep or None in v.values()):
                 try:
                     _drop(v, sub)
                 except _NullRequired as e:
@@ -253,7 +254,7 @@ def _drop(d, shape):
             if type(v) is list:
                 i = 0
                 for x in v:
-                    if type(x) is dict:
+                    if type(x) is dict and (deep or None in x.values()):
                         try:
                             _drop(x, sub)
                         except _NullRequired as e:
@@ -262,7 +263,7 @@ def _drop(d, shape):
                     i += 1
         elif type(v) is dict:
             for name, x in v.items():
-                if type(x) is dict:
+                if type(x) is dict and (deep or None in x.values()):
                     try:
                         _drop(x, sub)
                     except _NullRequired as e:
