@@ -604,7 +604,9 @@ def _check_hooks(v, field):
             _obj(h, f)
             _abspath(_get(h, "path", f), f + ".path")
             if "args" in h:
-                _kstrlist(h["args"], f + ".args")
+                args = _kstrlist(h["args"], f + ".args")
+                if args and not args[0]:  # Python's exec functions refuse an empty argv[0]
+                    _fail(f + ".args[0]", "must not be empty")
             if "env" in h:
                 _env(h["env"], f + ".env")
             if "timeout" in h:

@@ -429,6 +429,8 @@ BAD = [
      "hooks.startContainer[0].args", "must be an array"),
     ("hook-args-nul", put("hooks", {"startContainer": [hook(args=["hook", "\0"])]}),
      "hooks.startContainer[0].args[1]", "NUL"),
+    ("hook-args0-empty", put("hooks", {"prestart": [hook(args=["", "x"])]}),
+     "hooks.prestart[0].args[0]", "must not be empty"),
     ("hook-env", put("hooks", {"poststart": [hook(env=["PATH"])]}),
      "hooks.poststart[0].env[0]", "KEY=VALUE"),
     ("hook-timeout-0", put("hooks", {"prestart": [hook(timeout=0)]}),
