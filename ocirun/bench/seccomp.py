@@ -24,7 +24,8 @@ def load_profile(path):
     from ocirun.errors import UsageError
     doc = load_config(path, f"--profile {path}")
     if "linux" in doc:
-        doc = (drop_nulls(doc, CONFIG).get("linux") or {}).get("seccomp")
+        doc = drop_nulls(doc, CONFIG).get("linux") or {}
+        doc = doc.get("seccomp") if isinstance(doc, dict) else None
     else:
         drop_nulls(doc, SECCOMP, "linux.seccomp")
     if not isinstance(doc, dict) or "defaultAction" not in doc:

@@ -37,8 +37,10 @@ def _profile(data, arch):
         raise ConfigError("", f"profile is not JSON: {e}") from None
     from ocirun.config.validate import CONFIG, SECCOMP, drop_nulls
     if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc):
-        doc = drop_nulls(doc, CONFIG)  # null = absent, as create reads the config
-        doc = (doc.get("linux") or {}).get("seccomp")
+        doc = drop_nulls(doc, CONFIG).get("linux") or {}  # null = absent, as in create
+        if not isinstance(doc, dict):
+            raise ConfigError("linux", "must be an object")
+        doc = doc.get("seccomp")
         if doc is None:
             raise ConfigError("linux.seccomp", "the config has no seccomp profile")
     else:

@@ -206,8 +206,11 @@ def _config(**changes):
 @given(doc=configs())
 # internal TypeError in device_rules before null = absent
 @example(doc=_config(linux__resources__devices=None))
-# internal ValueError from posix_spawn: an empty argv[0] (found by a PyPI Hypothesis campaign)
+# found by campaigns with Hypothesis from PyPI:
+# internal ValueError from posix_spawn: an empty argv[0]
 @example(doc=_config(hooks={"prestart": [{"path": "/bin/true", "args": [""]}]}))
+# create hung: the init, sharing the runtime's memory, spun once exit_group was refused
+@example(doc=_config(linux__seccomp={"defaultAction": "SCMP_ACT_ERRNO"}))
 def test_fuzz_config(bundle_factory, doc):
     bundle = bundle_factory()
     if not write_json(f"{bundle.path}/config.json", doc):
@@ -261,6 +264,7 @@ def test_fuzz_update_resources(running_container, res):
 
 @fuzz_settings(EXAMPLES)
 @given(profile=st.one_of(values, profiles()))
+@example(profile={"linux": True})  # internal AttributeError
 def test_fuzz_seccomp_profile(tmp_path, profile):
     path = tmp_path / "profile.json"
     if not write_json(path, profile):
@@ -290,3 +294,15 @@ def bundle_factory(tmp_path, rootfs_template):
 def running_container(bundle):
     cid = bundle.detach(["sleep", "300"])
     return bundle, cid
+
+
+def test_profile_refusing_every_syscall_ends(bundle):
+    """A profile whose default refuses every syscall, exit_group included, goes on
+    before the capabilities are dropped (no noNewPrivileges): the init cannot report or
+    exit, and must still end (it dies of SIGILL) rather than hold the runtime forever."""
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO"}
+    cid, r = bundle.create()
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "ocirun: container init exited during setup"], r.stderr
+    r = bundle.run(["true"], timeout=30)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr

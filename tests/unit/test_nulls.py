@@ -155,3 +155,18 @@ def test_validate_process_drops_nulls():
     with pytest.raises(ConfigError) as e:
         v.validate_process({"args": ["sh"], "cwd": "/", "user": {"uid": None, "gid": 0}})
     assert str(e.value) == "process.user.uid: is required"  # ocirun's rule, not the schema's
+
+
+def test_state_file_nulls_are_absent(tmp_path):
+    """state.json (ocirun's own record) is read by the same rule: a null field keeps the
+    default a missing one gets."""
+    from ocirun.state import STATE_FILE, load
+    d = tmp_path / "c1"
+    d.mkdir()
+    (d / STATE_FILE).write_text(
+        '{"id": "c1", "pid": 0, "bundle": "/b", "annotations": null, "namespaces": null,'
+        ' "cgroup": null, "config_hooks": null, "started": null, "init_ns": null}')
+    st = load(str(tmp_path), "c1")
+    assert (st.bundle, st.annotations, st.namespaces, st.cgroup, st.started, st.init_ns) == \
+        ("/b", {}, [], None, False, {})
+    assert st.oci_state()["annotations"] == {}
