@@ -4,10 +4,10 @@ Every error is a ConfigError whose `field` is the JSON path of the offending val
 (`process.user.uid`, `mounts[2].destination`, `linux.sysctl["net.ipv4.ip_forward"]`) and
 whose message is one line naming the value. `validate()` first reads JSON null as runc and
 crun do (drop_nulls, in place): an optional key that is null is removed, as if absent, at
-every level; a required one is an error. After `validate()` returns, later
-stages may index the document without re-checking types: every known key holds the type
-the runtime-spec schema gives it (no null is left in a field: a null array item or map
-value is refused as a wrong type), every string that reaches the kernel is free of NUL and
+every level; a required one is an error. After `validate()` returns, later stages may
+index the document without re-checking types: every known key holds the type the
+runtime-spec schema gives it (no null is left in a field: a null array item or map value
+is refused as a wrong type), every string that reaches the kernel is free of NUL and
 encodes as UTF-8, and every integer is a real int (JSON `true` decodes to Python's True,
 which *is* an int) inside the range its syscall takes.
 
