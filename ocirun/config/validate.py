@@ -115,7 +115,7 @@ def _want(v, what, field):
 # A shape is (required keys, children); a child is (key, kind, shape) for a key whose value is
 # an object ("o"), an array of objects ("a") or a map of objects ("m"). Objects the schema
 # leaves open (annotations, sysctl, unified, credentialSpec) are not walked. The table follows
-# shared/data/oci-runtime-spec-schema; tests/unit/test_nulls.py derives it from the schema
+# shared/data/oci-runtime-spec-schema; tests/unit/test_drop_nulls.py derives it from the schema
 # and compares.
 
 _IDMAP = (("containerID", "hostID", "size"), ())
