@@ -165,8 +165,7 @@ def test_state_file_nulls_are_absent(tmp_path):
     d.mkdir()
     (d / STATE_FILE).write_text(
         '{"id": "c1", "pid": 0, "bundle": "/b", "annotations": null, "namespaces": null,'
-        ' "cgroup": null, "config_hooks": null, "started": null, "init_ns": null}')
+        ' "cgroup": null, "config_hooks": null, "started": null}')
     st = load(str(tmp_path), "c1")
-    assert (st.bundle, st.annotations, st.namespaces, st.cgroup, st.started, st.init_ns) == \
-        ("/b", {}, [], None, False, {})
-    assert st.oci_state()["annotations"] == {}
+    assert (st.bundle, st.annotations, st.namespaces, st.cgroup, st.started) == \
+        ("/b", {}, [], None, False)
