@@ -1,6 +1,8 @@
 #!/bin/sh
 # Run the whole test suite (as root: integration tests create real containers).
 # Installs what the tests need from Debian when it is missing.
+# With no arguments it then runs the fuzz tests again with the current Hypothesis from
+# PyPI (in .venv-fuzz); arguments are passed to pytest and run only what they name.
 set -eu
 cd "$(dirname "$0")/.."
 missing=""
@@ -24,4 +26,22 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
 fi
 # The syscall extension, as install.sh builds it (the tests cover the fallback too).
 ./scripts/build-ext.sh /usr/bin/python3 ocirun || true
-exec /usr/bin/python3 -m pytest -q -rs tests "$@"
+if [ $# -gt 0 ]; then
+    exec /usr/bin/python3 -m pytest -q -rs tests "$@"
+fi
+status=0
+/usr/bin/python3 -m pytest -q -rs tests || status=$?
+# Debian's python3-hypothesis is older than PyPI's, whose generator finds other inputs:
+# the fuzz tests run with both. The virtual environment sees the system's packages
+# (pytest) and has its own hypothesis, upgraded on every run.
+venv=.venv-fuzz
+if [ ! -x $venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages $venv
+fi
+if ! $venv/bin/python -m pip install -q --disable-pip-version-check --upgrade hypothesis; then
+    echo "test.sh: cannot install hypothesis from PyPI into $venv" >&2
+    exit 1
+fi
+echo "test.sh: fuzz tests with hypothesis $($venv/bin/python -c 'import hypothesis; print(hypothesis.__version__)') from PyPI"
+$venv/bin/python -m pytest -q -rs -p no:cacheprovider tests/integration/test_fuzz.py || status=$?
+exit $status

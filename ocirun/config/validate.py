@@ -2,11 +2,14 @@
 
 Every error is a ConfigError whose `field` is the JSON path of the offending value
 (`process.user.uid`, `mounts[2].destination`, `linux.sysctl["net.ipv4.ip_forward"]`) and
-whose message is one line naming the value. After `validate()` returns, later stages may
+whose message is one line naming the value. `validate()` first reads JSON null as runc and
+crun do (drop_nulls, in place): an optional key that is null is removed, as if absent, at
+every level; a required one is an error. After `validate()` returns, later stages may
 index the document without re-checking types: every known key holds the type the
-runtime-spec schema gives it (null is refused, not treated as absent), every string that
-reaches the kernel is free of NUL and encodes as UTF-8, and every integer is a real int
-(JSON `true` decodes to Python's True, which *is* an int) inside the range its syscall takes.
+runtime-spec schema gives it (no null is left in a field: a null array item or map value
+is refused as a wrong type), every string that reaches the kernel is free of NUL and
+encodes as UTF-8, and every integer is a real int (JSON `true` decodes to Python's True,
+which *is* an int) inside the range its syscall takes.
 
 Unknown keys are accepted at every level: the spec allows extensions.
 
@@ -95,6 +98,174 @@ def _show(v):
 
 def _want(v, what, field):
     raise ConfigError(field, f"must be {what}, not {_show(v)}")
+
+
+# --- null means absent ---------------------------------------------------------------------
+#
+# runc (Go's decoder) and crun read a JSON null as "not set" for every optional field of the
+# runtime-spec documents, and configs written by other tools contain such nulls. ocirun reads
+# them the same way, once, before anything else looks at the document: drop_nulls() removes
+# every null-valued key from the objects the runtime-spec schema describes, except the keys the
+# schema requires, whose null is one error naming the field. Array items and map values are
+# values, not fields: a null there stays, and the validators refuse it as a wrong type.
+#
+# A shape is (required keys, children); a child is (key, kind, shape) for a key whose value is
+# an object ("o"), an array of objects ("a") or a map of objects ("m"). Objects the schema
+# leaves open (annotations, sysctl, unified, credentialSpec) are not walked. The table follows
+# shared/data/oci-runtime-spec-schema; tests/unit/test_drop_nulls.py derives it from the schema
+# and compares.
+
+_IDMAP = (("containerID", "hostID", "size"), ())
+_HOOKS = (("path",), ())
+_DEVNUM = (("major", "minor"), ())
+_OPEN = ((), ())
+
+PROCESS = (("cwd",), (
+    ("capabilities", "o", _OPEN),
+    ("consoleSize", "o", (("height", "width"), ())),
+    ("execCPUAffinity", "o", _OPEN),
+    ("ioPriority", "o", (("class",), ())),
+    ("rlimits", "a", (("hard", "soft", "type"), ())),
+    ("scheduler", "o", (("policy",), ())),
+    ("user", "o", _OPEN),
+))
+RESOURCES = ((), (
+    ("blockIO", "o", ((), (
+        ("throttleReadBpsDevice", "a", _DEVNUM),
+        ("throttleReadIOPSDevice", "a", _DEVNUM),
+        ("throttleWriteBpsDevice", "a", _DEVNUM),
+        ("throttleWriteIOPSDevice", "a", _DEVNUM),
+        ("weightDevice", "a", _DEVNUM),
+    ))),
+    ("cpu", "o", _OPEN),
+    ("devices", "a", (("allow",), ())),
+    ("hugepageLimits", "a", (("limit", "pageSize"), ())),
+    ("memory", "o", _OPEN),
+    ("network", "o", ((), (("priorities", "a", (("name", "priority"), ())),))),
+    ("pids", "o", (("limit",), ())),
+    ("rdma", "m", _OPEN),
+))
+SECCOMP = (("defaultAction",), (
+    ("syscalls", "a", (("action", "names"), (
+        ("args", "a", (("index", "op", "value"), ())),
+    ))),
+))
+_LINUX = ((), (
+    ("devices", "a", (("path", "type"), ())),
+    ("gidMappings", "a", _IDMAP),
+    ("intelRdt", "o", _OPEN),
+    ("memoryPolicy", "o", _OPEN),
+    ("namespaces", "a", (("type",), ())),
+    ("netDevices", "m", _OPEN),
+    ("personality", "o", _OPEN),
+    ("resources", "o", RESOURCES),
+    ("seccomp", "o", SECCOMP),
+    ("timeOffsets", "o", ((), (("boottime", "o", _OPEN), ("monotonic", "o", _OPEN)))),
+    ("uidMappings", "a", _IDMAP),
+))
+CONFIG = (("ociVersion",), (
+    ("freebsd", "o", ((), (
+        ("devices", "a", _OPEN),
+        ("jail", "o", ((), (("allow", "o", _OPEN),))),
+    ))),
+    ("hooks", "o", ((), (
+        ("createContainer", "a", _HOOKS), ("createRuntime", "a", _HOOKS),
+        ("poststart", "a", _HOOKS), ("poststop", "a", _HOOKS),
+        ("prestart", "a", _HOOKS), ("startContainer", "a", _HOOKS),
+    ))),
+    ("linux", "o", _LINUX),
+    ("mounts", "a", (("destination",), (("gidMappings", "a", _IDMAP),
+                                        ("uidMappings", "a", _IDMAP)))),
+    ("process", "o", PROCESS),
+    ("root", "o", (("path",), ())),
+    ("solaris", "o", ((), (
+        ("anet", "a", _OPEN), ("cappedCPU", "o", _OPEN), ("cappedMemory", "o", _OPEN),
+    ))),
+    ("vm", "o", (("kernel",), (
+        ("hwConfig", "o", ((), (("iomems", "a", (("firstMFN", "nrMFNs"), ())),))),
+        ("hypervisor", "o", (("path",), ())),
+        ("image", "o", (("format", "path"), ())),
+        ("kernel", "o", (("path",), ())),
+    ))),
+    ("windows", "o", (("layerFolders",), (
+        ("devices", "a", (("id", "idType"), ())),
+        ("hyperv", "o", _OPEN),
+        ("network", "o", _OPEN),
+        ("resources", "o", ((), (
+            ("cpu", "o", ((), (("affinity", "o", _OPEN),))),
+            ("memory", "o", _OPEN),
+            ("storage", "o", _OPEN),
+        ))),
+    ))),
+    ("zos", "o", ((), (("namespaces", "a", (("type",), ())),))),
+))
+
+
+class _NullRequired(Exception):
+    """A required key holds null; args: the path from the object drop_nulls was given."""
+
+
+def drop_nulls(doc, shape, field=""):
+    """Remove, in place, every null-valued optional key of `doc` (a decoded document of the
+    given shape: CONFIG, PROCESS, RESOURCES or SECCOMP) and of the objects below it; a
+    required key that is null raises ConfigError naming it (`field` prefixes the path).
+    Anything that is not of the type the schema gives is left for the validators."""
+    if type(doc) is dict:
+        try:
+            _drop(doc, shape)
+        except _NullRequired as e:
+            path = field
+            for part in e.args:
+                if type(part) is int:
+                    path += f"[{part}]"
+                elif type(part) is tuple:  # a map's key
+                    k = part[0]
+                    path += (f'["{k}"]' if type(k) is str and '"' not in k and k.isprintable()
+                             else f"[{k!r}]")
+                else:
+                    path = f"{path}.{part}" if path else part
+            raise ConfigError(path, "must not be null") from None
+    return doc
+
+
+def _drop(d, shape):
+    required, kids = shape
+    if None in d.values():
+        for k in [k for k, v in d.items() if v is None]:
+            if k in required:
+                raise _NullRequired(k)
+            del d[k]
+    for key, kind, sub in kids:
+        v = d.get(key)
+        if v is None:
+            continue
+        deep = sub[1]  # objects below: walk them; else only an object holding a null
+        if kind == "o":
+            if type(v) is dict and (deep or None in v.values()):
+                try:
+                    _drop(v, sub)
+                except _NullRequired as e:
+                    e.args = (key,) + e.args
+                    raise
+        elif kind == "a":
+            if type(v) is list:
+                i = 0
+                for x in v:
+                    if type(x) is dict and (deep or None in x.values()):
+                        try:
+                            _drop(x, sub)
+                        except _NullRequired as e:
+                            e.args = (key, i) + e.args
+                            raise
+                    i += 1
+        elif type(v) is dict:
+            for name, x in v.items():
+                if type(x) is dict and (deep or None in x.values()):
+                    try:
+                        _drop(x, sub)
+                    except _NullRequired as e:
+                        e.args = (key, (name,)) + e.args
+                        raise
 
 
 # --- typed getters ----------------------------------------------------------------------
@@ -224,7 +395,13 @@ def _key(field, k):
 # --- process ----------------------------------------------------------------------------
 
 def validate_process(process, field="process"):
-    """Check a process object (config.json `process`, or `exec --process FILE`)."""
+    """Check a process object (`exec --process FILE`, or one given to the library);
+    its null optional keys are removed first (drop_nulls)."""
+    drop_nulls(process, PROCESS, field)
+    _check_process(process, field)
+
+
+def _check_process(process, field):
     p = _obj(process, field)
     args = _kstrlist(_get(p, "args", field), f"{field}.args")
     if not args:
@@ -514,7 +691,9 @@ def _check_hooks(v, field):
             _obj(h, f)
             _abspath(_get(h, "path", f), f + ".path")
             if "args" in h:
-                _kstrlist(h["args"], f + ".args")
+                args = _kstrlist(h["args"], f + ".args")
+                if args and not args[0]:  # Python's exec functions refuse an empty argv[0]
+                    _fail(f + ".args[0]", "must not be empty")
             if "env" in h:
                 _env(h["env"], f + ".env")
             if "timeout" in h:
@@ -806,13 +985,15 @@ def _check_hostname(v, field):
 
 
 def validate(spec, *, check_host=True):
-    """Raise ConfigError for the first problem in a decoded config.json.
+    """Raise ConfigError for the first problem in a decoded config.json, after removing
+    its null optional keys in place (drop_nulls: later stages see the same document).
 
     check_host: also consult the host (namespace paths exist and have the declared type,
     joined namespaces are not ocirun's own). Off for `spec`-style offline checks and tests.
     """
     if type(spec) is not dict:
         _want(spec, "an object", "")
+    drop_nulls(spec, CONFIG)
     _check_version(_get(spec, "ociVersion", ""))
     root = _obj(_get(spec, "root", ""), "root")
     path = _kstr(_get(root, "path", "root"), "root.path")
@@ -820,7 +1001,7 @@ def validate(spec, *, check_host=True):
         _fail("root.path", "must not be empty")
     if "readonly" in root:
         _bool(root["readonly"], "root.readonly")
-    validate_process(_get(spec, "process", ""), "process")
+    _check_process(_get(spec, "process", ""), "process")
     for key in ("hostname", "domainname"):
         if key in spec:
             _check_hostname(spec[key], key)

@@ -21,9 +21,11 @@ SIGKILL = _signal.SIGKILL
 
 
 def load_container_config(st):
+    """The copy of config.json create kept, read as create read it (null = absent)."""
     from ocirun.config.load import load_config
+    from ocirun.config.validate import CONFIG, drop_nulls
     try:
-        return load_config(f"{st.dir}/config.json", "container config")
+        return drop_nulls(load_config(f"{st.dir}/config.json", "container config"), CONFIG)
     except OciError:
         return {}
 

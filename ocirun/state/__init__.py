@@ -141,8 +141,9 @@ def load(root, cid):
     try:
         doc = _loads(data.decode())
         for k in State.FIELDS:
-            if k in doc:
-                setattr(st, k, doc[k])
+            v = doc.get(k)
+            if v is not None:  # null = absent, as in config.json
+                setattr(st, k, v)
         if not isinstance(st.pid, int) or isinstance(st.pid, bool) or st.pid < 0:
             raise ValueError("pid")
     except (ValueError, UnicodeDecodeError, OciError):
