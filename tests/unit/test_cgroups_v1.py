@@ -273,3 +273,12 @@ def test_paused_reads_the_record_like_the_manager(v1root):
     with pytest.raises(OciError):
         cg.paused({"version": 1, "kind": "disabled", "container_id": "c1"})
     destroy(m)
+
+
+def test_a_value_the_kernel_refuses_names_the_field(tmp_path):
+    from ocirun.cgroups.common import do_write
+    (tmp_path / "cpu.rt_runtime_us").mkdir()  # any write fails (EISDIR), as EINVAL would
+    with pytest.raises(OciError) as ei:
+        do_write(str(tmp_path), "cpu", [("cpu.rt_runtime_us", "1000")], "required",
+                 "linux.resources.cpu.realtimeRuntime")
+    assert str(ei.value).startswith("cannot set linux.resources.cpu.realtimeRuntime: write '1000'")
