@@ -43,14 +43,14 @@ def apparmor_enabled():
 
 def _apparmor(profile):
     """The AppArmor profile to switch to at execve, or None. On a host without
-    AppArmor a requested profile cannot apply: say so, as crun does, and go on."""
+    AppArmor a requested profile cannot apply: refused, as runc does (a container that
+    asked to be confined does not run unconfined)."""
     if not profile:
         return None
     if apparmor_enabled():
         return profile
-    from ocirun import log
-    log.warning(f"process.apparmorProfile `{profile}` ignored: AppArmor is not enabled on this host")
-    return None
+    raise ConfigError("process.apparmorProfile",
+                      f"`{profile}` cannot apply: AppArmor is not enabled on this host")
 
 
 def selinux_enabled():
@@ -59,14 +59,12 @@ def selinux_enabled():
 
 def _selinux(label, field):
     """An SELinux label to apply, or None. On a host without SELinux it cannot apply:
-    say so, as runc and crun do, and go on."""
+    refused, as runc does."""
     if not label:
         return None
     if selinux_enabled():
         return label
-    from ocirun import log
-    log.warning(f"{field} ignored: SELinux is not enabled on this host")
-    return None
+    raise ConfigError(field, f"`{label}` cannot apply: SELinux is not enabled on this host")
 
 
 def _maps(entries):

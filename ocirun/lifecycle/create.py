@@ -420,18 +420,31 @@ def _write_pid_file(path, pid):
 
 def _cgroup_manager(kind, linux, cid):
     """The container's cgroup manager (None when cgroups are disabled: the container
-    then lives in the runtime's cgroup, and linux.resources, still validated, are not
-    applied, which the user is told). Resources are validated here, before anything
-    exists that would need undoing."""
+    then lives in the runtime's cgroup, and a limit it asks for cannot apply: refused,
+    as crun refuses it). Resources are validated here, before anything exists that
+    would need undoing."""
     from ocirun import cgroups
     resources = linux.get("resources")
     if kind == "disabled":
         if resources:
             cgroups.validate_resources(resources, None)
-            from ocirun import log
-            log.warning("linux.resources: not applied, the cgroup manager is disabled")
+            _no_limits_without_cgroups(resources)
         return None
     return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid, resources=resources)
+
+
+def _no_limits_without_cgroups(resources):
+    """Without a cgroup only device rules that grant or deny all of rwm mean something
+    (the runtime makes the device nodes itself); anything else is a limit."""
+    for key, value in resources.items():
+        if key == "devices":
+            for i, rule in enumerate(value or ()):
+                if set(rule.get("access") or "rwm") != set("rwm"):
+                    raise OciError(f"linux.resources.devices[{i}].access: cannot apply "
+                                   f"without cgroups (the cgroup manager is disabled)")
+        elif value:
+            raise OciError(f"linux.resources.{key}: cannot apply without cgroups (the cgroup "
+                           f"manager is disabled)")
 
 
 def device_rules(linux):

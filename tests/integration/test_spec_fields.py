@@ -494,15 +494,18 @@ def test_mount_extension_bad_input(bundle, tmp_path, opts, mtype, field):
 
 # --- SELinux and AppArmor where the host has neither ------------------------------------------
 
-def test_labels_without_selinux_are_a_warning(bundle):
+@pytest.mark.parametrize("where,field,label", [
+    ("process", "selinuxLabel", "system_u:system_r:container_t:s0:c1,c2"),
+    ("linux", "mountLabel", "system_u:object_r:container_file_t:s0:c1,c2"),
+])
+def test_labels_without_selinux_are_refused(bundle, where, field, label):
+    """A label that cannot apply is refused, as runc refuses it: the container does not
+    run unlabelled."""
     if os.path.exists("/sys/fs/selinux/enforce"):
         pytest.skip("SELinux is enabled here: the labels apply")
-    bundle.config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0:c1,c2"
-    bundle.config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2"
-    r = bundle.run(["true"])
-    assert r.returncode == 0, r.stderr
-    assert "process.selinuxLabel ignored: SELinux is not enabled" in r.stderr
-    assert "linux.mountLabel ignored: SELinux is not enabled" in r.stderr
+    bundle.config[where][field] = label
+    line = _refused(bundle, f"{where}.{field}")
+    assert "SELinux is not enabled" in line
 
 
 # --- features: what it claims is what the runtime takes ---------------------------------------

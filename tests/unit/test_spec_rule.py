@@ -13,9 +13,6 @@ solaris, vm, zos, freebsd) are left out. An array of plain values is one leaf
               tests/integration/test_spec_rule_kernel.py::test_refused creates it;
   needs-host  applied where the host has the facility it names; this host kind lacks
               it, and the named test shows create refusing it with one line naming it;
-  warned      not applied on this host kind (it lacks the facility), and create goes on
-              with one warning line naming it (runc and crun behave differently: see
-              the note of each);
   host-only   nothing to apply on Linux (the note says why).
 
 A new field in the schema fails test_every_schema_path_is_classified until it is
@@ -111,7 +108,7 @@ V2 = "tests/integration/test_cgroups_v2_private.py::"
 SCC = "tests/integration/test_seccomp_container.py::"
 SCK = "tests/integration/test_seccomp_kernel.py::"
 
-A, R, N, W, H = "applied", "refused", "needs-host", "warned", "host-only"
+A, R, N, H = "applied", "refused", "needs-host", "host-only"
 
 RULE = {
     # --- the document
@@ -157,8 +154,8 @@ RULE = {
     "process.rlimits[].soft": (A, RUN + "test_rlimits"),
     "process.rlimits[].hard": (A, RUN + "test_rlimits"),
     "process.oomScoreAdj": (A, RULEK + "test_oom_score_adj"),
-    "process.apparmorProfile": (W, RUN + "test_apparmor_profile_without_apparmor_warns"),
-    "process.selinuxLabel": (W, FIELDS + "test_labels_without_selinux_are_a_warning"),
+    "process.apparmorProfile": (N, RUN + "test_apparmor_profile_without_apparmor_is_refused"),
+    "process.selinuxLabel": (N, FIELDS + "test_labels_without_selinux_are_refused"),
     "process.ioPriority.class": (A, FIELDS + "test_io_priority"),
     "process.ioPriority.priority": (A, FIELDS + "test_io_priority"),
     "process.scheduler.policy": (A, FIELDS + "test_scheduler_batch_and_nice"),
@@ -203,7 +200,7 @@ RULE = {
     "linux.maskedPaths": (A, RUN + "test_masked_and_readonly_paths"),
     "linux.readonlyPaths": (A, RUN + "test_masked_and_readonly_paths"),
     "linux.rootfsPropagation": (A, RUN + "test_rootfs_propagation"),
-    "linux.mountLabel": (W, FIELDS + "test_labels_without_selinux_are_a_warning"),
+    "linux.mountLabel": (N, FIELDS + "test_labels_without_selinux_are_refused"),
     "linux.sysctl.*": (A, RUN + "test_sysctl_in_network_namespace"),
 
     # --- linux: process attributes
@@ -306,7 +303,7 @@ SAMPLES = {
         "linux.resources.blockIO.weightDevice[0].leafWeight"),
 }
 
-KINDS = (A, R, N, W, H)
+KINDS = (A, R, N, H)
 
 
 def base_config():
@@ -371,7 +368,7 @@ def test_named_tests_exist():
     for path, (kind, ref) in sorted(RULE.items()):
         assert kind in KINDS, (path, kind)
         assert ref, path
-        if kind in (A, N, W):
+        if kind in (A, N):
             file, sep, func = ref.partition("::")
             assert sep and func.startswith("test_"), (path, ref)
             assert os.path.exists(os.path.join(REPO, file)), (path, ref)
