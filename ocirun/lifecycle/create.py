@@ -186,7 +186,7 @@ class _Creation:
         if not born.shared:  # (a child that shared our memory has exec'd already)
             if not born.joined:
                 self.manager.add(born.pid)
-            self.chan.send(Msg.GO, str(born.pid))
+            self.chan.tell(Msg.GO, str(born.pid))
         # (After a birth, while the init sets itself up.) exec takes the container's
         # process defaults and seccomp profile from this copy: the bundle may change.
         write_atomic(f"{self.cdir}/config.json", raw)
@@ -266,16 +266,16 @@ class _Creation:
                 return
             elif kind == Msg.USERNS:
                 _write_maps(self.pid, plan)
-                chan.send(Msg.MAPPED)
+                chan.tell(Msg.MAPPED)
             elif kind == Msg.NETNS:
                 self._move_net_devices(plan)
-                chan.send(Msg.NETNS_DONE)
+                chan.tell(Msg.NETNS_DONE)
             elif kind == Msg.PID:
                 self.init_pid = int(payload)
                 posix.waitpid(self.pid, 0)  # the intermediate process has exited
             elif kind == Msg.HOOKS:
                 state_json = _run_create_hooks(st, self.init_pid, plan.hooks).decode()
-                chan.send(Msg.HOOKS_DONE, f"{self.init_pid} {state_json}")
+                chan.tell(Msg.HOOKS_DONE, f"{self.init_pid} {state_json}")
             elif kind == Msg.ERROR:
                 raise OciError(payload)
             else:

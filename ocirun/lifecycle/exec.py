@@ -100,7 +100,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             manager.add(pid, cgroup_sub)
         if ctx.seccomp is not None and ctx.seccomp.listener is not None:
             ctx.seccomp.listener[0].close()
-        chan.send(Msg.GO, str(pid))
+        chan.tell(Msg.GO, str(pid))
         master = None
         if relay_fd is not None:
             master = steps.receive_master(relay_fd)

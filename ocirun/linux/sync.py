@@ -84,6 +84,15 @@ class Channel:
         line = f"{kind} {payload}".replace("\n", " ") + "\n" if payload else kind + "\n"
         posix.write(self.wfd, line.encode("utf-8", "replace"))
 
+    def tell(self, kind, payload=""):
+        """send(), for the runtime's side of a step that reads the answer next: a peer
+        that has gone (EPIPE) is no error here, since what it wrote before it went (an
+        ERROR line) or its silence (EOF) is what the next recv() returns."""
+        try:
+            self.send(kind, payload)
+        except BrokenPipeError:
+            pass
+
     def recv(self):
         """Next message as (kind, payload); (Msg.EOF, "") when the peer closed."""
         while b"\n" not in self.buf:
