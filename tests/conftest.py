@@ -28,3 +28,29 @@ def bundle(tmp_path, rootfs_template):
     leftover = os.listdir(b.root) if os.path.isdir(b.root) else []
     leftover = [n for n in leftover if not n.startswith(".")]
     assert not leftover, f"state left behind: {leftover}"
+
+
+# The host's device nodes are bound into containers (user namespaces, masked files):
+# a test after which one of them has another owner or mode changed the host. Checked
+# around every test, so that the one that did it fails.
+_HOST_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                 "/dev/tty")
+
+
+def _devices_now():
+    out = {}
+    for p in _HOST_DEVICES:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        out[p] = (st.st_uid, st.st_gid, oct(st.st_mode))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def host_devices_unchanged():
+    before = _devices_now()
+    yield
+    after = _devices_now()
+    assert after == before, f"the host's device nodes changed (uid, gid, mode): {before} -> {after}"
