@@ -212,5 +212,14 @@ def _fork(st, plan, ctx, chan, relay_fd, cgroup_sub, stdio):
             from ocirun.linux.exec_init import exec_main
             exec_main(plan, ctx)
     finally:
-        steps.back_to_own_namespaces(saved)
+        for fd, flag in saved:
+            try:
+                kernel.setns(fd, flag)
+            except PermissionError:
+                # Rootless: our own pid namespace belongs to a user namespace above
+                # ours, whose privileges setns back would need. Nothing forks here
+                # after the child (a foreground exec waits for it, -d exits).
+                pass
+            finally:
+                posix.close(fd)
     return pid, manager, self_join
