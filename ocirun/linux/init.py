@@ -51,7 +51,7 @@ class Context:
         "seccomp", "parent_did", "cgroup_join", "timings", "state_json", "host_pid",
         "idmaps", "own_cgroups", "early_ns",
         # the exec child (exec_init.py)
-        "pidfd", "ns_flags", "root_fd",
+        "pidfd", "ns_flags", "root_fd", "fork_after_join",
     )
 
     def __init__(self, k, chan):
@@ -60,6 +60,7 @@ class Context:
         self.proc_fd = self.netns_fd = self.fifo_fd = self.waiter_fd = None
         self.console_fd = self.seccomp = self.state_json = self.host_pid = None
         self.pidfd = self.root_fd = None
+        self.fork_after_join = False  # exec: the child joins the pid namespace itself
         self.parent_did = self.ns_flags = 0
         self.cgroup_join = ()
         self.timings = False
