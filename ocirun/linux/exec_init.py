@@ -42,12 +42,11 @@ def _run(plan, ctx):
     if ctx.fork_after_join:
         # The pid namespace we joined (the runtime could not: rootless, it needs the
         # container's user namespace first) applies to children: fork the process,
-        # which learns its host pid from the runtime's procfs (for a seccomp listener).
-        pid = k.fork()
-        if pid:
-            ctx.chan.send(Msg.PID, str(pid))
+        # which says its host pid (the runtime's procfs names it) before anything else.
+        if k.fork():
             posix._exit(0)
-        ctx.host_pid = int(k.readlink("thread-self", dir_fd=ctx.proc_fd).partition("/")[0])
+        ctx.host_pid = int(init_mod.host_pid(k, ctx.proc_fd))
+        ctx.chan.send(Msg.PID, str(ctx.host_pid))
     # The container's root: after pivot_root it is the mount namespace's root, but
     # with --no-pivot (chroot) only the init's root says where it is.
     k.fchdir(ctx.root_fd)

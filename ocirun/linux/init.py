@@ -312,10 +312,12 @@ def _enter_namespaces(plan, ctx):
         if rest & CLONE_NEWTIME and plan.time_offsets:
             _step("write timens_offsets", procfs.write, k, ctx.proc_fd, "self/timens_offsets",
                   plan.time_offsets)
-        pid = k.fork()
-        if pid:
-            ctx.chan.send(Msg.PID, str(pid))
+        if k.fork():
             posix._exit(0)
+        # The init says its pid itself, first: sent by the parent, PID could reach the
+        # runtime after the init's own READY (the runtime would then wait for the
+        # parent). As the host sees it: the runtime's procfs names it.
+        ctx.chan.send(Msg.PID, host_pid(k, ctx.proc_fd))
 
 
 def _build_container(plan, ctx):
@@ -491,6 +493,11 @@ def find_executable(k, arg0, path_env):
         if _stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return cand
     raise InitError(f"exec: \"{arg0}\": executable file not found in $PATH")
+
+
+def host_pid(k, procfd):
+    """Our pid in the pid namespace of the runtime's procfs (its `thread-self` link)."""
+    return k.readlink("thread-self", dir_fd=procfd).partition("/")[0]
 
 
 def _wait_for_start(ctx):

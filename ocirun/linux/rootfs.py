@@ -532,7 +532,21 @@ def mount_cgroup(tree, dest, dest_fd, mo, cgroupns):
     unified = [h for h in hier if h[1] == "/sys/fs/cgroup" and h[0] == "cgroup2"]
     if unified:
         if cgroupns:
-            k.mount("cgroup2", tree.fd_path(dest_fd), "cgroup2", flags)
+            try:
+                k.mount("cgroup2", tree.fd_path(dest_fd), "cgroup2", flags)
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                # The destination is the root of a mount of the same filesystem (a
+                # rootless /sys is the host's, bound), which the kernel refuses to stack
+                # on itself: put a tmpfs between the two.
+                k.mount("tmpfs", tree.fd_path(dest_fd), "tmpfs", flags & ~MS_RDONLY,
+                        "mode=755")
+                top = open_in_root(k, tree.rootfd, dest, _O_DIR, resolve=_NO_SYMLINKS)
+                try:
+                    k.mount("cgroup2", tree.fd_path(top), "cgroup2", flags)
+                finally:
+                    k.close(top)
         else:
             bind(k, "/sys/fs/cgroup" + own.get("", "/"), dest_fd, sub_mo, True)
         return

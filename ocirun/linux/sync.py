@@ -13,7 +13,8 @@ line, `KIND [payload]`; the kinds are the Msg names below, never spelled elsewhe
                                        <----------  NETNS         (linux.netDevices to move)
   move the devices into its network namespace
   NETNS_DONE ------------------------------------>  [fork pid 1]
-                                       <----------  PID <pid>     (the init is a grandchild)
+                                       <----------  PID <pid>     (the init is a grandchild:
+                                                                   its first word)
                                                     sysctl, hostname, mounts, /dev, masks
                                        <----------  HOOKS         (hooks before pivot_root,
   prestart, createRuntime hooks                                    or a seccomp listener)
