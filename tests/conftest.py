@@ -28,3 +28,17 @@ def bundle(tmp_path, rootfs_template):
     leftover = os.listdir(b.root) if os.path.isdir(b.root) else []
     leftover = [n for n in leftover if not n.startswith(".")]
     assert not leftover, f"state left behind: {leftover}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The rootless cases side by side (tests/integration/test_rootless.py)."""
+    from rootless_support import RESULTS
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("rootless: runc and ocirun, same user, same session")
+    tr.write_line("| case | runc rootless | ocirun rootless |")
+    tr.write_line("|---|---|---|")
+    for case, got in RESULTS.items():
+        cells = [got.get(rt, "-").replace("|", "/") for rt in ("runc", "ocirun")]
+        tr.write_line(f"| {case} | {cells[0]} | {cells[1]} |")
