@@ -559,6 +559,48 @@ def test_delegated_cgroup_v2(rl):
     assert got.get("left", "").strip() == "shell/", r.stdout
 
 
+PODMAN_PAUSE = """\
+tar -C {rootfs} -c . | podman import -q - {image} >/dev/null || exit 1
+for rt in runc {ocirun}; do
+  n=p$$-$(basename $rt)
+  podman --runtime $rt run -d --name $n {image} sleep 600 >/dev/null || exit 1
+  podman --runtime $rt pause $n >/dev/null; p=$?
+  st=$(podman inspect -f '{{{{.State.Status}}}}' $n)
+  podman --runtime $rt unpause $n >/dev/null; u=$?
+  st2=$(podman inspect -f '{{{{.State.Status}}}}' $n)
+  podman --runtime $rt rm -f -t 0 $n >/dev/null; r=$?
+  echo "$(basename $rt): pause $p -> $st, unpause $u -> $st2, rm $r"
+done
+"""
+
+
+def test_podman_pause_delegated_cgroup_v2(rl):
+    """podman pause and unpause where the cgroup manager allows them: a delegated
+    cgroup v2 subtree (as in test_delegated_cgroup_v2), with a podman session of its
+    own (its pause process and storage live in that mount namespace)."""
+    mine = "ocirun-rl-" + secrets.token_hex(3)
+    home = rl.own_dir(f"v2-{mine}")
+    env = dict(rl.env, HOME=home, XDG_RUNTIME_DIR=rl.own_dir(f"v2-{mine}/run"),
+               XDG_DATA_HOME=os.path.join(home, "data"), TMPDIR=rl.own_dir(f"v2-{mine}/tmp"),
+               XDG_CONFIG_HOME=rl.own_dir(f"v2-{mine}/config"))
+    conf = rl.own_dir(f"v2-{mine}/config/containers")
+    shutil.copy(os.path.join(rl.home, ".config/containers/storage.conf"), conf)
+    script = PODMAN_PAUSE.format(rootfs=rl.rootfs, image=IMAGE, ocirun=rl.ocirun)
+    outer = DELEGATED.format(name=mine, uid=rl.uid, gid=rl.gid, setpriv=" ".join(rl.argv([])))
+    try:
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", outer,
+                            script], env=env, cwd=home, capture_output=True, text=True,
+                           timeout=300)
+    finally:
+        _remove_cgroup(f"/sys/fs/cgroup/unified/{mine}")  # podman's pause process too
+    got = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+    for rt in ("runc", "ocirun"):
+        record("podman pause/unpause, delegated cgroup v2", rt,
+               got.get(os.path.basename(rl.runtime(rt)), outcome(r)))
+    assert got.get(os.path.basename(rl.ocirun)) == \
+        "pause 0 -> paused, unpause 0 -> running, rm 0", r.stdout + r.stderr
+
+
 # --- what only root may do: one line naming the field, nothing left ------------------------------
 
 def _bad(rl):
