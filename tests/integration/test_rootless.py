@@ -295,6 +295,27 @@ def test_spec_rootless(rl):
     assert cfgs["ocirun"][1:4] == cfgs["runc"][1:4]
 
 
+def test_features_help_and_the_default_root(rl):
+    f = rl.run([rl.ocirun, "features"])
+    assert f.returncode == 0, f.stderr
+    notes = json.loads(f.stdout)["annotations"]
+    assert notes["run.oci.ocirun.rootless"] == "true"
+    h = rl.run([rl.ocirun, "--help"])
+    assert "--rootless" in h.stdout and "$XDG_RUNTIME_DIR/ocirun" in h.stdout
+    # without XDG_RUNTIME_DIR (and no /run/user/UID of its own) the user is told what
+    # to do; spec and features need no state directory and still work
+    env = {"XDG_RUNTIME_DIR": ""}
+    r = rl.run([rl.ocirun, "list"], env=env)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "XDG_RUNTIME_DIR" in r.stderr and "--root" in r.stderr, r.stderr
+    b = rl.own_dir(f"bundles/noxdg-{secrets.token_hex(3)}")
+    assert rl.run([rl.ocirun, "spec", "--rootless"], cwd=b, env=env).returncode == 0
+    assert rl.run([rl.ocirun, "features"], env=env).returncode == 0
+    # --rootless takes true, false or auto
+    bad = rl.run([rl.ocirun, "--rootless", "maybe", "list"])
+    assert bad.returncode != 0 and "--rootless" in bad.stderr
+
+
 SEE = ("id; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; "
        "grep -E ' /sys | /sys/fs/cgroup ' /proc/self/mountinfo; stat -c '%F %t:%T' /dev/null; "
        "cat /proc/self/cgroup")
