@@ -85,13 +85,15 @@ def ensure_user():
     if pw.pw_gecos != COMMENT:
         return f"a user {USER} exists that the tests did not make (comment {pw.pw_gecos!r})"
     starts = []
+    ours = (USER, str(pw.pw_uid))
+    # one start for both, above every other user's range in either file
+    top = max([s + c for name, s, c in _ranges("/etc/subuid") + _ranges("/etc/subgid")
+               if name not in ours] + [FIRST])
+    start = -(-top // RANGE) * RANGE
     for kind in ("uid", "gid"):
         path = f"/etc/sub{kind}"
-        mine = [(s, c) for name, s, c in _ranges(path) if name in (USER, str(pw.pw_uid))]
+        mine = [(s, c) for name, s, c in _ranges(path) if name in ours]
         if not mine:
-            top = max([s + c for _, s, c in _ranges("/etc/subuid") + _ranges("/etc/subgid")]
-                      + [FIRST])
-            start = -(-top // RANGE) * RANGE
             r = subprocess.run(["usermod", f"--add-sub{kind}s", f"{start}-{start + RANGE - 1}",
                                 USER], capture_output=True, text=True)
             if r.returncode != 0:
