@@ -30,7 +30,14 @@ def features():
                                | (set(EXTENSIONS) - set(UNSUPPORTED_OPTIONS))),
         "linux": linux,
         "annotations": {"org.opencontainers.runtime-spec.features.version": SPEC_VERSION,
-                        "run.oci.ocirun.version": VERSION},
+                        "run.oci.ocirun.version": VERSION,
+                        # run by a non-root user, or as root of rootless podman's user
+                        # namespace (lifecycle/rootless.py): a cgroup only in a delegated
+                        # cgroup v2 subtree, devices bound from the host, maps beyond the
+                        # caller's own ids through newuidmap/newgidmap
+                        "run.oci.ocirun.rootless": "true",
+                        "run.oci.ocirun.rootless.cgroup": "delegated-v2",
+                        "run.oci.ocirun.rootless.idmap": "newuidmap"},
     }
 
 

@@ -269,6 +269,13 @@ def setrlimit(resource, soft, hard):
     _raw(_NR["prlimit64"], 0, resource, _struct.pack("QQ", soft, hard), None)
 
 
+def getrlimit(resource):
+    """prlimit64(0, resource, NULL, old): -> (soft, hard)."""
+    buf = bytearray(16)
+    _raw(_NR["prlimit64"], 0, resource, None, buf)
+    return _struct.unpack("QQ", buf)
+
+
 # f_type values (<linux/magic.h>) of the filesystems the runtime mounts and checks.
 PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
@@ -353,6 +360,17 @@ def set_mempolicy(mode, nodes):
     _raw(_NR["set_mempolicy"], mode, words if nodes else None, maxnode if nodes else 0)
 
 
+def in_user_namespace():
+    """Whether this process runs in a user namespace other than the initial one (its
+    uid_map is not the identity over every id): rootless podman runs the runtime as
+    root of such a namespace, where mknod, cgroup v1 mounts and host cgroups are out of
+    reach. A /proc that cannot be read says nothing: False."""
+    try:
+        return fs.read_bytes("/proc/self/uid_map").split() != [b"0", b"0", b"4294967295"]
+    except OSError:
+        return False
+
+
 def last_cap():
     """The highest capability this kernel knows (caps above it cannot be set)."""
     try:
@@ -379,6 +397,7 @@ class Kernel:
     mount_setattr = staticmethod(mount_setattr)
     openat2 = staticmethod(openat2)
     fstatfs_type = staticmethod(fstatfs_type)
+    fstatvfs = staticmethod(posix.fstatvfs)
     mount_id = staticmethod(mount_id)
     open = staticmethod(posix.open)
     close = staticmethod(posix.close)

@@ -19,6 +19,9 @@ ls /usr/share/python-wheels/wheel-*.whl >/dev/null 2>&1 || missing="$missing pyt
 for tool in runc crun hyperfine podman containerd tmux; do
     command -v $tool >/dev/null 2>&1 || missing="$missing $tool"
 done
+# rootless podman and ocirun as an ordinary user (tests/integration/test_rootless.py)
+command -v newuidmap >/dev/null 2>&1 || missing="$missing uidmap"
+command -v slirp4netns >/dev/null 2>&1 || missing="$missing slirp4netns"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing$missing"
     apt-get update -qq

@@ -54,3 +54,17 @@ def host_devices_unchanged():
     yield
     after = _devices_now()
     assert after == before, f"the host's device nodes changed (uid, gid, mode): {before} -> {after}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The rootless cases side by side (tests/integration/test_rootless.py)."""
+    from rootless_support import RESULTS
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("rootless: runc and ocirun, same user, same session")
+    tr.write_line("| case | runc rootless | ocirun rootless |")
+    tr.write_line("|---|---|---|")
+    for case, got in RESULTS.items():
+        cells = [got.get(rt, "-").replace("|", "/") for rt in ("runc", "ocirun")]
+        tr.write_line(f"| {case} | {cells[0]} | {cells[1]} |")

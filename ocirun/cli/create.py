@@ -37,7 +37,8 @@ def create_args(o, g):
         raise UsageError("--preserve-fds must not be negative")
     return dict(bundle=o.bundle, config_path=o.config, pid_file=o.pid_file,
                 console_socket=o.console_socket, no_pivot=o.no_pivot,
-                preserve_fds=o.preserve_fds or 0, cgroup_manager=g.cgroup_manager)
+                preserve_fds=o.preserve_fds or 0, cgroup_manager=g.cgroup_manager,
+                rootless=g.rootless)
 
 
 def main(g, args):

@@ -57,14 +57,18 @@ commands:
   bench     measure container start-up on this machine
 
 global options:
-  --root DIR              state directory (default /run/ocirun)
+  --root DIR              state directory (default /run/ocirun; rootless:
+                          $XDG_RUNTIME_DIR/ocirun)
   --log FILE              log file (containerd reads errors from it)
   --log-format text|json  log format (default text)
   --log-level LEVEL       debug, info, warning, error
   --debug                 debug logging
   --systemd-cgroup        use the systemd cgroup manager
   --cgroup-manager NAME   cgroupfs, systemd or disabled
-  --rootless VALUE        accepted for compatibility (true, false, auto)
+  --rootless VALUE        true, false or auto (default): run as a runtime without
+                          privileges (no cgroup unless a cgroup v2 subtree is
+                          delegated, devices bound from the host); auto: when not
+                          root, or root of a user namespace (rootless podman)
   --timings               print per-phase timings to stderr
   -v, --version           print the version
   -h, --help              this help; `ocirun COMMAND --help` for a command
@@ -78,9 +82,22 @@ class Globals:
                  "rootless", "timings")
 
 
-def _globals(o):
+# verbs that keep no state under --root (its default is not worked out for them)
+STATELESS = frozenset(("spec", "features", "seccomp", "bench"))
+
+
+def _globals(o, verb=None):
     g = Globals()
-    g.root = o.root or "/run/ocirun"
+    if o.rootless not in (None, "auto", "true", "false", "1", "0"):
+        raise UsageError(f"--rootless: takes true, false or auto, not `{o.rootless}`")
+    g.rootless = None if o.rootless in (None, "auto") else o.rootless in ("true", "1")
+    if o.root or verb in STATELESS:
+        g.root = o.root
+    elif posix.geteuid() == 0 and not fs.getenv("XDG_RUNTIME_DIR"):
+        g.root = "/run/ocirun"
+    else:
+        from ocirun.lifecycle.rootless import default_root
+        g.root = default_root()
     g.log = o.log
     g.log_format = o.log_format or "text"
     if g.log_format not in ("text", "json"):
@@ -93,7 +110,6 @@ def _globals(o):
     if manager not in ("cgroupfs", "systemd", "disabled"):
         raise UsageError(f"--cgroup-manager: unknown manager `{manager}`")
     g.cgroup_manager = manager
-    g.rootless = o.rootless
     g.timings = o.timings or bool(fs.getenv("OCIRUN_TIMINGS"))
     return g
 
@@ -121,7 +137,7 @@ def main(argv=None):
         mod = VERBS.get(verb)
         if mod is None:
             raise UsageError(f"unknown command `{verb}` (see `ocirun --help`)")
-        g = _globals(o)
+        g = _globals(o, verb)
         if g.timings:
             from ocirun import timings
             env = fs.getenv("OCIRUN_TIMINGS", "")

@@ -7,6 +7,14 @@ HELP = """\
 usage: ocirun spec [-b|--bundle DIR] [--rootless]
 
 Write a default config.json into the bundle directory (a shell in ./rootfs).
+
+options:
+  -b, --bundle DIR   where to write it (default: the current directory)
+  --rootless         a config an ordinary user can run: a user namespace that maps
+                     the caller's uid and gid to root, no network namespace, no
+                     linux.resources, /sys bound from the host, no gid= for devpts
+                     (`ocirun run` as that user keeps its state under
+                     $XDG_RUNTIME_DIR/ocirun)
 """
 
 OPTIONS = {"-b": ("bundle", "str"), "--bundle": ("bundle", "str"),

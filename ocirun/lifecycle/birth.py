@@ -40,7 +40,7 @@ def give_birth(plan, ctx, chan, manager, linux, for_run):
     share = can_share_memory(plan, ctx, linux) and (for_run or _prepare_waiter(plan, ctx))
     saved = []
     try:
-        if not plan.userns_new:
+        if not plan.userns_new and ctx.early_ns:
             ctx.parent_did = _enter_early_namespaces(plan, ctx, saved)
         if share:
             pid = _clone_vm(plan, ctx, chan, manager, saved, for_run)
@@ -77,7 +77,7 @@ def can_share_memory(plan, ctx, linux):
     child does not enter the one made for children); and a process that stays root,
     so that only root can signal the init while it shares our memory."""
     if (kernel.clone_vm is None or init_mod.needs_runtime(plan, ctx)
-            or plan.oom_score_adj is not None):
+            or plan.oom_score_adj is not None or init_forks(plan, ctx)):
         return False
     if plan.uid != 0 or plan.gid != 0:
         # After its setresuid the init, still in our memory, can be signalled by any
@@ -90,6 +90,16 @@ def can_share_memory(plan, ctx, linux):
         if flag & EARLY:
             return False
     return not memory_limited(linux)
+
+
+def init_forks(plan, ctx):
+    """Whether the init makes (or joins) the container's pid and time namespaces itself
+    and forks again (the runtime then gets its pid in a PID message): under a new user
+    namespace, which must own them, or where the runtime could not come back to its
+    own namespaces after entering the container's (ctx.early_ns false: setns to a pid
+    namespace needs privileges in the user namespace that owns it)."""
+    return (plan.userns_new or not ctx.early_ns) and bool(
+        plan.ns_new & EARLY or any(flag & EARLY for _, _, flag in plan.ns_join))
 
 
 def _prepare_waiter(plan, ctx):

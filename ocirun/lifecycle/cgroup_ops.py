@@ -11,10 +11,12 @@ NOT_RUNNING = "container not running"  # containerd and podman match this text
 
 def _manager(st, what):
     """The container's cgroup manager; a clear error for a container created with
-    --cgroup-manager=disabled (it has no cgroup of its own to act on)."""
+    --cgroup-manager=disabled, or rootless without a delegated cgroup v2 subtree (it
+    has no cgroup of its own to act on)."""
     if not st.cgroup:
         raise OciError(f"cannot {what} container `{st.id}`: it has no cgroup "
-                       "(created with --cgroup-manager=disabled)")
+                       "(created with --cgroup-manager=disabled, or rootless without a "
+                       "delegated cgroup v2 subtree)")
     from ocirun.cgroups import from_dict
     return from_dict(st.cgroup)
 

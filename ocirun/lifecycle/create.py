@@ -13,7 +13,6 @@ from ocirun.config.load import load_config_bytes
 from ocirun.config.plan import build
 from ocirun.config.validate import validate
 from ocirun.errors import OciError, StateError
-from ocirun.kernel import CLONE_NEWPID, CLONE_NEWTIME
 from ocirun.lifecycle import birth, steps
 from ocirun.linux import procfs, sync
 from ocirun.linux.init import Context
@@ -45,18 +44,19 @@ def now_rfc3339():
 
 
 def create(root, cid, bundle=None, config_path=None, pid_file=None, console_socket=None,
-           no_pivot=False, preserve_fds=0, cgroup_manager="cgroupfs"):
-    """`ocirun create`: the init is set up and waits for `start`."""
-    return _Creation(root, cid, for_run=False, relay=False).run(
+           no_pivot=False, preserve_fds=0, cgroup_manager="cgroupfs", rootless=None):
+    """`ocirun create`: the init is set up and waits for `start`. `rootless`: --rootless
+    (None: auto, lifecycle/rootless.py)."""
+    return _Creation(root, cid, for_run=False, relay=False, rootless=rootless).run(
         bundle, config_path, pid_file, console_socket, no_pivot, preserve_fds, cgroup_manager)
 
 
 def create_running(root, cid, detach=False, bundle=None, config_path=None, pid_file=None,
                    console_socket=None, no_pivot=False, preserve_fds=0,
-                   cgroup_manager="cgroupfs"):
+                   cgroup_manager="cgroupfs", rootless=None):
     """`run`'s create: the init goes on to its execve at once; a terminal without
     --console-socket is relayed by run.py unless detached."""
-    return _Creation(root, cid, for_run=True, relay=not detach).run(
+    return _Creation(root, cid, for_run=True, relay=not detach, rootless=rootless).run(
         bundle, config_path, pid_file, console_socket, no_pivot, preserve_fds, cgroup_manager)
 
 
@@ -73,8 +73,12 @@ def after_marks(chan):
 class _Creation:
     """One create, step by step, with what it has made so far (for undo)."""
 
-    def __init__(self, root, cid, for_run, relay):
+    def __init__(self, root, cid, for_run, relay, rootless=None):
         self.root = root
+        # rootless (lifecycle/rootless.py): --rootless, or auto: not root, or root of a user
+        # namespace (rootless podman runs us so)
+        self.rootless = rootless if rootless is not None else (
+            posix.geteuid() != 0 or kernel.in_user_namespace())
         self.cid = cid
         self.for_run = for_run
         self.relay = relay
@@ -139,9 +143,24 @@ class _Creation:
         linux = spec.get("linux") or {}
         ctx = self.ctx
         ctx.timings = timings.enabled()
+        if self.rootless:
+            from ocirun.lifecycle import rootless
+            rootless.check(spec, plan, linux)
+            # no mknod in a user namespace: the host's nodes are bound in
+            plan.dev_from_host = True
+            # our own pid namespace may not be ours to come back to (birth.init_forks)
+            ctx.early_ns = False
+            if cgroup_manager != "disabled":
+                self.manager = rootless.cgroup_manager(cgroup_manager, linux, self.cid)
+            if self.manager is None:
+                # the container's cgroups are ours: what its /sys/fs/cgroup shows, as the
+                # host names them (rootfs.mount_cgroup: v1 hierarchies cannot be mounted
+                # in a user namespace, and are bound)
+                ctx.own_cgroups = fs.read_bytes("/proc/self/cgroup").decode("utf-8", "replace")
         if linux.get("seccomp"):
             ctx.seccomp = steps.prepare_seccomp(linux["seccomp"], self.root, plan.nnp)
-        self.manager = _cgroup_manager(cgroup_manager, linux, self.cid)
+        if not self.rootless or cgroup_manager == "disabled":
+            self.manager = _cgroup_manager(cgroup_manager, linux, self.cid)
         self.memory_limit = _memory_limit(linux)
         timings.mark("cgroup manager")
         ctx.console_fd, self.relay_fd = steps.console(
@@ -167,7 +186,7 @@ class _Creation:
                 self.manager.apply(resources)
             timings.mark("cgroup create + resources")
         self.chan, ctx.chan = sync.pair()
-        if self.for_run and plan.userns_new and plan.ns_new & (CLONE_NEWPID | CLONE_NEWTIME):
+        if self.for_run and birth.init_forks(plan, ctx):
             # The init will be our grandchild: as a subreaper we inherit it when the
             # intermediate process exits, and `run` can wait for it.
             kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
@@ -356,7 +375,11 @@ def _run_create_hooks(st, init_pid, hooks):
 
 
 def _write_maps(pid, plan):
-    """The init's uid_map and gid_map, through the runtime's verified procfs."""
+    """The init's uid_map and gid_map, through the runtime's verified procfs (by the
+    rules for an ordinary user when we are not root: lifecycle/rootless.py)."""
+    if posix.geteuid() != 0:
+        from ocirun.lifecycle import rootless
+        return rootless.write_maps(pid, plan)
     proc_fd = procfs.open_root(kernel.KERNEL)
     try:
         for name, text in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):

@@ -90,6 +90,9 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         steps.forward_signals(forward_to)
     pid, manager, self_join = _fork(st, plan, ctx, chan, relay_fd, cgroup_sub, stdio)
     timings.mark("fork")
+    if ctx.fork_after_join:
+        # the process will be our grandchild (_fork): as a subreaper we inherit it
+        kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
     ctx.chan.close()
     for fd in (ctx.pidfd, ctx.root_fd, ctx.proc_fd, ctx.console_fd):
         if fd is not None:
@@ -101,6 +104,8 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
         if ctx.seccomp is not None and ctx.seccomp.listener is not None:
             ctx.seccomp.listener[0].close()
         chan.tell(Msg.GO, str(pid))
+        if ctx.fork_after_join:
+            pid = _grandchild(chan, pid, forward_to)
         master = None
         if relay_fd is not None:
             master = steps.receive_master(relay_fd)
@@ -131,6 +136,23 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
     _, wait_status = posix.waitpid(pid, 0)
     timings.mark("process exited")
     return steps.exit_code(wait_status)
+
+
+def _grandchild(chan, child, forward_to):
+    """The pid of the process our child forked once in the container's pid namespace
+    (exec_init.py), once the child has exited."""
+    kind, payload = chan.recv()
+    while kind == Msg.MARK:
+        timings.add_remote(payload)
+        kind, payload = chan.recv()
+    posix.waitpid(child, 0)
+    if kind == Msg.ERROR:
+        raise OciError(payload)
+    if kind != Msg.PID:
+        raise OciError("the exec'd process's parent exited during setup")
+    pid = int(payload)
+    forward_to[:] = [pid]
+    return pid
 
 
 def _prepare(root, cid, proc, detach, console_socket, preserve_fds):
@@ -180,10 +202,19 @@ def _fork(st, plan, ctx, chan, relay_fd, cgroup_sub, stdio):
     we enter them, fork, and come back): -> (pid, the cgroup manager or None, the
     directories the child joins itself or None)."""
     early = ctx.ns_flags & (CLONE_NEWPID | CLONE_NEWTIME)
-    ctx.ns_flags &= ~early
     saved = steps.save_own_namespaces(early)
     if early:
-        kernel.setns(ctx.pidfd, early)
+        try:
+            kernel.setns(ctx.pidfd, early)
+            ctx.ns_flags &= ~early
+        except PermissionError:
+            # Rootless: joining a pid namespace needs privileges in its user namespace,
+            # which only joining that one too would give us. The child joins them all
+            # and forks the process (exec_init.py).
+            for fd, _ in saved:
+                posix.close(fd)
+            saved = []
+            ctx.fork_after_join = True
     manager = None
     if st.cgroup:
         from ocirun.cgroups import from_dict
@@ -214,5 +245,14 @@ def _fork(st, plan, ctx, chan, relay_fd, cgroup_sub, stdio):
             from ocirun.linux.exec_init import exec_main
             exec_main(plan, ctx)
     finally:
-        steps.back_to_own_namespaces(saved)
+        for fd, flag in saved:
+            try:
+                kernel.setns(fd, flag)
+            except PermissionError:
+                # Rootless: our own pid namespace belongs to a user namespace above
+                # ours, whose privileges setns back would need. Nothing forks here
+                # after the child (a foreground exec waits for it, -d exits).
+                pass
+            finally:
+                posix.close(fd)
     return pid, manager, self_join

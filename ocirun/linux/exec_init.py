@@ -39,6 +39,14 @@ def _run(plan, ctx):
         # One setns(pidfd) joins them all at once, the user namespace first.
         _step("join the container's namespaces", k.setns, ctx.pidfd, ctx.ns_flags)
     k.close(ctx.pidfd)
+    if ctx.fork_after_join:
+        # The pid namespace we joined (the runtime could not: rootless, it needs the
+        # container's user namespace first) applies to children: fork the process,
+        # which says its host pid (the runtime's procfs names it) before anything else.
+        if k.fork():
+            posix._exit(0)
+        ctx.host_pid = int(init_mod.host_pid(k, ctx.proc_fd))
+        ctx.chan.send(Msg.PID, str(ctx.host_pid))
     # The container's root: after pivot_root it is the mount namespace's root, but
     # with --no-pivot (chroot) only the init's root says where it is.
     k.fchdir(ctx.root_fd)

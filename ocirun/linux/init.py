@@ -49,9 +49,9 @@ class Context:
     __slots__ = (
         "k", "chan", "proc_fd", "netns_fd", "fifo_fd", "waiter_fd", "console_fd",
         "seccomp", "parent_did", "cgroup_join", "timings", "state_json", "host_pid",
-        "idmaps",
+        "idmaps", "own_cgroups", "early_ns",
         # the exec child (exec_init.py)
-        "pidfd", "ns_flags", "root_fd",
+        "pidfd", "ns_flags", "root_fd", "fork_after_join",
     )
 
     def __init__(self, k, chan):
@@ -60,10 +60,17 @@ class Context:
         self.proc_fd = self.netns_fd = self.fifo_fd = self.waiter_fd = None
         self.console_fd = self.seccomp = self.state_json = self.host_pid = None
         self.pidfd = self.root_fd = None
+        self.fork_after_join = False  # exec: the child joins the pid namespace itself
         self.parent_did = self.ns_flags = 0
         self.cgroup_join = ()
         self.timings = False
         self.idmaps = {}  # mounts index -> detached idmapped tree fd: linux/idmap.py
+        # a rootless runtime's /proc/self/cgroup (rootfs.mount_cgroup), else None
+        self.own_cgroups = None
+        # whether the runtime may enter pid/time namespaces for its children and come
+        # back (lifecycle/birth.py init_forks): not as root of a user namespace that
+        # does not own its own pid namespace (rootless podman runs us so)
+        self.early_ns = True
 
 
 def _step(what, fn, *args):
@@ -243,11 +250,12 @@ def _enter_namespaces(plan, ctx):
     # rlimits first: in a new user namespace we could no longer raise them.
     set_rlimits(k, plan.rlimits)
     if plan.oom_score_adj is not None:
-        _step("write oom_score_adj", procfs.write, k, ctx.proc_fd, "self/oom_score_adj",
-              str(plan.oom_score_adj))
+        _step("process.oomScoreAdj: write oom_score_adj", procfs.write, k, ctx.proc_fd,
+              "self/oom_score_adj", str(plan.oom_score_adj))
     # Join namespaces by path: open them all first (after joining the mount
     # namespace the paths would resolve elsewhere), then setns, user first.
     fds = {}
+    joined = 0
     for typ, path, flag in plan.ns_join:
         if not flag & ctx.parent_did:
             fds[typ] = (_step(f"open namespace {path}", k.open, path,
@@ -257,13 +265,23 @@ def _enter_namespaces(plan, ctx):
             fd, flag, path = fds[typ]
             _step(f"join {typ} namespace {path}", k.setns, fd, flag)
             k.close(fd)
+            joined |= flag
     if plan.userns_new:
+        # A runtime that is not root writes our maps (or has newuidmap write them) as
+        # an ordinary user: our /proc files must be its, which they are not while we
+        # are not dumpable. Dumpable only until the maps exist: we are in nothing of
+        # the container's yet but this empty namespace (runc does the same).
+        by_user = posix.geteuid() != 0
         _step("unshare user namespace", k.unshare, CLONE_NEWUSER)
+        if by_user:
+            k.prctl(PR_SET_DUMPABLE, 1)
         ctx.chan.send(Msg.USERNS)
         try:
             ctx.chan.expect(Msg.MAPPED)
         except ProtocolError as e:
             raise InitError(f"user namespace mapping failed: {e.payload}") from None
+        if by_user:
+            k.prctl(PR_SET_DUMPABLE, 0)
         try:
             k.setresgid(0, 0, 0)
             k.setresuid(0, 0, 0)
@@ -288,15 +306,18 @@ def _enter_namespaces(plan, ctx):
             except ProtocolError:
                 raise _Quit(1) from None
     _tmark(ctx, "namespaces")
-    if rest & (CLONE_NEWPID | CLONE_NEWTIME):
-        # A new pid (or time) namespace applies to children only: fork the init.
+    if rest & (CLONE_NEWPID | CLONE_NEWTIME) or joined & CLONE_NEWPID:
+        # A new pid (or time) namespace, or a pid namespace joined, applies to
+        # children only: fork the init.
         if rest & CLONE_NEWTIME and plan.time_offsets:
             _step("write timens_offsets", procfs.write, k, ctx.proc_fd, "self/timens_offsets",
                   plan.time_offsets)
-        pid = k.fork()
-        if pid:
-            ctx.chan.send(Msg.PID, str(pid))
+        if k.fork():
             posix._exit(0)
+        # The init says its pid itself, first: sent by the parent, PID could reach the
+        # runtime after the init's own READY (the runtime would then wait for the
+        # parent). As the host sees it: the runtime's procfs names it.
+        ctx.chan.send(Msg.PID, host_pid(k, ctx.proc_fd))
 
 
 def _build_container(plan, ctx):
@@ -322,6 +343,7 @@ def _build_container(plan, ctx):
     rootfd = _step("open rootfs", k.open, plan.rootfs,
                    posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd, ctx.idmaps, plan.mount_label)
+    tree.own_cgroups = ctx.own_cgroups
     try:
         for i, (m, mo) in enumerate(plan.mounts):
             rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
@@ -342,6 +364,7 @@ def _setup_rootfs(plan, ctx):
                    plan.root_propagation)
     _tmark(ctx, "rootfs bind + propagation")
     tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd, ctx.idmaps, plan.mount_label)
+    tree.own_cgroups = ctx.own_cgroups
     try:
         for i, (m, mo) in enumerate(plan.mounts):
             rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
@@ -470,6 +493,11 @@ def find_executable(k, arg0, path_env):
         if _stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return cand
     raise InitError(f"exec: \"{arg0}\": executable file not found in $PATH")
+
+
+def host_pid(k, procfd):
+    """Our pid in the pid namespace of the runtime's procfs (its `thread-self` link)."""
+    return k.readlink("thread-self", dir_fd=procfd).partition("/")[0]
 
 
 def _wait_for_start(ctx):
@@ -610,6 +638,28 @@ def _chown_stdio(k, plan):
             pass
 
 
+def set_groups(k, procfd, gids):
+    """setgroups(2) to process.user.additionalGids. In a user namespace whose gid map
+    an ordinary user wrote (its own gid only) setgroups is denied (user_namespaces(7)):
+    the process then keeps the groups it has, as with runc and crun, and asking for
+    others is an error (lifecycle/rootless.py refuses such a config before this)."""
+    try:
+        k.setgroups(gids)
+        return
+    except PermissionError:
+        denied = False
+        if procfd is not None:
+            try:
+                denied = procfs.read(k, procfd, "thread-self/setgroups").strip() == b"deny"
+            except OSError:
+                pass
+        if not denied:
+            raise InitError("setgroups: EPERM (Operation not permitted)") from None
+    if gids:
+        raise InitError("process.user.additionalGids: setgroups is denied in this user "
+                        "namespace (its gid map is the caller's own gid only)")
+
+
 def _process_attributes(k, plan):
     """The personality, scheduling and I/O priority of the process, while we still hold
     the capabilities a real-time class needs (after execve they stay)."""
@@ -666,7 +716,7 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
         _load_seccomp(ctx)
     k.prctl(PR_SET_KEEPCAPS, 1)
     if not plan.keep_groups:
-        _step("setgroups", k.setgroups, plan.gids)
+        set_groups(k, ctx.proc_fd, plan.gids)
     _step(f"setresgid {plan.gid}", k.setresgid, plan.gid, plan.gid, plan.gid)
     _step(f"setresuid {plan.uid}", k.setresuid, plan.uid, plan.uid, plan.uid)
     k.prctl(PR_SET_KEEPCAPS, 0)

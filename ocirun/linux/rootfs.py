@@ -97,7 +97,8 @@ class Tree:
     held mounts: destination components -> Held (an O_PATH fd of the mount's root and
     its id)."""
 
-    __slots__ = ("k", "rootfd", "procfd", "held", "cwd", "idmaps", "mount_label")
+    __slots__ = ("k", "rootfd", "procfd", "held", "cwd", "idmaps", "mount_label",
+                 "own_cgroups")
 
     def __init__(self, k, rootfd, procfd, idmaps=None, mount_label=None):
         self.k = k
@@ -107,6 +108,7 @@ class Tree:
         self.held = {}
         self.cwd = None  # where we were before fd_path moved us
         self.idmaps = idmaps or {}  # mounts index -> detached idmapped tree (linux/idmap.py)
+        self.own_cgroups = None  # a rootless runtime's /proc/self/cgroup (mount_cgroup)
 
     def close(self):
         for h in self.held.values():
@@ -222,7 +224,13 @@ def detached_bind(k, src_fd_or_path, mo, recursive, idmap=None):
             # clears all of it, and attr_set holds the new mode (relatime is 0)
             attr_clr |= MOUNT_ATTR__ATIME
         if attr_set or attr_clr:
-            k.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
+            try:
+                k.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
+            except PermissionError:
+                # In a user namespace the flags the host's mount has are locked
+                # (mount_namespaces(7)): keep them, as runc and crun do, and set the rest.
+                attr_set, attr_clr = keep_locked(k.fstatvfs(tree).f_flag, attr_set, attr_clr)
+                k.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
         if mo and (mo.attr_set or mo.attr_clr):
             k.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
         if idmap is not None:
@@ -233,6 +241,30 @@ def detached_bind(k, src_fd_or_path, mo, recursive, idmap=None):
         k.close(tree)
         raise
     return tree
+
+
+# statvfs f_flag bits (ST_*) and the mount attributes they stand for
+_ST_LOCKABLE = ((1, MOUNT_ATTR_RDONLY), (2, MOUNT_ATTR_NOSUID), (4, MOUNT_ATTR_NODEV),
+                (8, MOUNT_ATTR_NOEXEC))
+_ST_NOATIME, _ST_NODIRATIME, _ST_RELATIME = 1024, 2048, 4096
+
+
+def keep_locked(f_flag, attr_set, attr_clr):
+    """A bind's attributes with those of its source (statvfs f_flag) that the kernel
+    locks in a less privileged mount namespace kept: ro, nosuid, nodev and noexec stay
+    set, and a requested change of the atime mode (noatime, relatime, strictatime,
+    nodiratime: one locked field) becomes the source's own mode. -> (set, clear)."""
+    for st, attr in _ST_LOCKABLE:
+        if f_flag & st:
+            attr_set |= attr
+            attr_clr &= ~attr
+    if attr_clr & MOUNT_ATTR__ATIME or (attr_set | attr_clr) & MOUNT_ATTR_NODIRATIME:
+        mode = (MOUNT_ATTR_NOATIME if f_flag & _ST_NOATIME else
+                0 if f_flag & _ST_RELATIME else MOUNT_ATTR_STRICTATIME)
+        attr_set = (attr_set & ~(MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME)) | mode | (
+            MOUNT_ATTR_NODIRATIME if f_flag & _ST_NODIRATIME else 0)
+        attr_clr |= MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME
+    return attr_set, attr_clr
 
 
 def attach(k, tree, dest_fd, mo):
@@ -474,9 +506,13 @@ def _cgroup_mounts(tree):
 
 
 def _own_cgroups(tree):
-    """controller set (or "" for v2) -> this process's cgroup path."""
+    """controller set (or "" for v2) -> this process's cgroup path (a rootless
+    runtime's, read before the container's cgroup namespace, where the init shares it)."""
     own = {}
-    for line in procfs.read(tree.k, tree.procfd, "thread-self/cgroup").decode().splitlines():
+    text = tree.own_cgroups
+    if text is None:
+        text = procfs.read(tree.k, tree.procfd, "thread-self/cgroup").decode()
+    for line in text.splitlines():
         _, ctrls, path = line.split(":", 2)
         own[ctrls] = path
     return own
@@ -496,7 +532,21 @@ def mount_cgroup(tree, dest, dest_fd, mo, cgroupns):
     unified = [h for h in hier if h[1] == "/sys/fs/cgroup" and h[0] == "cgroup2"]
     if unified:
         if cgroupns:
-            k.mount("cgroup2", tree.fd_path(dest_fd), "cgroup2", flags)
+            try:
+                k.mount("cgroup2", tree.fd_path(dest_fd), "cgroup2", flags)
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                # The destination is the root of a mount of the same filesystem (a
+                # rootless /sys is the host's, bound), which the kernel refuses to stack
+                # on itself: put a tmpfs between the two.
+                k.mount("tmpfs", tree.fd_path(dest_fd), "tmpfs", flags & ~MS_RDONLY,
+                        "mode=755")
+                top = open_in_root(k, tree.rootfd, dest, _O_DIR, resolve=_NO_SYMLINKS)
+                try:
+                    k.mount("cgroup2", tree.fd_path(top), "cgroup2", flags)
+                finally:
+                    k.close(top)
         else:
             bind(k, "/sys/fs/cgroup" + own.get("", "/"), dest_fd, sub_mo, True)
         return
@@ -518,10 +568,16 @@ def mount_cgroup(tree, dest, dest_fd, mo, cgroupns):
                     continue
                 ctrls = [o for o in opts.split(",") if o not in ("rw", "ro")]
                 key = next((c for c in own if c and set(c.split(",")) == set(ctrls)), None)
+                mine = mnt + (own.get(key, "/") if key else "/")
                 if cgroupns:
-                    k.mount("cgroup", tree.fd_path(sub), "cgroup", flags, ",".join(ctrls))
+                    try:
+                        k.mount("cgroup", tree.fd_path(sub), "cgroup", flags, ",".join(ctrls))
+                    except PermissionError:
+                        # a v1 hierarchy cannot be mounted in a user namespace: the
+                        # container's own cgroup of it, bound (what runc shows too)
+                        bind(k, mine, sub, sub_mo, True)
                 else:
-                    bind(k, mnt + (own.get(key, "/") if key else "/"), sub, sub_mo, True)
+                    bind(k, mine, sub, sub_mo, True)
             finally:
                 k.close(sub)
             # cpu,cpuacct is reachable as cpu and cpuacct too, as on the host.

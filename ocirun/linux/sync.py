@@ -13,7 +13,8 @@ line, `KIND [payload]`; the kinds are the Msg names below, never spelled elsewhe
                                        <----------  NETNS         (linux.netDevices to move)
   move the devices into its network namespace
   NETNS_DONE ------------------------------------>  [fork pid 1]
-                                       <----------  PID <pid>     (the init is a grandchild)
+                                       <----------  PID <pid>     (the init is a grandchild:
+                                                                   its first word)
                                                     sysctl, hostname, mounts, /dev, masks
                                        <----------  HOOKS         (hooks before pivot_root,
   prestart, createRuntime hooks                                    or a seccomp listener)
@@ -27,8 +28,10 @@ line, `KIND [payload]`; the kinds are the Msg names below, never spelled elsewhe
   any time, with --timings:            <----------  MARK <phase> <ns>
 
 `exec` (lifecycle/exec.py, linux/exec_init.py) is the same from GO on, with no USERNS,
-PID, HOOKS or READY: GO carries the child's pid as the host sees it (for a seccomp
-listener), and its execve closes the pipe.
+HOOKS or READY: GO carries the child's pid as the host sees it (for a seccomp
+listener), and its execve closes the pipe. PID comes only from a child that joins the
+container's pid namespace itself (rootless: the runtime could not) and forks the
+process.
 
 Any failure in the child is sent as `ERROR <one line>` and the child _exits: nothing
 unwinds into the runtime's code in the child.

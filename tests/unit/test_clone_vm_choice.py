@@ -17,8 +17,10 @@ def plan(**kw):
              net_devices=[],
              gid=0)
     seccomp = kw.pop("seccomp", None)
+    early_ns = kw.pop("early_ns", True)
     p.update(kw)
-    return types.SimpleNamespace(**p), types.SimpleNamespace(seccomp=seccomp)
+    return types.SimpleNamespace(**p), types.SimpleNamespace(seccomp=seccomp,
+                                                              early_ns=early_ns)
 
 
 def share(p, linux=None):
@@ -54,6 +56,8 @@ def test_a_plain_container_shares():
     dict(uid=1000),
     dict(gid=1000),
     dict(uid=65534, gid=65534),
+    # rootless: the init makes its pid namespace itself, and forks again (birth.init_forks)
+    dict(early_ns=False, ns_new=CLONE_NEWPID),
 ])
 def test_these_fork(why):
     assert not share(plan(**why))
@@ -67,6 +71,10 @@ def test_these_fork(why):
 ])
 def test_a_memory_limit_forks(resources):
     assert not share(plan(), {"resources": resources})
+
+
+def test_rootless_without_a_pid_namespace_shares():
+    assert share(plan(early_ns=False))
 
 
 def test_without_the_extension_it_forks(monkeypatch):
