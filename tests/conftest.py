@@ -30,11 +30,13 @@ def bundle(tmp_path, rootfs_template):
     assert not leftover, f"state left behind: {leftover}"
 
 
-# The host's device nodes are bound into containers (user namespaces, masked files):
-# a test after which one of them has another owner or mode changed the host. Checked
-# around every test, so that the one that did it fails.
+# What a hostile image aims at on the host: the device nodes bound into containers (user
+# namespaces, masked files) and the sysctls an escape writes first. Checked around every
+# test, so that the one that changed them fails; a changed sysctl is put back at once.
 _HOST_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                  "/dev/tty")
+_HOST_SYSCTLS = ("kernel/core_pattern", "kernel/hostname", "kernel/domainname",
+                 "kernel/modprobe")
 
 
 def _devices_now():
@@ -48,12 +50,28 @@ def _devices_now():
     return out
 
 
+def _sysctls_now():
+    out = {}
+    for name in _HOST_SYSCTLS:
+        try:
+            with open(f"/proc/sys/{name}") as f:
+                out[name] = f.read()
+        except OSError:
+            pass
+    return out
+
+
 @pytest.fixture(autouse=True)
-def host_devices_unchanged():
-    before = _devices_now()
+def host_unchanged():
+    devices, sysctls = _devices_now(), _sysctls_now()
     yield
-    after = _devices_now()
-    assert after == before, f"the host's device nodes changed (uid, gid, mode): {before} -> {after}"
+    changed = {k: (v, w) for k, v in sysctls.items() if (w := _sysctls_now().get(k)) != v}
+    for name, (was, _) in changed.items():
+        with open(f"/proc/sys/{name}", "w") as f:
+            f.write(was)
+    assert not changed, f"host sysctls changed (put back): {changed}"
+    assert _devices_now() == devices, \
+        f"the host's device nodes changed (uid, gid, mode): {devices} -> {_devices_now()}"
 
 
 def pytest_terminal_summary(terminalreporter):
