@@ -52,6 +52,8 @@ _encode = _json.make_encoder({}, _no_default, _json.encode_basestring_ascii, Non
 
 class Prepared:
     """A program ready to load, and how to load it."""
+    # notify: a listener fd goes to listenerPath (the profile has SCMP_ACT_NOTIFY
+    # rules, or names a listenerPath without them)
     __slots__ = ("prog", "flags", "notify", "listener_path", "listener_metadata", "key",
                  "cached", "listener", "warnings", "refuses_execveat")
 
@@ -128,7 +130,10 @@ def prepare(seccomp, cache_dir=None):
         p.cached = False
         if cache_dir and key:
             _cache.write(cache_dir, key, prog, info)
-    p.notify = bool(info & INFO_NOTIFY)
+    # A listenerPath is always served, NOTIFY rule or not: the agent waits for the
+    # fd and the state, and gets a listener that never fires rather than nothing
+    # (crun 1.8 does the same; runc 1.1 runs the container and never connects).
+    p.notify = bool(info & INFO_NOTIFY) or path is not None
     p.refuses_execveat = bool(info & INFO_NO_EXECVEAT)
     if p.notify:
         if path is None:
@@ -206,7 +211,7 @@ def _uses_notify(model, notif):
 
 def connect_listener(prepared):
     """Connect to listenerPath (before pivot_root); returns the socket's fd, or None
-    when the profile does not use SCMP_ACT_NOTIFY."""
+    when the profile names no listenerPath."""
     global _notify
     if not prepared.notify:
         return None
