@@ -199,14 +199,38 @@ def _refuses_execveat(prog, native):
 
 
 def _uses_notify(model, notif):
+    if model.default != notif and all(r.ret != notif for r in model.rules):
+        return False        # every action in the tables comes from a rule
     for table in model.tables.values():
         for e in table.values():
             if type(e) is int:
                 if e == notif:
                     return True
-            elif e.fallback == notif or any(r[0] == notif for r in e.rules):
+            elif notif in _tree_actions(e.chains):
                 return True
     return False
+
+
+def _tree_actions(chains):
+    """Every action a syscall's tree (ruledb) can return."""
+    out = set()
+    seen = set()
+    todo = [chains]
+    while todo:
+        n = todo.pop()
+        while n is not None and n.prv is not None:
+            n = n.prv
+        while n is not None:
+            if id(n) not in seen:
+                seen.add(id(n))
+                if n.t_flg:
+                    out.add(n.t_act)
+                if n.f_flg:
+                    out.add(n.f_act)
+                todo.append(n.nxt_t)
+                todo.append(n.nxt_f)
+            n = n.nxt
+    return out
 
 
 def connect_listener(prepared):

@@ -122,3 +122,38 @@ def test_listener_path_without_notify_rule_gets_the_state(bundle, tmp_path):
         assert os.readlink(f"/proc/self/fd/{got['fds'][0]}") == "anon_inode:seccomp notify"
     finally:
         os.close(got["fds"][0])
+
+
+def test_podman_profile_overlap_as_runc(bundle, cgname, tmp_path):
+    """podman's default profile allows setns(2) in its rule 1 and denies it with EPERM
+    in rule 10: libseccomp keeps the first rule, so under runc (and crun) setns works,
+    and it must under ocirun. sethostname is only in the EPERM rule: refused by both.
+    With runc installed the same bundle runs under runc too, and the two must agree."""
+    import json
+    import shutil
+    import subprocess
+    from support import SHARED
+    with open(os.path.join(SHARED, "fixtures", "seccomp-podman-default.json")) as f:
+        bundle.config["linux"]["seccomp"] = json.load(f)
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = caps[kind] + ["CAP_SYS_ADMIN"]
+    bundle.config["linux"]["cgroupsPath"] = f"/{cgname}/c"
+    script = ("nsenter --uts=/proc/self/ns/uts true; echo setns=$?; "
+              "hostname other; echo sethostname=$?; grep Seccomp: /proc/self/status")
+    r = bundle.run(["sh", "-c", script])
+    assert r.returncode == 0, r.stderr
+    assert "Seccomp:\t2" in r.stdout
+    assert "setns=0" in r.stdout, (r.stdout, r.stderr)
+    assert "sethostname=1" in r.stdout and "Operation not permitted" in r.stderr
+    runc = shutil.which("runc")
+    if runc is None:
+        print("runc is not installed: the runc side of this test is skipped")
+        return
+    bundle.write()
+    root = str(tmp_path / "runc-state")
+    rr = subprocess.run([runc, "--root", root, "run", "-b", bundle.path, "r" + cgname[-8:]],
+                        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert rr.returncode == 0, rr.stderr
+    lines = [ln for ln in rr.stdout.splitlines() if "=" in ln or ln.startswith("Seccomp")]
+    assert lines == [ln for ln in r.stdout.splitlines() if "=" in ln or ln.startswith("Seccomp")]
