@@ -52,6 +52,8 @@ _encode = _json.make_encoder({}, _no_default, _json.encode_basestring_ascii, Non
 
 class Prepared:
     """A program ready to load, and how to load it."""
+    # notify: a listener fd goes to listenerPath (the profile has SCMP_ACT_NOTIFY
+    # rules, or names a listenerPath without them)
     __slots__ = ("prog", "flags", "notify", "listener_path", "listener_metadata", "key",
                  "cached", "listener", "warnings", "refuses_execveat")
 
@@ -128,7 +130,10 @@ def prepare(seccomp, cache_dir=None):
         p.cached = False
         if cache_dir and key:
             _cache.write(cache_dir, key, prog, info)
-    p.notify = bool(info & INFO_NOTIFY)
+    # A listenerPath is always served, NOTIFY rule or not: the agent waits for the
+    # fd and the state, and gets a listener that never fires rather than nothing
+    # (crun 1.8 does the same; runc 1.1 runs the container and never connects).
+    p.notify = bool(info & INFO_NOTIFY) or path is not None
     p.refuses_execveat = bool(info & INFO_NO_EXECVEAT)
     if p.notify:
         if path is None:
@@ -194,19 +199,43 @@ def _refuses_execveat(prog, native):
 
 
 def _uses_notify(model, notif):
+    if model.default != notif and all(r.ret != notif for r in model.rules):
+        return False        # every action in the tables comes from a rule
     for table in model.tables.values():
         for e in table.values():
             if type(e) is int:
                 if e == notif:
                     return True
-            elif e.fallback == notif or any(r[0] == notif for r in e.rules):
+            elif notif in _tree_actions(e.chains):
                 return True
     return False
 
 
+def _tree_actions(chains):
+    """Every action a syscall's tree (ruledb) can return."""
+    out = set()
+    seen = set()
+    todo = [chains]
+    while todo:
+        n = todo.pop()
+        while n is not None and n.prv is not None:
+            n = n.prv
+        while n is not None:
+            if id(n) not in seen:
+                seen.add(id(n))
+                if n.t_flg:
+                    out.add(n.t_act)
+                if n.f_flg:
+                    out.add(n.f_act)
+                todo.append(n.nxt_t)
+                todo.append(n.nxt_f)
+            n = n.nxt
+    return out
+
+
 def connect_listener(prepared):
     """Connect to listenerPath (before pivot_root); returns the socket's fd, or None
-    when the profile does not use SCMP_ACT_NOTIFY."""
+    when the profile names no listenerPath."""
     global _notify
     if not prepared.notify:
         return None

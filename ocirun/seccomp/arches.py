@@ -78,9 +78,9 @@ _MACHINES = {
 
 
 def native_name(machine=None, byteorder=None):
-    import os
+    import posix        # not os: a cache miss on the start path would import it for this
     import sys
-    machine = machine or os.uname().machine
+    machine = machine or posix.uname().machine
     name = _MACHINES.get(machine, machine)
     if name.startswith("mips") and (byteorder or sys.byteorder) == "little":
         name = name.replace("mips", "mipsel")

@@ -87,7 +87,7 @@ def compile_model(model, bad_arch=BAD_ARCH):
         _tree(g, ranges, 0, len(ranges))
         for arch, label, entry in blocks:
             a.bind(label)
-            _entry(g, arch, entry)
+            _entry(g, arch, entry, default)
         g.flush_rets()
     return a.assemble(model.arches[0].little)
 
@@ -157,141 +157,90 @@ def _tree(g, ranges, lo, hi):
     return here
 
 
-def _offsets(arch, idx):
-    base = SECCOMP_DATA_ARGS + 8 * idx
-    return (base, base + 4) if arch.little else (base + 4, base)   # (lo, hi)
+_JUMPS = {"SCMP_CMP_EQ": JEQ, "SCMP_CMP_MASKED_EQ": JEQ, "SCMP_CMP_GT": JGT, "SCMP_CMP_GE": JGE}
 
 
-def _entry(g, arch, entry):
-    """Argument checks for one syscall: rules in order, first match returns."""
-    rules = entry.rules
-    fallback = g.ret(entry.fallback)
-    i = 0
-    while i < len(rules):
-        # a run of single EQ conditions on one argument: one load, then a switch
-        j = i
-        ret, conds, _ = rules[i]
-        if len(conds) == 1 and conds[0][1] == "SCMP_CMP_EQ":
-            idx = conds[0][0]
-            while (j + 1 < len(rules) and len(rules[j + 1][1]) == 1 and
-                   rules[j + 1][1][0][1] == "SCMP_CMP_EQ" and rules[j + 1][1][0][0] == idx):
-                j += 1
-        nxt = fallback if j == len(rules) - 1 else g.label()
-        if j > i:
-            _switch(g, arch, idx, rules[i:j + 1], nxt)
-        else:
-            _conds(g, arch, conds, g.ret(ret), nxt)
-        if nxt != fallback:
-            g.a.bind(nxt)
-        i = j + 1
+def _entry(g, arch, entry, default):
+    """Argument checks for one syscall: its tree (ruledb) as the program walks it.
+    Each node is one `jeq/jgt/jge K` on one 32-bit word, preceded by a load (and an
+    `and` for MASKED_EQ) unless every way in leaves that word in the accumulator.
+    A branch with a sub-level jumps to it, one with an action to the shared `ret`, one
+    with neither to the next node of the level; past a level's last node the walk goes
+    back to the node after its parent, and past the top level to the default action.
+    Nodes shared by several chains (64-bit GT/GE/LT/LE) are placed once per
+    fall-through target. Units are made after everything they jump to and placed in
+    the reverse order, so every jump goes forward and every way into a unit is placed
+    before it."""
+    memo = {}
+    made = []
+    ret = g.ret
+    label = g.label
 
+    def level(n, fall):
+        while n.prv is not None:
+            n = n.prv
+        nodes = []
+        while n is not None:
+            nodes.append(n)
+            n = n.nxt
+        for n in reversed(nodes):
+            key = (id(n), fall)
+            lab = memo.get(key)
+            if lab is None:
+                jf = level(n.nxt_f, fall) if n.nxt_f is not None else (
+                    ret(n.f_act) if n.f_flg else fall)
+                jt = level(n.nxt_t, fall) if n.nxt_t is not None else (
+                    ret(n.t_act) if n.t_flg else fall)
+                lab = memo[key] = label()
+                made.append((lab, n, jt, jf))
+            fall = lab
+        return fall
 
-def _switch(g, arch, idx, rules, fail):
+    first = level(entry.chains, ret(default))
     a = g.a
-    lo_off, hi_off = _offsets(arch, idx)
-    cases = {}
-    for ret, conds, _ in rules:
-        cases.setdefault(conds[0][2], ret)     # first (most restrictive) wins
-    if arch.bits == 64:
-        by_hi = {}
-        for v, ret in cases.items():
-            by_hi.setdefault(v >> 32, []).append((v & U32, ret))
-        a.op(LD_ABS, hi_off)
-        his = list(by_hi)
-        labels = [g.label() for _ in his]
-        for n, h in enumerate(his):
-            last = n == len(his) - 1
-            nxt = fail if last else g.label()
-            a.jump(JEQ, h, labels[n], nxt)
-            if not last:
-                a.bind(nxt)
-        groups = [(labels[n], by_hi[h]) for n, h in enumerate(his)]
-    else:
-        groups = [(None, [(v, ret) for v, ret in cases.items()])]
-    for label, vals in groups:
-        if label is not None:
-            a.bind(label)
-        a.op(LD_ABS, lo_off)
-        for n, (v, ret) in enumerate(vals):
-            last = n == len(vals) - 1
-            nxt = fail if last else g.label()
-            a.jump(JEQ, v, g.ret(ret), nxt)
-            if not last:
-                a.bind(nxt)
-
-
-def _conds(g, arch, conds, ok, fail):
-    """AND of conditions: all true -> ok, any false -> fail."""
-    acc = None
-    for n, (idx, op, value, two) in enumerate(conds):
-        last = n == len(conds) - 1
-        p = ok if last else g.label()
-        acc = _cond(g, arch, idx, op, value, two, p, fail, acc)
-        if not last:
-            g.a.bind(p)
-
-
-def _cond(g, arch, idx, op, value, two, p, f, acc):
-    """One comparison of args[idx] (64-bit, or the low word on 32-bit ABIs).
-    Returns the word offset the accumulator holds on the pass path, or None."""
-    a = g.a
-    lo_off, hi_off = _offsets(arch, idx)
-    wide = arch.bits == 64
-
-    def ld(off):
-        if acc != off:
+    acc_in = {first: None}      # unit label -> (offset, mask) every way in leaves, or None
+    for lab, n, jt, jf in reversed(made):
+        acc = acc_in.get(lab, 0)
+        if acc == 0:
+            continue            # nothing jumps here (both branches before it decide)
+        base = SECCOMP_DATA_ARGS + 8 * n.arg
+        off = base + 4 if n.hi == arch.little else base
+        a.bind(lab)
+        mask = n.mask
+        if acc is None or acc[0] != off or acc[1] not in (mask, U32):
             a.op(LD_ABS, off)
+            acc = (off, U32)
+        if mask != acc[1]:
+            a.op(AND, mask)
+        a.jump(_JUMPS[n.op], n.datum, jt, jf)
+        out = (off, mask)
+        for t in (jt, jf):
+            if type(t) is int:
+                acc_in[t] = out if acc_in.get(t, out) == out else None
 
-    if op == "SCMP_CMP_MASKED_EQ":
-        mask, datum = value, two
-        if wide and (mask >> 32 or datum >> 32):
-            ld(hi_off)
-            a.op(AND, mask >> 32)
-            n = g.label()
-            a.jump(JEQ, datum >> 32, n, f)
-            a.bind(n)
-            acc = None
-        if (mask & U32) != U32:
-            ld(lo_off)
-            a.op(AND, mask & U32)
-            a.jump(JEQ, datum & U32, p, f)
-            return None
-        ld(lo_off)
-        a.jump(JEQ, datum & U32, p, f)
-        return lo_off
-    lo = value & U32
-    if wide:
-        hi = value >> 32
-        ld(hi_off)
-        n = g.label()
-        if op == "SCMP_CMP_EQ":
-            a.jump(JEQ, hi, n, f)
-        elif op == "SCMP_CMP_NE":
-            a.jump(JEQ, hi, n, p)
-        elif op in ("SCMP_CMP_GT", "SCMP_CMP_GE"):
-            m = g.label()
-            a.jump(JGT, hi, p, m)
-            a.bind(m)
-            a.jump(JEQ, hi, n, f)
-        else:   # LT, LE
-            m = g.label()
-            a.jump(JGT, hi, f, m)
-            a.bind(m)
-            a.jump(JEQ, hi, n, p)
-        a.bind(n)
-    if wide or acc != lo_off:
-        a.op(LD_ABS, lo_off)
-    if op == "SCMP_CMP_EQ":
-        a.jump(JEQ, lo, p, f)
-        return lo_off
-    if op == "SCMP_CMP_NE":
-        a.jump(JEQ, lo, f, p)
-    elif op == "SCMP_CMP_GT":
-        a.jump(JGT, lo, p, f)
-    elif op == "SCMP_CMP_GE":
-        a.jump(JGE, lo, p, f)
-    elif op == "SCMP_CMP_LT":
-        a.jump(JGE, lo, f, p)
-    else:   # LE
-        a.jump(JGT, lo, f, p)
-    return None
+
+def units(chains, limit):
+    """How many comparisons _entry places for a tree (a node once per place it falls
+    through to); stops counting past `limit`."""
+    seen = set()
+
+    def level(n, fall):
+        while n.prv is not None:
+            n = n.prv
+        nodes = []
+        while n is not None:
+            nodes.append(n)
+            n = n.nxt
+        for n in reversed(nodes):
+            key = (id(n), fall)
+            if key not in seen and len(seen) <= limit:
+                if n.nxt_f is not None:
+                    level(n.nxt_f, fall)
+                if n.nxt_t is not None:
+                    level(n.nxt_t, fall)
+                seen.add(key)
+            fall = key
+        return fall
+
+    level(chains, None)
+    return len(seen)

@@ -3,7 +3,7 @@
 Plain integers and dicts: this module is imported on every container start."""
 
 # Part of the cache key: bump it whenever the compiler's output for a profile changes.
-COMPILER_VERSION = "2"  # 2: cache entries record whether execveat is refused
+COMPILER_VERSION = "3"  # 3: overlapping rules combine as libseccomp combines them
 
 # <linux/seccomp.h>
 SECCOMP_SET_MODE_FILTER = 1
@@ -123,9 +123,3 @@ def action_name(ret):
         return "ALLOW"
     return f"0x{ret:08x}"
 
-
-def restrictiveness(ret):
-    """Sort key: lower is more restrictive. The kernel picks between stacked filters
-    by the signed 32-bit action value (KILL_PROCESS is negative), and we use the same
-    order, data included, for overlapping rules in one profile."""
-    return ret - 0x100000000 if ret & 0x80000000 else ret

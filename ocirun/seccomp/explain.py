@@ -8,26 +8,9 @@ from ocirun.seccomp.consts import action_name
 U32 = 0xFFFFFFFF
 
 
-def _match(op, arg, value, two, bits):
-    if bits == 32:
-        arg &= U32
-    if op == "SCMP_CMP_EQ":
-        return arg == value
-    if op == "SCMP_CMP_NE":
-        return arg != value
-    if op == "SCMP_CMP_LT":
-        return arg < value
-    if op == "SCMP_CMP_LE":
-        return arg <= value
-    if op == "SCMP_CMP_GT":
-        return arg > value
-    if op == "SCMP_CMP_GE":
-        return arg >= value
-    return arg & value == two        # MASKED_EQ: value is the mask
-
-
 def evaluate(model, arch, nr, args=()):
-    """-> (ret, rule index or None, conditions that matched)."""
+    """-> (ret, index of the deciding rule or None, the comparisons made on the way:
+    [(ruledb.Node, result)])."""
     args = tuple(args) + (0,) * (6 - len(args))
     if arch.audit == _arches.AUDIT_ARCH_X86_64 and nr != U32:
         # x86_64 and x32 share AUDIT_ARCH_X86_64; the x32 bit picks the ABI
@@ -38,24 +21,72 @@ def evaluate(model, arch, nr, args=()):
     if e is None:
         return model.default, None, ()
     if type(e) is int:
-        for r in model.rules:       # the unconditional rule that set it
-            if r.ret == e and r.alts == [[]] and _names_nr(r, arch, nr):
-                return e, r.index, ()
-        return e, None, ()
-    for ret, conds, src in e.rules:
-        if all(_match(op, args[i], v, two, arch.bits) for i, op, v, two in conds):
-            return ret, src, conds
-    return e.fallback, e.fallback_src, ()
+        return e, _plain_source(model, arch, nr), ()
+    ret, src, path = walk(e.chains, args, arch.bits)
+    return (model.default if ret is None else ret), src, path
 
 
-def _names_nr(rule, arch, nr):
+def _test(n, args, bits):
+    """A tree node's comparison on `args` (64-bit values)."""
+    a = args[n.arg]
+    word = (a >> 32 if n.hi else a & U32) if bits == 64 else a & U32
+    word &= n.mask
+    if n.op == "SCMP_CMP_GT":
+        return word > n.datum
+    if n.op == "SCMP_CMP_GE":
+        return word >= n.datum
+    return word == n.datum              # EQ, MASKED_EQ
+
+
+def walk(chains, args, bits):
+    """Walk a syscall's tree (ruledb) as the compiled program does -> (action, rule
+    index, path); (None, None, path) when nothing matches (the default action
+    applies). `path`: the comparisons made, in order, as (node, result)."""
+    path = []
+    return _level(chains, args, bits, path) or (None, None, path)
+
+
+def _level(n, args, bits, path):
+    while n.prv is not None:
+        n = n.prv
+    while n is not None:
+        r = _test(n, args, bits)
+        path.append((n, r))
+        sub = n.nxt_t if r else n.nxt_f
+        if sub is not None:
+            got = _level(sub, args, bits, path)
+            if got is not None:
+                return got
+        elif r and n.t_flg:
+            return n.t_act, n.t_src, path
+        elif not r and n.f_flg:
+            return n.f_act, n.f_src, path
+        n = n.nxt
+    return None
+
+
+def _plain_source(model, arch, nr):
+    """The rule behind a constant result: the first rule without conditions (or with
+    conditions that compare nothing) naming the call; later ones never count."""
     table = _arches.load_table(arch).NAMES
-    if any(table.get(n) == nr for n in rule.names):
-        return True
-    for mux, subs in normalize.MUX:
-        if table.get(mux) == nr and any(n in subs for n in rule.names):
-            return True
-    return False
+    for r in model.rules:
+        if r.ret == model.default or not any(table.get(n) == nr for n in r.names):
+            continue
+        for alt in r.alts:
+            if all(op == "SCMP_CMP_MASKED_EQ" and not (v if arch.bits == 64 else v & U32)
+                   for _i, op, v, _t in alt):
+                return r.index
+    return None
+
+
+def _show(node, result, bits):
+    word = "" if bits == 32 else (".hi" if node.hi else ".lo")
+    op = {"SCMP_CMP_EQ": "==", "SCMP_CMP_GT": ">", "SCMP_CMP_GE": ">=",
+          "SCMP_CMP_MASKED_EQ": "=="}[node.op]
+    val = f"args[{node.arg}]{word}"
+    if node.mask != U32:
+        val = f"({val} & {node.mask:#x})"
+    return f"{val} {op} {node.datum:#x}: {'yes' if result else 'no'}"
 
 
 def explain(seccomp, syscall, args=(), arch_name=None, native=None):
@@ -82,16 +113,18 @@ def explain(seccomp, syscall, args=(), arch_name=None, native=None):
         nr = table.NAMES.get(syscall)
         if nr is None:
             return [f"{syscall}: not a syscall of the {arch.name} ABI"], False
-    ret, src, conds = evaluate(model, arch, nr, args)
+    ret, src, path = evaluate(model, arch, nr, args)
     got, count = emulator.Program(prog, model.arches[0].little).run(nr, arch.audit, args)
     lines = [f"{name} ({arch.name} nr {nr}): {action_name(ret)} [0x{ret:08x}]"]
     if src is None:
         lines.append("  because: no rule matches; the default action applies")
     else:
         rule = model.rules[src]
-        why = " and ".join(f"args[{i}] {op[9:]} {v:#x}" + (f" == {t:#x}" if op.endswith("MASKED_EQ") else "")
-                           for i, op, v, t in conds) or "unconditionally"
-        lines.append(f"  because: {rule.label} matches {why}")
+        how = "with its conditions" if path else "without conditions, the first such rule for it"
+        lines.append(f"  because: {rule.label} decides, {how}")
+    if path:
+        lines.append("  walk (libseccomp's order, 32-bit words): " +
+                     "; ".join(_show(n, r, arch.bits) for n, r in path))
     lines.append(f"  program: {count} of {len(prog) // 8} instructions executed, "
                  f"returned 0x{got:08x}")
     if got != ret:

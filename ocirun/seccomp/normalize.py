@@ -1,6 +1,7 @@
 """linux.seccomp -> per-architecture decision tables (validation included).
 
-Semantics, in the order they are applied (each one tested in test_seccomp_normalize):
+Semantics, in the order they are applied (tested in test_seccomp_compile and, against
+libseccomp 2.5.4 itself, in test_seccomp_differential):
 - The native architecture is always filtered; `architectures` adds to it.
 - A rule whose action equals the default action is ignored (libseccomp refuses such
   rules and runc/crun skip them).
@@ -8,21 +9,31 @@ Semantics, in the order they are applied (each one tested in test_seccomp_normal
   rule of its own and they are ORed (what runc and crun do).
 - On 32-bit ABIs (x86, arm, mips o32/n32, ppc, s390, parisc, x32) an argument is
   compared on its low 32 bits; a value that does not fit is truncated with a warning.
-- Overlapping rules: when several rules match a call, the most restrictive action wins,
-  in the kernel's own precedence between stacked filters (the action as a signed 32-bit
-  value, data included): KILL_PROCESS > KILL_THREAD > TRAP > ERRNO > NOTIFY > TRACE >
-  LOG > ALLOW, and ERRNO(1) beats ERRNO(22). A rule with no args always matches.
-- socketcall(2)/ipc(2): on ABIs with these multiplexers, an unconditional rule on a
-  sub-call (socket, shmget, ...) also covers the multiplexed form (multiplexer nr with
-  arg0 == sub-call number). Conditional rules are not carried over: the sub-call's
-  arguments live in user memory that seccomp cannot read. A profile that names
-  socketcall or ipc itself decides alone what the multiplexer does.
+  MASKED_EQ compares (arg & mask) with (valueTwo & mask), as libseccomp does.
+- Overlapping rules combine exactly as in libseccomp, which runc, crun and youki load
+  the profile into, rule by rule in the profile's order (each name of `names` in turn;
+  ruledb.py has the whole of it):
+  - the first rule without conditions for a syscall decides it; later rules for that
+    syscall, with or without conditions, are dropped, whatever their action (podman's
+    profile allows setns in its rule 1 and denies it in rule 10: it is allowed);
+  - a rule without conditions after conditional ones replaces them;
+  - conditional rules merge into one tree of comparisons per syscall, walked in
+    libseccomp's order (higher argument index first, then by operator and value), not
+    in the profile's: the first comparison chain that reaches an action decides;
+  - a conditional rule that ends where an earlier one ends, with another action, is
+    refused (one line naming the rule), as libseccomp refuses it (EEXIST) and runc and
+    crun with it.
+- socketcall(2)/ipc(2): on ABIs with these multiplexers (x86, mips o32, ppc, ppc64,
+  s390, s390x), a rule on a sub-call (socket, shmget, ...) is also a rule on the
+  multiplexer, its args[0] condition replaced by `args[0] == sub-call number` and its
+  other conditions kept (compared on the multiplexer's own arguments, as libseccomp
+  does); the multiplexed form is added first, and overlaps like any other rule.
 - A name that no filtered ABI knows is warned about and skipped; a name that only some
   ABIs know is silently skipped on the others.
 """
 from ocirun.errors import ConfigError
 from ocirun.seccomp import arches as _arches
-from ocirun.seccomp.consts import ACTIONS, EPERM, OPERATORS, SECCOMP_RET_USER_NOTIF, restrictiveness
+from ocirun.seccomp.consts import ACTIONS, BPF_MAXINSNS, EPERM, OPERATORS, SECCOMP_RET_USER_NOTIF
 
 FIELD = "linux.seccomp"
 U64 = (1 << 64) - 1
@@ -54,24 +65,13 @@ class Rule:
         self.label = label
 
 
-class Entry:
-    """What one syscall number gets on one ABI: `rules` (ret, conds, rule index) tried
-    in order, most restrictive first; `fallback` when none matches."""
-    __slots__ = ("rules", "fallback", "fallback_src")
-
-    def __init__(self, rules, fallback, fallback_src):
-        self.rules = rules
-        self.fallback = fallback
-        self.fallback_src = fallback_src
-
-
 class Model:
     __slots__ = ("default", "arches", "tables", "warnings", "rules")
 
     def __init__(self, default, arches, tables, warnings, rules):
         self.default = default        # SECCOMP_RET_* for unmatched calls
         self.arches = arches          # [Arch], native first
-        self.tables = tables          # arch name -> {nr: int ret | Entry}
+        self.tables = tables          # arch name -> {nr: int ret | ruledb.Sys (its tree)}
         self.warnings = warnings
         self.rules = rules
 
@@ -181,36 +181,10 @@ def _truncate(conds, rule, arch, warnings):
     return tuple(out)
 
 
-def _finish(cands, default):
-    """[(ret, conds, src)] for one syscall -> int ret or Entry (see module doc)."""
-    if len(cands) == 1 and not cands[0][1]:
-        return cands[0][0]                      # the common case: one plain rule
-    fallback = None
-    fsrc = None
-    for ret, conds, src in cands:
-        if not conds and (fallback is None or restrictiveness(ret) < restrictiveness(fallback)):
-            fallback, fsrc = ret, src
-    if fallback is None:
-        fallback = default
-        limit = None
-    else:
-        limit = restrictiveness(fallback)
-    kept = []
-    seen = set()
-    for ret, conds, src in sorted(cands, key=lambda c: restrictiveness(c[0])):
-        if not conds or (limit is not None and restrictiveness(ret) >= limit):
-            continue
-        if conds in seen:      # same conditions, less restrictive action: never reached
-            continue
-        seen.add(conds)
-        kept.append((ret, conds, src))
-    if not kept:
-        return fallback if fsrc is not None else None
-    return Entry(kept, fallback, fsrc)
-
-
 def build(seccomp, native=None):
-    """Validate and resolve a profile into a Model (the compiler's input)."""
+    """Validate and resolve a profile into a Model (the compiler's input): per ABI, the
+    rules added one by one in the profile's order, as libseccomp adds them (module doc).
+    Raises ConfigError for a rule libseccomp would refuse."""
     default, names, rules = validate(seccomp)
     native = native or _arches.native_name()
     order = [native] + [n for n in names if n != native]
@@ -218,51 +192,146 @@ def build(seccomp, native=None):
     warnings = []
     tables = {}
     live = [r for r in rules if r.ret != default]
-    explicit = {n for r in rules for n in r.names if n in ("socketcall", "ipc")}
-    names_by_arch = []
+    all_tables = [_arches.load_table(arch).NAMES for arch in arch_list]
+    conflict = None
     muxed = set()
-    for arch in arch_list:
-        table = _arches.load_table(arch).NAMES
-        names_by_arch.append(table)
+    every = None            # every name libseccomp knows, loaded on the first miss
+    for arch, table in zip(arch_list, all_tables):
         get = table.get
         wide = arch.bits == 64
-        cands = {}
-        muxes = [(table[m], subs) for m, subs in MUX if m in table and m not in explicit]
-        for rule in live:
-            plain = rule.alts == [[]]
-            if plain:
-                items = [(rule.ret, (), rule.index)]
-            elif wide:
-                items = [(rule.ret, tuple(c), rule.index) for c in rule.alts]
-            else:
-                items = [(rule.ret, _truncate(c, rule, arch, warnings), rule.index)
-                         for c in rule.alts]
-            for name in rule.names:
-                nr = get(name)
-                if nr is not None:
-                    lst = cands.get(nr)
-                    # lists are shared between names: never extend one in place
-                    cands[nr] = items if lst is None else lst + items
-            if muxes and plain:
-                for mux_nr, subs in muxes:
-                    for name in rule.names:
-                        sub = subs.get(name)
-                        if sub is not None:
+        # libseccomp's multiplexer ABIs are those with socketcall(2): there a sub-call
+        # also gets its multiplexed form, and a name the ABI lacks is skipped; on the
+        # others a name it knows for some ABI keeps an entry of its own (never in the
+        # program), where a later rule can still be refused
+        mux = _mux_map(table)
+        db = {}             # nr -> ret (a plain rule came first) | ruledb.Sys
+        ghosts = {}         # name the ABI lacks -> the same
+        trees = []          # keys of db holding a ruledb.Sys
+        grown = {}
+        try:
+            for pos, rule in enumerate(live):
+                ret = rule.ret
+                plain = rule.alts == [[]]
+                if plain:
+                    alts = ((),)
+                elif wide:
+                    alts = [tuple(sorted(c)) for c in rule.alts]
+                else:
+                    alts = [tuple(sorted(_truncate(c, rule, arch, warnings))) for c in rule.alts]
+                skip = ()
+                if plain and mux is not None:
+                    # a plain rule that names the multiplexer itself, which has no entry
+                    # yet: the forms its other names add are all replaced by it (or
+                    # dropped after it), and cannot be refused (one action, one
+                    # comparison each): no need to build them
+                    skip = [table[m] for m, _ in MUX if m in table and table[m] not in db
+                            and m in rule.names]
+                for name in rule.names:
+                    nr = get(name)
+                    if mux is not None:
+                        m = mux.get(name)
+                        if m is not None:
                             muxed.add(name)
-                            cands[mux_nr] = cands.get(mux_nr, []) + [
-                                (rule.ret, ((0, "SCMP_CMP_EQ", sub, 0),), rule.index)]
-        out = {}
-        for nr, lst in cands.items():
-            if len(lst) == 1 and not lst[0][1]:
-                e = lst[0][0]           # the common case: one plain rule
-            else:
-                e = _finish(lst, default)
-            if e is not None and e != default:
-                out[nr] = e
-        tables[arch.name] = out
-    known = muxed.union(*names_by_arch)
+                            mux_nr, sub = m
+                            for conds in (alts if mux_nr not in skip else ()):
+                                mconds = ((0, "SCMP_CMP_EQ", sub, 0),) + tuple(
+                                    c for c in conds if c[0] != 0)
+                                _add(db, trees, mux_nr, mconds, ret, rule, wide, pos, name, grown)
+                        if nr is None:
+                            continue
+                        d = db
+                    elif nr is None:
+                        # a plain rule cannot be refused: no need to know the name
+                        if not plain:
+                            if every is None:
+                                from ocirun.seccomp.tables.names import ALL as every
+                            if name not in every:
+                                continue
+                        nr = name
+                        d = ghosts
+                    else:
+                        d = db
+                    if plain:
+                        e = d.get(nr)
+                        if e is None:
+                            d[nr] = ret         # the common case: the first rule, plain
+                        elif type(e) is not int:
+                            _add(d, trees, nr, (), ret, rule, wide, pos, name, grown)
+                    else:
+                        for conds in alts:
+                            _add(d, trees, nr, conds, ret, rule, wide, pos, name, grown)
+        except _Refused as e:
+            if conflict is None or e.args[0] < conflict[0]:
+                conflict = e.args + (arch.name,)
+        for nr in trees:
+            e = db.get(nr)
+            if e is not None and type(e) is not int and e.chains is None:
+                db[nr] = e.action
+        tables[arch.name] = db
+    if conflict is not None:
+        pos, name, arch_name = conflict
+        raise ConfigError(live[pos].label,
+                          f"conflicts with an earlier rule for `{name}` on {arch_name}: the same "
+                          f"conditions with another action (libseccomp refuses it: EEXIST)")
+    known = muxed.union(*all_tables)
     for rule in live:
         for name in rule.names:
             if name not in known:
                 warnings.append(f"{rule.label}: unknown syscall `{name}` skipped")
     return Model(default, arch_list, tables, warnings, rules)
+
+
+class _Refused(Exception):
+    pass
+
+
+_CHECK_NODES = 256
+ruledb = None           # imported by the first conditional rule
+
+
+_MUX_MAPS = {}
+
+
+def _mux_map(table):
+    """socketcall/ipc sub-call name -> (multiplexer nr, sub-call number), or None for
+    an ABI without multiplexers."""
+    got = _MUX_MAPS.get(id(table))
+    if got is None:
+        got = {}
+        for m, subs in MUX:
+            if m in table:
+                for name, sub in subs.items():
+                    got[name] = (table[m], sub)
+        got = _MUX_MAPS[id(table)] = (got or None, table)    # the table keeps its id
+    return got[0]
+
+
+def _add(db, trees, key, conds, ret, rule, wide, pos, name, grown):
+    """One rule into one syscall's entry: an int (a plain rule came first) keeps it.
+    A tree's program can grow quadratically with its rules (as libseccomp's does), and
+    merging into it more than that: once the nodes added could have doubled it, count
+    what it costs, and refuse the profile as soon as that alone exceeds what a filter
+    holds."""
+    e = db.get(key)
+    if type(e) is int:
+        return
+    global ruledb
+    if ruledb is None:
+        from ocirun.seccomp import ruledb
+    if e is None:
+        trees.append(key)
+    try:
+        ruledb.add(db, key, conds, ret, rule.index, wide)
+    except ruledb.Conflict:
+        raise _Refused(pos, name) from None
+    added, last = grown.get(key, (0, _CHECK_NODES))
+    added += 3 * len(conds)
+    if added > last:            # counted again once it may have doubled: linear in all
+        chains = db[key].chains
+        from ocirun.seccomp.compile import units
+        last = units(chains, BPF_MAXINSNS) if chains is not None else 0
+        if last > BPF_MAXINSNS:
+            raise ConfigError(FIELD, f"profile too large for one filter (the argument checks "
+                                     f"for `{name}` alone exceed {BPF_MAXINSNS} instructions)")
+        added, last = 0, max(last, _CHECK_NODES)
+    grown[key] = (added, last)

@@ -10,7 +10,7 @@ except ImportError:          # reported as a skip reason by the tests
     libseccomp = None
 
 from ocirun.seccomp import arches, normalize
-from ocirun.seccomp.consts import EPERM, restrictiveness
+from ocirun.seccomp.consts import EPERM
 
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
@@ -67,6 +67,10 @@ def common_profile(profile, native=None):
 
 def lib_program(profile, native=None):
     """libseccomp's BPF for `profile` (bytes), or raises what libseccomp raised."""
+    return _export(profile, native, "export_bpf")
+
+
+def _export(profile, native, how):
     L = libseccomp
     default = lib_action(profile["defaultAction"], profile.get("defaultErrnoRet"))
     f = L.SyscallFilter(default)
@@ -79,11 +83,8 @@ def lib_program(profile, native=None):
         if name != native:
             f.add_arch(lib_arch(name))
     dflt_ret, _, rules = normalize.validate(profile)
-    # libseccomp keeps the first of two unconditional rules and lets an unconditional
-    # rule override conditional ones; adding the rules most restrictive first makes
-    # that agree with our documented rule (most restrictive match wins) wherever an
-    # unconditional rule is not less restrictive than a conditional one.
-    rules = sorted(rules, key=lambda r: restrictiveness(r.ret))
+    # as runc and crun add them: the profile's order, each name in turn, one call per
+    # condition where an index repeats; a rule with the default action is skipped
     for rule in rules:
         if rule.ret == dflt_ret:
             continue
@@ -101,7 +102,7 @@ def lib_program(profile, native=None):
     fd, path = tempfile.mkstemp()
     try:
         with os.fdopen(fd, "wb") as fh:
-            f.export_bpf(fh)
+            getattr(f, how)(fh)
         with open(path, "rb") as fh:
             return fh.read()
     finally:
@@ -182,3 +183,156 @@ def differential(profile, ours_prog, lib_prog, limit=20, native=None):
         if len(bad) > limit:
             break
     return bad[:limit]
+
+
+def lib_pfc(profile, native=None):
+    """libseccomp's pseudo filter code for `profile` (export_pfc): its rule database
+    printed as nested ifs, written by gen_pfc.c straight from the database, apart from
+    the BPF generator (gen_bpf.c)."""
+    return _export(profile, native, "export_pfc").decode()
+
+
+class Pfc:
+    """An interpreter of that text: a block is a list of statements; an `if` runs its
+    branch, and a branch that reaches no action goes on with the next statement (as
+    the BPF program goes on with the next node of a level)."""
+    _ACT = {"ALLOW": 0x7FFF0000, "KILL": 0, "KILL_PROCESS": 0x80000000, "TRAP": 0x00030000,
+            "LOG": 0x7FFC0000}
+
+    def __init__(self, text):
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+                 or "filter for arch" in ln]
+        self.arches = {}            # name -> (arch block, default action)
+        self.bad_arch = None
+        i = 0
+        while i < len(lines):
+            ln = lines[i]
+            if "# filter for arch" in ln:
+                name = ln.split("filter for arch ")[1].split()[0]
+                block, i = self._block(lines, i + 2, 1)
+                self.arches[name] = block
+                continue
+            if ln.startswith("action"):
+                self.bad_arch = self._action(ln)
+            i += 1
+
+    def _action(self, ln):
+        word = ln.strip()[len("action "):-1]
+        if word in self._ACT:
+            return self._ACT[word]
+        if word.startswith("ERRNO("):
+            return 0x00050000 | int(word[6:-1])
+        if word.startswith("TRACE("):
+            return 0x7FF00000 | int(word[6:-1])
+        return int(word, 16)
+
+    def _block(self, lines, i, depth):
+        out = []
+        pad = "  " * depth
+        while i < len(lines) and lines[i].startswith(pad) and not lines[i].startswith(pad + " "):
+            ln = lines[i].strip()
+            if ln.startswith("action"):
+                out.append(("act", self._action(ln)))
+                i += 1
+            elif ln.startswith("if ("):
+                cond = ln[4:-1]
+                then, i = self._block(lines, i + 1, depth + 1)
+                other = []
+                if i < len(lines) and lines[i] == pad + "else":
+                    other, i = self._block(lines, i + 1, depth + 1)
+                out.append(("if", cond, then, other))
+            elif "# filter for arch" in lines[i]:
+                break
+            else:
+                raise ValueError(f"pfc: {ln!r}")
+        return out, i
+
+    def run(self, abi, nr, args=()):
+        args = tuple(args) + (0,) * (6 - len(args))
+        return self._run(self.arches[abi], nr, args)
+
+    def _run(self, block, nr, args):
+        for st in block:
+            if st[0] == "act":
+                return st[1]
+            got = self._run(st[2] if self._test(st[1], nr, args) else st[3], nr, args)
+            if got is not None:
+                return got
+        return None
+
+    @staticmethod
+    def _test(cond, nr, args):
+        parts = cond.split()
+        if parts[0] == "$syscall":
+            return nr == int(parts[2])
+        ref = parts[0][2:]
+        idx, _, word = ref.partition(".")
+        v = args[int(idx)]
+        v = v >> 32 if word == "hi32" else v & U32
+        if parts[1] == "&":
+            return v & int(parts[2], 16) == int(parts[4])
+        k = int(parts[2])
+        return {"==": v == k, ">": v > k, ">=": v >= k}[parts[1]]
+
+
+def refused_by_lib(profile, native=None):
+    """None if libseccomp builds the filter, else the error it raised."""
+    try:
+        lib_program(profile, native)
+    except (ValueError, RuntimeError) as e:
+        return e
+    return None
+
+
+def calls(profile, native, names, vectors):
+    """(abi, nr, args) to compare for the syscalls `names` of a profile: on every ABI
+    of the filter, each name's number, the socketcall/ipc multiplexers, and nr 0."""
+    abis = [native] + [a[10:].lower() for a in profile.get("architectures", [])
+                       if a[10:].lower() != native]
+    out = []
+    for abi in abis:
+        arch = arches.ARCHES[abi]
+        table = arches.load_table(arch).NAMES
+        nrs = {table[n] for n in list(names) + ["socketcall", "ipc"] if n in table}
+        nrs.add(0 | (arches.X32_SYSCALL_BIT if abi == "x32" else 0))
+        for nr in sorted(nrs):
+            for args in vectors:
+                out.append((arch, nr, args))
+    return out
+
+
+def compare_calls(profile, native, names, vectors, limit=5, miscompiled=None):
+    """Build with both (or both refuse) and compare on calls(): ocirun's program must
+    return what libseccomp's rule database says (its PFC), which is what libseccomp's
+    program returns, except where that program contradicts the database (gen_bpf.c
+    keeps a stale argument word in the accumulator after falling out of a sub-level,
+    or never loads the syscall number when the first entry is one the ABI lacks):
+    those calls go to `miscompiled` (a list) instead. -> mismatches."""
+    from ocirun.errors import ConfigError
+    from ocirun.seccomp import build, emulator
+    lib_err = refused_by_lib(profile, native)
+    try:
+        ours = build(profile, native)[0]
+    except ConfigError as e:
+        if lib_err is None:
+            return [("ocirun refuses, libseccomp builds it", str(e))]
+        return []
+    if lib_err is not None:
+        return [("libseccomp refuses, ocirun builds it", repr(lib_err))]
+    little = arches.ARCHES[native].little
+    a = emulator.Program(ours, little)
+    b = emulator.Program(lib_program(profile, native), little)
+    pfc = Pfc(lib_pfc(profile, native))
+    bad = []
+    for arch, nr, args in calls(profile, native, names, vectors):
+        x = a.run(nr, arch.audit, args)[0]
+        y = b.run(nr, arch.audit, args)[0]
+        z = pfc.run(arch.name, nr, args)
+        if x != y and miscompiled is not None and x == z and y != z:
+            miscompiled.append((profile, arch.name, nr, args, hex(x), hex(y)))
+            continue
+        if x != y or x != z:
+            bad.append((arch.name, nr, tuple(hex(v) for v in args), hex(x), hex(y), hex(z)))
+            if len(bad) >= limit:
+                break
+    return bad

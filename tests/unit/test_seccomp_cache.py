@@ -149,6 +149,16 @@ def test_flags_and_notify():
         prepare(dict(PROFILE, flags=["SECCOMP_FILTER_FLAG_NOPE"]), None)
 
 
+def test_listener_path_without_notify_rule():
+    """listenerPath with no SCMP_ACT_NOTIFY rule: the listener is still created and
+    handed over (as crun does), so the agent is never left waiting."""
+    n = dict(PROFILE, flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+             listenerPath="/run/agent.sock")
+    assert not build(n)[1] & INFO_NOTIFY
+    p = prepare(n, None)
+    assert p.notify and p.flags == 8 | 32 and p.listener_path == "/run/agent.sock"
+
+
 def _py(code):
     env = dict(os.environ, PYTHONPATH=ROOT)
     env.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -111,7 +111,7 @@ def test_masked_eq(arch):
         nr = arches.load_table(arch).NAMES["chmod"]
         for a in EDGE + [datum, datum | ~mask & U64, datum ^ 1, (datum ^ (1 << 40)) & U64]:
             m, d, x = (mask, datum, a) if arch.bits == 64 else (mask & U32, datum & U32, a & U32)
-            want = x & m == d
+            want = x & m == d & m       # libseccomp masks the datum too: 0xF/0x10 is x & 0xF == 0
             assert (prog.run(nr, arch.audit, (0, a))[0] == ALLOW) == want, (hex(mask), hex(a))
 
 
@@ -133,24 +133,47 @@ def test_repeated_index_is_ored():
     assert run(p, "kill", (5, 0)) != ALLOW
 
 
-def test_most_restrictive_wins_whatever_the_order():
+def test_first_plain_rule_wins():
+    """As libseccomp: a syscall's first rule without conditions decides it, whatever
+    comes later; podman's profile allows setns (rule 1) and later denies it (rule 10)."""
     rules = [rule("mkdir", "SCMP_ACT_ALLOW"), rule("mkdir", "SCMP_ACT_ERRNO", errnoRet=5),
              rule("mkdir", "SCMP_ACT_LOG"), rule("mkdir", "SCMP_ACT_ERRNO", errnoRet=3)]
-    for order in (rules, rules[::-1], rules[1:] + rules[:1]):
-        assert run(prof(*order, default="SCMP_ACT_KILL"), "mkdir") == SECCOMP_RET_ERRNO | 3
-    # a conditional rule only counts when it matches; unconditional ones always match
+    for order, want in ((rules, ALLOW), (rules[::-1], SECCOMP_RET_ERRNO | 3),
+                        (rules[1:] + rules[:1], SECCOMP_RET_ERRNO | 5)):
+        assert run(prof(*order, default="SCMP_ACT_KILL"), "mkdir") == want
+    # later conditional rules are dropped
     p = prof(rule("rmdir", "SCMP_ACT_ALLOW"),
-             rule("rmdir", "SCMP_ACT_TRAP", args=[{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]),
-             rule("rmdir", "SCMP_ACT_KILL_PROCESS", args=[{"index": 1, "value": 7, "op": "SCMP_CMP_EQ"}]),
-             rule("rmdir", "SCMP_ACT_LOG", args=[{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]))
-    assert run(p, "rmdir", (0, 0)) == ALLOW
-    assert run(p, "rmdir", (7, 0)) == SECCOMP_RET_TRAP
-    assert run(p, "rmdir", (7, 7)) == SECCOMP_RET_KILL_PROCESS
-    # an unconditional rule beats less restrictive conditional ones
-    p = prof(rule("rmdir", "SCMP_ACT_ERRNO"),
-             rule("rmdir", "SCMP_ACT_ALLOW", args=[{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]),
-             default="SCMP_ACT_KILL")
+             rule("rmdir", "SCMP_ACT_TRAP", args=[{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]))
+    assert run(p, "rmdir", (7, 0)) == ALLOW
+    # a plain rule after conditional ones replaces them
+    p = prof(rule("rmdir", "SCMP_ACT_ALLOW", args=[{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]),
+             rule("rmdir", "SCMP_ACT_ERRNO"), default="SCMP_ACT_KILL")
     assert run(p, "rmdir", (7,)) == SECCOMP_RET_ERRNO | 1
+    assert run(p, "rmdir", (0,)) == SECCOMP_RET_ERRNO | 1
+
+
+def test_conditional_rules_merge_in_libseccomp_order():
+    """Conditional rules for one syscall: the higher argument index is compared first,
+    whatever the profile's order; the same conditions with another action are refused."""
+    a0 = rule("rmdir", "SCMP_ACT_TRAP", args=[{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}])
+    a1 = rule("rmdir", "SCMP_ACT_KILL_PROCESS", args=[{"index": 1, "value": 7, "op": "SCMP_CMP_EQ"}])
+    for order in ((a0, a1), (a1, a0)):
+        p = prof(*order)
+        assert run(p, "rmdir", (0, 0)) == SECCOMP_RET_ERRNO | 1
+        assert run(p, "rmdir", (7, 0)) == SECCOMP_RET_TRAP
+        assert run(p, "rmdir", (7, 7)) == SECCOMP_RET_KILL_PROCESS
+    same = dict(a0, action="SCMP_ACT_LOG")
+    with pytest.raises(ConfigError, match=r"syscalls\[1\] \(rmdir\): conflicts with an earlier "
+                                          r"rule for `rmdir` on x86_64.*EEXIST"):
+        build(prof(a0, same), "x86_64")
+    # a shorter chain with another action, after a longer one: refused too (libseccomp)
+    longer = rule("rmdir", "SCMP_ACT_ALLOW", args=[{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"},
+                                                   {"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}])
+    with pytest.raises(ConfigError, match="EEXIST"):
+        build(prof(longer, a0), "x86_64")
+    # ... while the other order keeps the shorter one
+    p = prof(a0, longer)
+    assert run(p, "rmdir", (7, 2)) == SECCOMP_RET_TRAP
 
 
 def test_rule_with_default_action_is_ignored():
@@ -161,19 +184,27 @@ def test_rule_with_default_action_is_ignored():
 
 def test_socketcall_and_ipc_forms_on_x86():
     p = prof(rule(["socket", "shmget"]), rule("connect", "SCMP_ACT_KILL"),
-             rule("bind", args=[{"index": 0, "value": 3, "op": "SCMP_CMP_EQ"}]), archs=["x86"])
+             rule("bind", args=[{"index": 0, "value": 3, "op": "SCMP_CMP_EQ"}]),
+             rule("sendto", args=[{"index": 2, "value": 5, "op": "SCMP_CMP_EQ"}]), archs=["x86"])
     t = arches.load_table(X86).NAMES
     prog = prog_for(p)
     assert prog.run(t["socket"], X86.audit)[0] == ALLOW
     assert prog.run(t["socketcall"], X86.audit, (1,))[0] == ALLOW         # SYS_SOCKET
     assert prog.run(t["socketcall"], X86.audit, (3,))[0] == SECCOMP_RET_KILL_THREAD
-    assert prog.run(t["socketcall"], X86.audit, (2,))[0] == SECCOMP_RET_ERRNO | 1  # conditional: no form
+    # a conditional rule's form: its args[0] condition becomes the sub-call's number
+    # (libseccomp), its other conditions stay, compared on socketcall's own arguments
+    assert prog.run(t["socketcall"], X86.audit, (2,))[0] == ALLOW
+    assert prog.run(t["bind"], X86.audit, (2,))[0] == SECCOMP_RET_ERRNO | 1
+    assert prog.run(t["socketcall"], X86.audit, (11, 0, 5))[0] == ALLOW    # SYS_SENDTO
+    assert prog.run(t["socketcall"], X86.audit, (11, 0, 4))[0] == SECCOMP_RET_ERRNO | 1
     assert prog.run(t["socketcall"], X86.audit, (4,))[0] == SECCOMP_RET_ERRNO | 1
     assert prog.run(t["ipc"], X86.audit, (23,))[0] == ALLOW               # SHMGET
     assert prog.run(t["ipc"], X86.audit, (1 << 32 | 23,))[0] == ALLOW     # 32-bit ABI
-    # the profile names socketcall itself: it alone decides
-    p = prof(rule(["socket"], "SCMP_ACT_KILL"), rule("socketcall"), archs=["x86"])
-    assert prog_for(p).run(t["socketcall"], X86.audit, (1,))[0] == ALLOW
+    # the profile names socketcall itself, without conditions: it decides, before or
+    # after the sub-calls' forms
+    for rules in ((rule(["socket"], "SCMP_ACT_KILL"), rule("socketcall")),
+                  (rule("socketcall"), rule(["socket"], "SCMP_ACT_KILL"))):
+        assert prog_for(prof(*rules, archs=["x86"])).run(t["socketcall"], X86.audit, (1,))[0] == ALLOW
     # x86_64 has no multiplexer
     assert "socketcall" not in arches.load_table(X86_64).NAMES
 
