@@ -139,7 +139,8 @@ class _Creation:
         ctx.timings = timings.enabled()
         if linux.get("seccomp"):
             ctx.seccomp = steps.prepare_seccomp(linux["seccomp"], self.root, plan.nnp)
-        self.manager = _cgroup_manager(cgroup_manager, linux, self.cid)
+        self.manager = _cgroup_manager(cgroup_manager, linux, self.cid,
+                                       spec.get("annotations"))
         self.memory_limit = _memory_limit(linux)
         timings.mark("cgroup manager")
         ctx.console_fd, self.relay_fd = steps.console(
@@ -181,6 +182,7 @@ class _Creation:
         if not born.shared:  # (a child that shared our memory has exec'd already)
             if not born.joined:
                 self.manager.add(born.pid)
+                st.cgroup = self.manager.to_dict()  # (systemd: the scope exists from here)
             self.chan.send(Msg.GO, str(born.pid))
         # (After a birth, while the init sets itself up.) exec takes the container's
         # process defaults and seccomp profile from this copy: the bundle may change.
@@ -355,7 +357,7 @@ def _write_pid_file(path, pid):
         raise OciError(f"write pid file `{path}`: {e.strerror}") from None
 
 
-def _cgroup_manager(kind, linux, cid):
+def _cgroup_manager(kind, linux, cid, annotations=None):
     """The container's cgroup manager (None when cgroups are disabled: the container
     then lives in the runtime's cgroup, and linux.resources, still validated, are not
     applied, which the user is told). Resources are validated here, before anything
@@ -368,7 +370,8 @@ def _cgroup_manager(kind, linux, cid):
             from ocirun import log
             log.warning("linux.resources: not applied, the cgroup manager is disabled")
         return None
-    return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid, resources=resources)
+    return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid, resources=resources,
+                                annotations=annotations)
 
 
 def device_rules(linux):
