@@ -48,12 +48,14 @@ TARGET = "ocirun-machine.target"
 
 
 def host_snapshot():
-    """What must not change on the host: the entries of /tmp and /var/tmp (names and
-    inode numbers: a wiped and re-created directory differs) and the sysctls."""
+    """Global state a systemd booted by mistake over the host would change: the sysctls,
+    which hierarchy holds each cgroup controller, the root of cgroup2, and the /tmp and
+    /var/tmp directories themselves (their contents are checked with canaries)."""
     snap = {}
     for d in ("/tmp", "/var/tmp"):
         try:
-            snap[d] = {(e.name, e.inode()) for e in os.scandir(d)}
+            st = os.stat(d)
+            snap[d] = (st.st_ino, st.st_mode)
         except OSError:
             snap[d] = None
     for name in SYSCTLS:
@@ -65,13 +67,53 @@ def host_snapshot():
     # which hierarchy holds each controller (a systemd that mounted a v1 hierarchy for a
     # controller the host leaves unbound would move it off cgroup2 for the whole host)
     snap["cgroup hierarchies"] = _hierarchies()
-    for name in ("cgroup.controllers", "cgroup.subtree_control"):
-        try:
-            with open(f"{CGROUP}/unified/{name}") as f:
-                snap["unified " + name] = f.read()
-        except OSError:
-            snap["unified " + name] = None
     return snap
+
+
+class Canaries:
+    """Files planted in /tmp and /var/tmp, aged 60 days: systemd-tmpfiles would remove
+    them (`D /tmp` at boot, the age of `q /var/tmp 30d` on clean). Other work on this
+    machine adds and removes its own files meanwhile, so the contents are judged by
+    these alone."""
+
+    def __init__(self):
+        import tempfile
+        self.paths = []
+        old = time.time() - 60 * 86400
+        for d in ("/tmp", "/var/tmp"):
+            if not os.path.isdir(d):
+                continue
+            top = tempfile.mkdtemp(prefix="ocirun-canary-", dir=d)
+            f = os.path.join(top, "old")
+            with open(f, "w") as fh:
+                fh.write("canary\n")
+            for p in (f, top):
+                os.utime(p, (old, old))
+            self.paths += [top, f]
+
+    def missing(self):
+        return [p for p in self.paths if not os.path.exists(p)]
+
+    def remove(self):
+        for p in reversed(self.paths):
+            try:
+                (os.rmdir if os.path.isdir(p) else os.unlink)(p)
+            except OSError:
+                pass
+
+
+def canaries():
+    return Canaries()
+
+
+def snapshot_changes(before, after, planted=None):
+    out = [f"{p} is gone" for p in (planted.missing() if planted else ())]
+    for key, was in before.items():
+        now = after.get(key)
+        if was != now:
+            where = key if " " in key or key.startswith("/") else f"/proc/sys/{key}"
+            out.append(f"{where}: {was!r} -> {now!r}")
+    return out
 
 
 def _hierarchies():
@@ -82,26 +124,6 @@ def _hierarchies():
             if not line.startswith("#"):
                 name, hier, _n, _enabled = line.split()
                 out[name] = int(hier)
-    return out
-
-
-def snapshot_changes(before, after, ours=()):
-    """Differences that are not ours (`ours`: paths this session made or removed in
-    /tmp, e.g. pytest's own directory). Other work on the machine may add entries to
-    /tmp meanwhile: only removed entries count there."""
-    out = []
-    for key, was in before.items():
-        now = after.get(key)
-        if key in ("/tmp", "/var/tmp"):
-            if was is None:
-                continue
-            gone = {n for n, _ in was} - {n for n, _ in (now or set())}
-            gone = {n for n in gone if os.path.join(key, n) not in ours}
-            if gone:
-                out.append(f"{key}: entries gone: {sorted(gone)[:10]}")
-        elif was != now:
-            where = key if " " in key else f"/proc/sys/{key}"
-            out.append(f"{where}: {was!r} -> {now!r}")
     return out
 
 
@@ -135,6 +157,7 @@ class Machine:
         self.named = os.path.join(NAMED, self.name) if mode == "hybrid" else None
         self.pid = None
         self.started = False
+        self.delete_error = None
         self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "LANG": "C.UTF-8", "HOME": "/root"}
 
@@ -440,28 +463,44 @@ class Machine:
         """Kill the machine (ocirun kills its init, by the pid ocirun recorded; the
         pid namespace takes every process inside with it), remove its cgroups."""
         if self.started:
-            subprocess.run([OCIRUN, "--root", self.root, "delete", "--force", self.name],
-                           capture_output=True, timeout=60)
-        if self.named and os.path.isdir(self.named):
-            _remove_cgroup_tree(self.named)
+            r = subprocess.run([OCIRUN, "--root", self.root, "delete", "--force", self.name],
+                               capture_output=True, text=True, timeout=60)
+            self.delete_error = r.stderr.strip() if r.returncode else None
+        if self.pid and self._is_ours(self.pid):
+            # ocirun did not manage: the pid is still the machine's systemd (its cgroup
+            # says so), kill it ourselves; its pid namespace goes with it
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for _ in range(100):
+                if not self._is_ours(self.pid):
+                    break
+                time.sleep(0.05)
+        for h in os.listdir(CGROUP):
+            d = os.path.join(CGROUP, h, self.name)
+            if os.path.isdir(d) and not os.path.islink(os.path.join(CGROUP, h)):
+                _remove_cgroup_tree(d)
         if os.path.isdir(self.base):
             _umount_under(self.base)
             shutil.rmtree(self.base, ignore_errors=True)
 
+    def _is_ours(self, pid):
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                return f"/{self.name}" in f.read()
+        except OSError:
+            return False
+
     def leftovers(self):
         """What the machine may have left on the host: its cgroups, a process."""
-        out = []
+        out = [f"ocirun delete: {self.delete_error}"] if self.delete_error else []
         for h in os.listdir(CGROUP):
             d = os.path.join(CGROUP, h, self.name)
             if os.path.isdir(d) and not os.path.islink(os.path.join(CGROUP, h)):
                 out.append(d)
-        if self.pid and os.path.exists(f"/proc/{self.pid}"):
-            try:
-                with open(f"/proc/{self.pid}/cmdline", "rb") as f:
-                    if b"systemd" in f.read():
-                        out.append(f"process {self.pid}")
-            except OSError:
-                pass
+        if self.pid and self._is_ours(self.pid):
+            out.append(f"process {self.pid}")
         return out
 
 

@@ -30,12 +30,13 @@ class Created:
     """What `run` needs after create: the state, the channel to the init, and the
     pty master when `run` relays the terminal itself."""
 
-    __slots__ = ("state", "chan", "pty_master")
+    __slots__ = ("state", "chan", "pty_master", "notify")
 
-    def __init__(self, state, chan, pty_master=None):
+    def __init__(self, state, chan, pty_master=None, notify=None):
         self.state = state
         self.chan = chan
         self.pty_master = pty_master
+        self.notify = notify  # the sd_notify relay (lifecycle/notify.py), bound
 
 
 def now_rfc3339():
@@ -83,6 +84,7 @@ class _Creation:
         self.pid = self.init_pid = 0
         self.made_dir = False
         self.memory_limit = "none set"
+        self.notify = None
 
     def run(self, bundle, config_path, pid_file, console_socket, no_pivot, preserve_fds,
             cgroup_manager):
@@ -101,6 +103,8 @@ class _Creation:
             raise OciError(f"bundle `{bundle}`: "
                            f"{'not a directory' if fs.exists(bundle) else 'does not exist'}")
         spec, raw = load_config_bytes(config_path, "config.json")
+        if fs.getenv("NOTIFY_SOCKET"):
+            self.notify = _notify(spec, self.cdir)
         timings.mark("config load")
         netns = birth.NetnsAhead()
         self.ctx = Context(kernel.KERNEL, None)
@@ -151,6 +155,11 @@ class _Creation:
     def _make(self, spec, raw, plan, linux, netns, pid_file):
         ctx = self.ctx
         st = self._state_dir(spec, plan, linux)
+        if self.notify is not None:
+            from ocirun.lifecycle import notify
+            notify.make_dir(self.cdir)
+            if self.for_run:  # (create: `start` listens, from before it lets the init go)
+                self.notify.bind()
         if not self.for_run:
             posix.mkfifo(f"{self.cdir}/{FIFO}", 0o600)
             # O_RDWR: the open does not block, and init's read() then blocks until
@@ -208,7 +217,7 @@ class _Creation:
             master = steps.receive_master(self.relay_fd)
             posix.close(self.relay_fd)
             self.relay_fd = None
-        return Created(st, self.chan, master)
+        return Created(st, self.chan, master, self.notify)
 
     def _state_dir(self, spec, plan, linux):
         try:
@@ -295,6 +304,8 @@ class _Creation:
                 pass
         if self.chan is not None:
             self.chan.close()
+        if self.notify is not None:
+            self.notify.close()
         if self.manager is not None and self.made_dir:
             try:
                 self.manager.destroy()
@@ -347,6 +358,16 @@ def _memory_limit(linux):
         return f"linux.resources.memory.limit = {limit}"
     unified = (resources.get("unified") or {}).get("memory.max")
     return f"linux.resources.unified memory.max = {unified}" if unified else "none set"
+
+
+def _notify(spec, cdir):
+    """NOTIFY_SOCKET is set: the container gets a socket of ours (lifecycle/notify.py)."""
+    from ocirun.lifecycle import notify
+    host = notify.host_socket()
+    if host is None:
+        return None
+    notify.add_to_spec(spec, cdir)
+    return notify.Relay(cdir, host)
 
 
 def _write_pid_file(path, pid):
