@@ -13,6 +13,9 @@ command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 for tool in runc crun hyperfine podman containerd tmux; do
     command -v $tool >/dev/null 2>&1 || missing="$missing $tool"
 done
+# a systemd to boot in a container of its own (tests/systemd_machine.py) and its bus
+[ -x /lib/systemd/systemd ] && command -v busctl >/dev/null 2>&1 || missing="$missing systemd"
+command -v dbus-daemon >/dev/null 2>&1 || missing="$missing dbus"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing$missing"
     apt-get update -qq

@@ -28,7 +28,7 @@ answers) systemd's private socket /run/systemd/private.
 """
 import posix
 
-from ocirun import fs, log
+from ocirun import fs, log, timings
 from ocirun.cgroups import common
 from ocirun.cgroups.v1 import V1Manager
 from ocirun.cgroups.v2 import V2Manager
@@ -501,6 +501,7 @@ def _start_unit(self, pid):
             raise OciError(f"systemd refused unit `{self.unit}`: {e}") from None
     self.started = True  # from here on, undo stops it
     sd.wait_job(job, self.unit, "starting")
+    timings.mark("systemd scope started (StartTransientUnit, JobRemoved)")
     if not fs.isdir(self.root + self.path if v2 else self.unified_leaf()):
         raise OciError(f"systemd started unit `{self.unit}` but its cgroup is not at "
                        f"{self.path} under {self.root}")
