@@ -585,12 +585,17 @@ def _shared(cls):
 
     def destroy(self):
         errors = []
-        if self.started:
-            try:
-                _stop_unit(self)
-            except OciError as e:
-                # systemd gone or unreachable: an empty scope is dropped by systemd itself
-                log.warning(str(e))
+        if not self.started:
+            # the unit was never ours (not started, or another container's of the same
+            # name): its directories are not ours to remove either
+            self.created = []
+            self.sd.close()
+            return
+        try:
+            _stop_unit(self)
+        except OciError as e:
+            # systemd gone or unreachable: an empty scope is dropped by systemd itself
+            log.warning(str(e))
         # what systemd did not remove: directories made here (v1 hierarchies systemd
         # does not manage) and sub-cgroups made in the delegated scope
         for d in self._leaf_dirs():

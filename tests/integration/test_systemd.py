@@ -342,6 +342,9 @@ def test_unit_that_already_exists(machine):
         # the first container and its unit are untouched
         assert c.state("first")["status"] == "running"
         assert machine.unit_state("dup-same.scope") == "active"
+        # and so is its cgroup (the failed create removes nothing of the other unit's)
+        assert str(c.state("first")["pid"]) in scope_file(
+            machine, "/system.slice/dup-same.scope", "cgroup.procs").split()
     finally:
         c.rt("delete", "-f", "first")
     assert machine.unit_state("dup-same.scope") is None
@@ -413,6 +416,7 @@ def test_notify_service(machine, how):
            "run": [f"{rt} run -b {b} {cid}"],
            "create+start": [f"{rt} create -b {b} {cid}", f"{rt} start {cid}"]}[how]
     argv = ["systemd-run", f"--unit={unit}", "-p", "Type=notify", "-p", "TimeoutStartSec=30",
+            "-p", "TimeoutStopSec=2",
             "-p", "KillMode=none" if how != "run" else "KillMode=control-group"]
     if len(cmd) == 2:
         # create must see NOTIFY_SOCKET too (it gives the container the socket), and
@@ -724,6 +728,7 @@ def test_podman_sdnotify_container(machine, podman):
     t0 = time.monotonic()
     r = machine.run(["systemd-run", f"--unit={unit}", "-p", "Type=notify", "-p",
                      "NotifyAccess=all", "-p", "TimeoutStartSec=60", "-p", "KillMode=none",
+                     "-p", "TimeoutStopSec=2",
                      "--", "/bin/sh", "-c", cmd], timeout=90)
     try:
         assert r.returncode == 0, r
