@@ -364,9 +364,8 @@ def _notify(spec, cdir):
     """NOTIFY_SOCKET is set: the container gets a socket of ours (lifecycle/notify.py)."""
     from ocirun.lifecycle import notify
     host = notify.host_socket()
-    if host is None:
+    if host is None or not notify.add_to_spec(spec, cdir):
         return None
-    notify.add_to_spec(spec, cdir)
     return notify.Relay(cdir, host)
 
 

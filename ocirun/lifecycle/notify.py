@@ -48,21 +48,31 @@ def host_socket():
 
 
 def add_to_spec(spec, state_dir):
-    """The container's side: the mount and the variable. Before validation: a config
-    whose mounts or process are malformed is left for validation to refuse."""
+    """The container's side: the mount and the variable; False when the container
+    gets none. Before validation: a config whose mounts or process are malformed is
+    left for validation to refuse."""
     process = spec.get("process")
-    mounts = spec.setdefault("mounts", [])
+    mounts = spec.get("mounts", [])
     if not isinstance(process, dict) or not isinstance(mounts, list):
-        return
+        return False
+    # only into a mount namespace of the container's own: without one (or in one it
+    # joins) the bind would land in the runtime's, or another container's, tree
+    linux = spec.get("linux")
+    spaces = linux.get("namespaces") if isinstance(linux, dict) else None
+    if not isinstance(spaces, list) or not any(
+            isinstance(n, dict) and n.get("type") == "mount" and not n.get("path") for n in spaces):
+        return False
     env = process.get("env")
     if env is None:
         env = process["env"] = []
     if not isinstance(env, list):
-        return
+        return False
     env[:] = [e for e in env if not (isinstance(e, str) and e.startswith("NOTIFY_SOCKET="))]
     env.append(f"NOTIFY_SOCKET={IN_CONTAINER}/{NAME}")
     mounts.append({"destination": IN_CONTAINER, "type": "bind", "source": f"{state_dir}/notify",
                    "options": ["bind", "nosuid", "noexec", "nodev", "ro"]})
+    spec["mounts"] = mounts
+    return True
 
 
 def make_dir(state_dir):
