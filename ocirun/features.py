@@ -4,16 +4,22 @@ from ocirun import SPEC_VERSION, VERSION
 
 
 def features():
-    from ocirun.tables import CAPS, EXTENSIONS, FLAGS, NAMESPACES, PROPAGATION, RECURSIVE
+    from ocirun.tables import (CAPS, EXTENSIONS, FLAGS, MPOL_FLAG, MPOL_MODE, NAMESPACES,
+                               PROPAGATION, RECURSIVE, UNSUPPORTED_OPTIONS)
     linux = {
         "namespaces": list(NAMESPACES),
         "capabilities": list(CAPS),
         "cgroup": _cgroup(),
         "seccomp": _seccomp(),
-        "apparmor": {"enabled": False},
-        "selinux": {"enabled": False},
-        "intelRdt": {"enabled": False},
-        "mountExtensions": {"idmap": {"enabled": False}},
+        # applied where the host has them (linux/init.py: attr/apparmor/exec and
+        # attr/exec; linux/rootfs.py: mountLabel as context=); a warning where not
+        "apparmor": {"enabled": True},
+        "selinux": {"enabled": True},
+        "memoryPolicy": {"modes": sorted(MPOL_MODE), "flags": sorted(MPOL_FLAG)},
+        # applied where resctrl is mounted, refused where not (config/host.py)
+        "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
+        "mountExtensions": {"idmap": {"enabled": True}},
+        "netDevices": {"enabled": True},
     }
     return {
         "ociVersionMin": "1.0.0",
@@ -21,9 +27,7 @@ def features():
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"],
         "mountOptions": sorted(set(FLAGS) | set(PROPAGATION) | set(RECURSIVE)
-                               | (set(EXTENSIONS) - {"idmap", "ridmap", "tmpcopyup",
-                                                     "notmpcopyup", "copy-symlink",
-                                                     "private-shm", "x-mount.mkdir"})),
+                               | (set(EXTENSIONS) - set(UNSUPPORTED_OPTIONS))),
         "linux": linux,
         "annotations": {"org.opencontainers.runtime-spec.features.version": SPEC_VERSION,
                         "run.oci.ocirun.version": VERSION},

@@ -150,6 +150,15 @@ def fsencode(s):
     return s.encode(_ENC, "surrogateescape")
 
 
+def write_file(path, text):
+    """One write(2) of `text` into an existing file (a kernel interface file)."""
+    fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
+    try:
+        posix.write(fd, text.encode())
+    finally:
+        posix.close(fd)
+
+
 def write_atomic(path, data, mode=0o600):
     """Write temp + fsync-free rename: readers see the old or the new file, never half.
     The temporary name is unpredictable and created with O_EXCL, so a file someone

@@ -62,13 +62,15 @@ _NR = {
                    seccomp=317, bpf=321, memfd_create=319, execveat=322,
                    open_tree=428, move_mount=429, close_range=436, openat2=437,
                    mount_setattr=442, prlimit64=302, fstatfs=138, rt_sigaction=13, fcntl=72, statx=332,
-                   socket=41, ioctl=16),
+                   socket=41, ioctl=16, sched_setattr=314, ioprio_set=251, personality=135,
+                   set_mempolicy=238),
     "aarch64": dict(mount=40, umount2=39, unshare=97, setns=268, pivot_root=41,
                     sethostname=161, setdomainname=162, prctl=167, capget=90, capset=91,
                     seccomp=277, bpf=280, memfd_create=279, execveat=281,
                     open_tree=428, move_mount=429, close_range=436, openat2=437,
                     mount_setattr=442, prlimit64=261, fstatfs=44, rt_sigaction=134, fcntl=25, statx=291,
-                    socket=198, ioctl=29),
+                    socket=198, ioctl=29, sched_setattr=274, ioprio_set=30, personality=92,
+                    set_mempolicy=237),
 }[posix.uname().machine]
 
 # The flags of mount(2), mount_setattr(2) and clone/unshare(2) are pure tables
@@ -154,8 +156,8 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
     return _raw(_NR["prctl"], option, arg2, arg3, arg4, arg5)
 
 
-def mount_setattr(dirfd, path, flags, attr_set, attr_clr=0, propagation=0):
-    attr = _struct.pack("QQQQ", attr_set, attr_clr, propagation, 0)  # struct mount_attr
+def mount_setattr(dirfd, path, flags, attr_set, attr_clr=0, propagation=0, userns_fd=0):
+    attr = _struct.pack("QQQQ", attr_set, attr_clr, propagation, userns_fd)  # struct mount_attr
     _raw(_NR["mount_setattr"], dirfd, _b(path), flags, attr, len(attr))
 
 
@@ -324,6 +326,33 @@ def loopback_up():
         posix.close(sock)
 
 
+def sched_setattr(policy, flags, nice, priority, runtime, deadline, period):
+    """sched_setattr(0, ...): this thread's scheduling (struct sched_attr, size 48)."""
+    attr = _struct.pack("IIQiIQQQ", 48, policy, flags, nice, priority, runtime, deadline,
+                        period)
+    _raw(_NR["sched_setattr"], 0, attr, 0)
+
+
+IOPRIO_WHO_PROCESS = 1
+
+
+def ioprio_set(value):
+    _raw(_NR["ioprio_set"], IOPRIO_WHO_PROCESS, 0, value)
+
+
+def personality(persona):
+    return _raw(_NR["personality"], persona)
+
+
+def set_mempolicy(mode, nodes):
+    """set_mempolicy(2) of `mode` (with its flags) over the node numbers `nodes`."""
+    maxnode = (max(nodes) + 1 if nodes else 0) + 1
+    words = bytearray(8 * ((maxnode + 63) // 64 or 1))
+    for n in nodes:
+        words[n // 8] |= 1 << (n % 8)
+    _raw(_NR["set_mempolicy"], mode, words if nodes else None, maxnode if nodes else 0)
+
+
 def last_cap():
     """The highest capability this kernel knows (caps above it cannot be set)."""
     try:
@@ -376,6 +405,11 @@ class Kernel:
     sethostname = staticmethod(sethostname)
     setdomainname = staticmethod(setdomainname)
     loopback_up = staticmethod(loopback_up)
+    sched_setattr = staticmethod(sched_setattr)
+    sched_setaffinity = staticmethod(posix.sched_setaffinity)
+    ioprio_set = staticmethod(ioprio_set)
+    personality = staticmethod(personality)
+    set_mempolicy = staticmethod(set_mempolicy)
     fork = staticmethod(posix.fork)
     prctl = staticmethod(prctl)
     setrlimit = staticmethod(setrlimit)

@@ -25,6 +25,10 @@ def _now():
 def _write(level, msg):
     if _LEVELS[level] < _level:
         return
+    if not msg.isprintable():
+        # One line, whatever a config put in a name or path: control characters
+        # (newlines, and the separators str.splitlines() breaks at) are escaped.
+        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
     if _path:
         if _json:
             import _json as cjson  # C encoder: no `json`/`re` import on the hot path

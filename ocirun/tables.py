@@ -186,8 +186,13 @@ RECURSIVE = {
 _ATIME_ATTRS = (MOUNT_ATTR_NOATIME, MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_RELATIME)
 
 # Options the runtime itself interprets rather than the kernel.
-EXTENSIONS = frozenset(("tmpcopyup", "idmap", "ridmap", "copy-symlink", "private-shm",
-                        "notmpcopyup", "x-mount.mkdir"))
+# (x-mount.mkdir asks what the runtime always does: the destination is made when missing.)
+# Those that look like the runtime's own (crun's) but are not implemented are refused
+# by config/validate.py: the kernel would ignore them on a bind mount, and the mount
+# would be made without what they ask.
+UNSUPPORTED_OPTIONS = ("src-nofollow", "dest-nofollow", "private-shm")
+EXTENSIONS = frozenset(("tmpcopyup", "idmap", "ridmap", "copy-symlink", "notmpcopyup",
+                        "x-mount.mkdir") + UNSUPPORTED_OPTIONS)
 
 
 class MountOptions:
@@ -248,3 +253,42 @@ def parse_options(options):
             continue
         mo.data.append(opt)
     return mo
+
+
+# --- scheduling, I/O priority, personality, NUMA ----------------------------------------
+# sched_setattr(2) (include/uapi/linux/sched.h), ioprio_set(2) (linux/ioprio.h),
+# personality(2) (linux/personality.h), set_mempolicy(2) (linux/mempolicy.h).
+
+SCHED_POLICY = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAG = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+              "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+              "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+              "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+IOPRIO_CLASS = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+IOPRIO_CLASS_SHIFT = 13
+PERSONALITY_DOMAIN = {"LINUX": 0x0000, "LINUX32": 0x0008}
+MPOL_MODE = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+             "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
+MPOL_FLAG = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14,
+             "MPOL_F_NUMA_BALANCING": 1 << 13}
+# modes that take no nodes, and those that need at least one
+MPOL_NO_NODES = frozenset(("MPOL_DEFAULT", "MPOL_LOCAL"))
+MPOL_NEED_NODES = frozenset(("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED_MANY",
+                             "MPOL_WEIGHTED_INTERLEAVE"))
+
+
+def parse_cpu_list(text):
+    """"0-3,7" -> {0, 1, 2, 3, 7}; ValueError for anything else (also for an empty
+    list). The format of CPU lists and of NUMA node lists alike."""
+    out = set()
+    for part in text.split(","):
+        part = part.strip()
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            raise ValueError(text)
+        a, b = int(lo), int(hi) if dash else int(lo)
+        if b < a or b > 1 << 16:
+            raise ValueError(text)
+        out.update(range(a, b + 1))
+    return out

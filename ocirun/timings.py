@@ -2,7 +2,8 @@
 
 Off by default and then nearly free: mark() is one global test. The container init
 reports its own marks to the runtime over the sync pipe (`T name ns`), so one table
-covers both processes."""
+covers both processes. Library callers record with ocirun.api.record_timings()
+(begin/end below)."""
 import time
 
 _marks = None
@@ -62,15 +63,38 @@ def _die():
     posix.kill(posix.getpid(), _signal.SIGKILL)
 
 
-def report():
-    if _marks is None:
-        return
+def begin():
+    """Start recording from now (a library call, no interpreter-start row); returns
+    the recording it replaces, for end()."""
+    global _marks, _dest, _t0
+    saved = (_marks, _dest, _t0)
+    _marks, _dest, _t0 = [], None, time.perf_counter_ns()
+    return saved
+
+
+def end(saved):
+    """Stop the recording begin() started, put `saved` back, and return its rows:
+    (phase, ms, ms since begin) in the order the phases ended."""
+    global _marks, _dest, _t0
+    rows = _rows()
+    _marks, _dest, _t0 = saved
+    return rows
+
+
+def _rows():
     marks = sorted(_marks, key=lambda m: m[1])
     rows = []
     prev = _t0
     for name, t in marks:
         rows.append((name, (t - prev) / 1e6, (t - _t0) / 1e6))
         prev = t
+    return rows
+
+
+def report():
+    if _marks is None:
+        return
+    rows = _rows()
     if _dest == "/dev/null":
         return
     if _dest:

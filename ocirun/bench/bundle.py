@@ -29,12 +29,16 @@ READONLY = ("/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
             "/proc/sysrq-trigger")
 
 
-def config(seccomp=None, args=("/bin/true",)):
-    """The bench config.json as a dict; `seccomp`: a linux.seccomp section or None."""
+def config(seccomp=None, args=("/bin/true",), limits=True):
+    """The bench config.json as a dict; `seccomp`: a linux.seccomp section or None;
+    without `limits`, no pids limit (for a runtime without cgroups, which refuses it)."""
     caps = list(CAPS)
+    resources = {"devices": [{"allow": False, "access": "rwm"}]}
+    if limits:
+        resources["pids"] = {"limit": 2048}
     linux = {
         "sysctl": {"net.ipv4.ping_group_range": "0 0"},
-        "resources": {"devices": [{"allow": False, "access": "rwm"}], "pids": {"limit": 2048}},
+        "resources": resources,
         "namespaces": [{"type": t} for t in NAMESPACES],
         "maskedPaths": list(MASKED),
         "readonlyPaths": list(READONLY),

@@ -20,10 +20,14 @@ def load_profile(path):
     """A seccomp section from a file holding either the section or a whole config,
     validated as create would (a bad file is a one-line error, not a benchmark)."""
     from ocirun.config.load import load_config
+    from ocirun.config.validate import CONFIG, SECCOMP, drop_nulls
     from ocirun.errors import UsageError
     doc = load_config(path, f"--profile {path}")
     if "linux" in doc:
-        doc = (doc.get("linux") or {}).get("seccomp")
+        doc = drop_nulls(doc, CONFIG).get("linux") or {}
+        doc = doc.get("seccomp") if isinstance(doc, dict) else None
+    else:
+        drop_nulls(doc, SECCOMP, "linux.seccomp")
     if not isinstance(doc, dict) or "defaultAction" not in doc:
         raise UsageError(f"--profile {path}: no seccomp profile (neither a profile nor a "
                          "config with linux.seccomp)")

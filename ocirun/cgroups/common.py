@@ -413,11 +413,19 @@ def step_warn(msg):
     return ("warn", msg)
 
 
+def _write_field(d, name, value, label, missing_ok=False):
+    """write_checked, and a value the kernel refuses (EINVAL, EBUSY...) names the field."""
+    try:
+        return write_checked(d, name, value, missing_ok)
+    except OciError as e:
+        raise OciError(f"cannot set {label}: {e}") from None
+
+
 def do_write(d, ctrl, candidates, policy, label):
     """Execute one write step in cgroup directory d (None: controller not available)."""
     # The usual case: one file, which exists. Only when it is missing do the checks
     # below run, to say what is missing (saves two stats per write).
-    if d is not None and len(candidates) == 1 and write_checked(d, *candidates[0], missing_ok=True):
+    if d is not None and len(candidates) == 1 and _write_field(d, *candidates[0], label, True):
         return
     if d is None or not fs.isdir(d):
         msg = f"cannot set {label}: the {ctrl} controller is not available for this cgroup"
@@ -427,7 +435,7 @@ def do_write(d, ctrl, candidates, policy, label):
         raise OciError(msg)
     for name, value in candidates:
         if exists(d, name):
-            write_checked(d, name, value)
+            _write_field(d, name, value, label)
             return
     names = " or ".join(n for n, _ in candidates)
     msg = f"cannot set {label}: {names} does not exist in {d} (not supported by this kernel)"

@@ -9,7 +9,7 @@ import posix
 
 from ocirun import fs, log
 from ocirun.cgroups import common, convert, frozen_v1
-from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint, step_warn,
+from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint,
                                    step_write, write_checked)
 
 # Controllers this module knows how to use; others mounted on the host are ignored.
@@ -71,19 +71,15 @@ def plan_v1(res, update=False, field="linux.resources"):
     if mem.get("reservation"):
         steps.append(step_write("memory", [("memory.soft_limit_in_bytes", str(mem["reservation"]))],
                                 f"{f}.reservation"))
-    if mem.get("kernel"):
-        steps.append(step_warn(f"{f}.kernel: kernel memory limits are deprecated by the kernel; ignored"))
+    # (memory.kernel: a limit is refused by validate.py; -1 asks for what every cgroup has)
     if mem.get("kernelTCP"):
         steps.append(step_write("memory", [("memory.kmem.tcp.limit_in_bytes", str(mem["kernelTCP"]))],
-                                f"{f}.kernelTCP", "warn"))
+                                f"{f}.kernelTCP"))
     if mem.get("swappiness") is not None:
         steps.append(step_write("memory", [("memory.swappiness", str(mem["swappiness"]))], f"{f}.swappiness"))
     oom = mem.get("disableOOMKiller")
     if oom or (update and oom is False):
         steps.append(step_write("memory", [("memory.oom_control", "1" if oom else "0")], f"{f}.disableOOMKiller"))
-    if mem.get("useHierarchy") is False:
-        steps.append(step_warn(f"{f}.useHierarchy: false is not supported; memory accounting is "
-                               "always hierarchical on this kernel"))
 
     cpu = res.get("cpu") or {}
     f = f"{field}.cpu"
@@ -118,16 +114,11 @@ def plan_v1(res, update=False, field="linux.resources"):
     if bio.get("weight"):
         w = str(bio["weight"])
         steps.append(step_write("blkio", [("blkio.weight", w), ("blkio.bfq.weight", w)], f"{f}.weight"))
-    if bio.get("leafWeight"):
-        steps.append(step_write("blkio", [("blkio.leaf_weight", str(bio["leafWeight"]))], f"{f}.leafWeight", "warn"))
     for i, wd in enumerate(bio.get("weightDevice") or ()):
         if wd.get("weight"):
             line = f"{convert.major_minor(wd)} {wd['weight']}"
             steps.append(step_write("blkio", [("blkio.weight_device", line), ("blkio.bfq.weight_device", line)],
                                     f"{f}.weightDevice[{i}].weight"))
-        if wd.get("leafWeight"):
-            steps.append(step_write("blkio", [("blkio.leaf_weight_device", f"{convert.major_minor(wd)} {wd['leafWeight']}")],
-                                    f"{f}.weightDevice[{i}].leafWeight", "warn"))
     for key, name in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
                       ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
                       ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
@@ -142,10 +133,10 @@ def plan_v1(res, update=False, field="linux.resources"):
     net = res.get("network") or {}
     if net.get("classID") is not None:
         steps.append(step_write("net_cls", [("net_cls.classid", str(net["classID"]))],
-                                f"{field}.network.classID", "warn"))
+                                f"{field}.network.classID"))
     for i, p in enumerate(net.get("priorities") or ()):
         steps.append(step_write("net_prio", [("net_prio.ifpriomap", f"{p['name']} {p['priority']}")],
-                                f"{field}.network.priorities[{i}]", "warn"))
+                                f"{field}.network.priorities[{i}]"))
 
     steps += common.rdma_steps(res, field)
 

@@ -110,11 +110,28 @@ def validate_memory(mem, field, mode):
     limit = _limit(mem, "limit", field)
     _limit(mem, "reservation", field)
     swap = _limit(mem, "swap", field)
-    _limit(mem, "kernel", field)
-    _limit(mem, "kernelTCP", field)
-    _int(mem, "swappiness", field, 0, 100)
+    kernel = _limit(mem, "kernel", field)
+    kernel_tcp = _limit(mem, "kernelTCP", field)
+    swappiness = _int(mem, "swappiness", field, 0, 100)
     for key in ("disableOOMKiller", "useHierarchy", "checkBeforeUpdate"):
         _bool(mem, key, field)
+    # What no kernel ocirun runs on can do is refused, not accepted and dropped; what
+    # asks for the kernel's own behaviour (no limit, hierarchical) is taken.
+    if kernel and kernel > 0:
+        raise ConfigError(f"{field}.kernel", "kernel memory limits are not supported: the "
+                                             "kernel ignores them (use -1 or leave it out)")
+    if mem.get("useHierarchy") is False:
+        raise ConfigError(f"{field}.useHierarchy", "false is not supported: memory "
+                                                   "accounting is always hierarchical")
+    if mode == "unified":
+        # cgroup v2 has no such knobs (crun refuses them there too)
+        if kernel_tcp and kernel_tcp > 0:
+            raise ConfigError(f"{field}.kernelTCP", "does not exist on cgroup v2")
+        if swappiness is not None:
+            raise ConfigError(f"{field}.swappiness", "does not exist on cgroup v2")
+        if mem.get("disableOOMKiller"):
+            raise ConfigError(f"{field}.disableOOMKiller", "the OOM killer cannot be "
+                                                           "disabled on cgroup v2")
     if limit and swap and swap != -1:
         if limit == -1:
             raise ConfigError(f"{field}.swap", "cannot be finite when memory.limit is -1 (unlimited)")
@@ -147,11 +164,17 @@ def validate_cpu(cpu, field, mode):
     _int(cpu, "idle", field, 0, 1)
 
 
+LEAF_WEIGHT = "leaf weights are not supported: they were the CFQ scheduler's, which " \
+              "Linux 5.0 removed"
+
+
 def validate_block_io(bio, field, mode):
     for key in ("weight", "leafWeight"):
         w = _int(bio, key, field, 0, 1000)
         if w is not None and 0 < w < 10:
             raise ConfigError(f"{field}.{key}", f"{w} is out of range [10, 1000]")
+    if bio.get("leafWeight"):
+        raise ConfigError(f"{field}.leafWeight", LEAF_WEIGHT)
     lst = _list(bio, "weightDevice", field)
     for f, item in _items(lst or (), f"{field}.weightDevice"):
         for key in ("major", "minor"):
@@ -162,6 +185,8 @@ def validate_block_io(bio, field, mode):
             w = _int(item, key, f, 0, 1000)
             if w is not None and 0 < w < 10:
                 raise ConfigError(f"{f}.{key}", f"{w} is out of range [10, 1000]")
+        if item.get("leafWeight"):
+            raise ConfigError(f"{f}.leafWeight", LEAF_WEIGHT)
     for name in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
                  "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
         lst = _list(bio, name, field)
@@ -257,6 +282,12 @@ def validate_resources(res, mode=None, field="linux.resources"):
             if "priority" not in item:
                 raise ConfigError(f"{f}.priority", "is required")
             _int(item, "priority", f, 0, UINT32_MAX)
+        if mode == "unified":
+            # net_cls and net_prio are cgroup v1 controllers only (crun refuses them too)
+            if net.get("classID") is not None:
+                raise ConfigError(f"{nf}.classID", "net_cls does not exist on cgroup v2")
+            if net.get("priorities"):
+                raise ConfigError(f"{nf}.priorities", "net_prio does not exist on cgroup v2")
     devs = _list(res, "devices", field)
     if devs is not None:
         validate_devices(devs, f"{field}.devices")

@@ -35,10 +35,16 @@ def _profile(data, arch):
         doc = json.loads(data)
     except ValueError as e:
         raise ConfigError("", f"profile is not JSON: {e}") from None
+    from ocirun.config.validate import CONFIG, SECCOMP, drop_nulls
     if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc):
-        doc = (doc.get("linux") or {}).get("seccomp")
+        doc = drop_nulls(doc, CONFIG).get("linux") or {}  # null = absent, as in create
+        if not isinstance(doc, dict):
+            raise ConfigError("linux", "must be an object")
+        doc = doc.get("seccomp")
         if doc is None:
             raise ConfigError("linux.seccomp", "the config has no seccomp profile")
+    else:
+        drop_nulls(doc, SECCOMP, "linux.seccomp")
     native = None
     if arch:
         names = []

@@ -23,7 +23,7 @@ options:
   --memory SIZE             memory limit (e.g. 512m, 1g; -1: unlimited)
   --memory-reservation SIZE memory soft limit
   --memory-swap SIZE        memory plus swap limit
-  --kernel-memory SIZE      kernel memory limit (deprecated by the kernel)
+  --kernel-memory SIZE      kernel memory limit (only -1: the kernel ignores limits)
   --kernel-memory-tcp SIZE  kernel TCP buffer limit
   --pids-limit N            maximum number of tasks (-1: unlimited)
 """

@@ -4,7 +4,10 @@ The fds the init is handed and what it learns while it runs travel apart, in
 linux/init.py's Context."""
 from ocirun import fs
 from ocirun.errors import ConfigError
-from ocirun.tables import mask
+from ocirun.tables import (
+    IOPRIO_CLASS, IOPRIO_CLASS_SHIFT, MPOL_FLAG, MPOL_MODE, PERSONALITY_DOMAIN, SCHED_FLAG,
+    SCHED_POLICY, mask,
+)
 from ocirun.tables import DEFAULT_DEVICES
 from ocirun.tables import MS_BIND, PROPAGATION, parse_options
 from ocirun.tables import NAMESPACES
@@ -20,8 +23,10 @@ class Plan:
         "args", "env", "path_env", "cwd", "uid", "gid", "gids", "umask",
         "cap_bounding", "cap_effective", "cap_permitted", "cap_inheritable", "cap_ambient",
         "last_cap", "rlimits", "nnp", "oom_score_adj", "terminal", "console_size",
-        "preserve_fds", "preserved", "mount_ns", "cgroupns", "hooks", "apparmor",
-        "keep_groups",
+        "preserve_fds", "preserved", "mount_ns", "cgroupns", "hooks", "apparmor", "selinux",
+        "mount_label",
+        "keep_groups", "scheduler", "ioprio", "cpus_initial", "cpus_final", "personality",
+        "mempolicy", "net_devices", "intel_rdt", "idmaps",
     )
 
 # podman --group-add keep-groups (crun's annotation): the process keeps the caller's
@@ -38,14 +43,28 @@ def apparmor_enabled():
 
 def _apparmor(profile):
     """The AppArmor profile to switch to at execve, or None. On a host without
-    AppArmor a requested profile cannot apply: say so, as crun does, and go on."""
+    AppArmor a requested profile cannot apply: refused, as runc does (a container that
+    asked to be confined does not run unconfined)."""
     if not profile:
         return None
     if apparmor_enabled():
         return profile
-    from ocirun import log
-    log.warning(f"process.apparmorProfile `{profile}` ignored: AppArmor is not enabled on this host")
-    return None
+    raise ConfigError("process.apparmorProfile",
+                      f"`{profile}` cannot apply: AppArmor is not enabled on this host")
+
+
+def selinux_enabled():
+    return fs.exists("/sys/fs/selinux/enforce")
+
+
+def _selinux(label, field):
+    """An SELinux label to apply, or None. On a host without SELinux it cannot apply:
+    refused, as runc does."""
+    if not label:
+        return None
+    if selinux_enabled():
+        return label
+    raise ConfigError(field, f"`{label}` cannot apply: SELinux is not enabled on this host")
 
 
 def _maps(entries):
@@ -122,26 +141,88 @@ def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=(0, ()), extra_en
     p.masked = linux.get("maskedPaths") or ()
     p.readonly_paths = linux.get("readonlyPaths") or ()
     p.sysctl = linux.get("sysctl") or {}
-    if linux.get("mountLabel") and not fs.exists("/sys/fs/selinux/enforce"):
-        from ocirun import log
-        log.warning("linux.mountLabel ignored: SELinux is not enabled on this host")
+    p.mount_label = _selinux(linux.get("mountLabel"), "linux.mountLabel")
     p.hostname = spec.get("hostname")
     p.domainname = spec.get("domainname")
 
     _fill_process(p, spec.get("process") or {}, preserve_fds, last_cap, extra_env)
     p.hooks = spec.get("hooks") or {}
+    _fill_linux_extras(p, linux)
+    p.idmaps = _idmaps(p.mounts, linux)
     p.keep_groups = (spec.get("annotations") or {}).get(KEEP_GROUPS, "0") != "0"
     return p
 
 
-def build_process(proc, last_cap, preserve_fds=(0, ()), annotations=None):
-    """The Plan of an `exec`: the process alone (the container exists already; its
-    annotations still say whether the process keeps the caller's groups)."""
+def _fill_linux_extras(p, linux):
+    """personality, memoryPolicy, netDevices, intelRdt: each applied (linux/init.py,
+    lifecycle/create.py), or refused here when the host lacks what it names (config/host.py,
+    imported only by a config that uses them)."""
+    pers = linux.get("personality")
+    p.personality = PERSONALITY_DOMAIN[pers["domain"]] if pers else None
+    mp = linux.get("memoryPolicy")
+    p.mempolicy = None
+    if mp:
+        flags = 0
+        for f in mp.get("flags") or ():
+            flags |= MPOL_FLAG[f]
+        from ocirun.config import host
+        nodes = host.nodes("linux.memoryPolicy.nodes", mp["nodes"]) if mp.get("nodes") else ()
+        p.mempolicy = (MPOL_MODE[mp["mode"]] | flags, tuple(sorted(nodes)))
+    p.net_devices = []
+    for name, dev in (linux.get("netDevices") or {}).items():
+        from ocirun.config import host
+        host.net_device(f"linux.netDevices.{name}", name)
+        p.net_devices.append((name, (dev or {}).get("name") or name))
+    p.intel_rdt = None
+    if linux.get("intelRdt") is not None:
+        rdt = linux["intelRdt"]
+        from ocirun.config import host
+        base = host.resctrl("linux.intelRdt")
+        lines = list(rdt.get("schemata") or ())
+        lines += [rdt[k] for k in ("l3CacheSchema", "memBwSchema") if rdt.get(k)]
+        p.intel_rdt = (base, rdt.get("closID"), tuple(lines), bool(rdt.get("enableMonitoring")))
+
+
+def _idmaps(mounts, linux):
+    """For each idmapped bind mount (mounts[i] with idmap/ridmap or mappings of its own):
+    {i: (uid_map text, gid_map text, recursive)}; without mappings of its own a mount
+    takes the container's user namespace maps (validate.py checked there are some)."""
+    out = {}
+    for i, (m, mo) in enumerate(mounts):
+        opts = set(m.get("options") or ())
+        if not ("idmap" in opts or "ridmap" in opts or "uidMappings" in m):
+            continue
+        uid_map = _maps(m.get("uidMappings") or linux.get("uidMappings"))
+        gid_map = _maps(m.get("gidMappings") or linux.get("gidMappings"))
+        out[i] = (uid_map, gid_map, "ridmap" in opts)
+    return out
+
+
+def build_process(proc, last_cap, preserve_fds=(0, ()), spec=None):
+    """The Plan of an `exec`: the process (the container exists already; its config
+    still says whether the process keeps the caller's groups, and its personality and
+    memory policy apply to every process of it, as crun does)."""
+    spec = spec or {}
+    linux = spec.get("linux") or {}
     p = Plan()
     _fill_process(p, proc, preserve_fds, last_cap)
     p.hooks = {}
-    p.keep_groups = (annotations or {}).get(KEEP_GROUPS, "0") != "0"
+    p.keep_groups = (spec.get("annotations") or {}).get(KEEP_GROUPS, "0") != "0"
+    _fill_linux_extras(p, {k: linux[k] for k in ("personality", "memoryPolicy") if k in linux})
+    p.idmaps = {}
     return p
+
+
+def _scheduler(s):
+    """process.scheduler as sched_setattr(2) wants it: (policy, flags, nice, priority,
+    runtime, deadline, period), or None."""
+    if not s:
+        return None
+    flags = 0
+    for f in s.get("flags") or ():
+        flags |= SCHED_FLAG[f]
+    return (SCHED_POLICY[s["policy"]], flags, s.get("nice", 0), s.get("priority", 0),
+            s.get("runtime", 0), s.get("deadline", 0), s.get("period", 0))
 
 
 def _mount(m, bundle):
@@ -184,7 +265,17 @@ def _fill_process(p, proc, preserve_fds, top, extra_env=()):
     size = proc.get("consoleSize")
     p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
     p.preserve_fds, p.preserved = preserve_fds
+    p.scheduler = _scheduler(proc.get("scheduler"))
+    io = proc.get("ioPriority")
+    p.ioprio = (IOPRIO_CLASS[io["class"]] << IOPRIO_CLASS_SHIFT | io.get("priority", 0)
+                if io else None)
+    p.cpus_initial = p.cpus_final = None
+    aff = proc.get("execCPUAffinity")
+    if aff:
+        from ocirun.config import host
+        p.cpus_initial = host.cpus("process.execCPUAffinity.initial", aff["initial"]) \
+            if aff.get("initial") else None
+        p.cpus_final = host.cpus("process.execCPUAffinity.final", aff["final"]) \
+            if aff.get("final") else None
     p.apparmor = _apparmor(proc.get("apparmorProfile"))
-    if proc.get("selinuxLabel") and not fs.exists("/sys/fs/selinux/enforce"):
-        from ocirun import log
-        log.warning("process.selinuxLabel ignored: SELinux is not enabled on this host")
+    p.selinux = _selinux(proc.get("selinuxLabel"), "process.selinuxLabel")

@@ -2,11 +2,14 @@
 
 Every error is a ConfigError whose `field` is the JSON path of the offending value
 (`process.user.uid`, `mounts[2].destination`, `linux.sysctl["net.ipv4.ip_forward"]`) and
-whose message is one line naming the value. After `validate()` returns, later stages may
+whose message is one line naming the value. `validate()` first reads JSON null as runc and
+crun do (drop_nulls, in place): an optional key that is null is removed, as if absent, at
+every level; a required one is an error. After `validate()` returns, later stages may
 index the document without re-checking types: every known key holds the type the
-runtime-spec schema gives it (null is refused, not treated as absent), every string that
-reaches the kernel is free of NUL and encodes as UTF-8, and every integer is a real int
-(JSON `true` decodes to Python's True, which *is* an int) inside the range its syscall takes.
+runtime-spec schema gives it (no null is left in a field: a null array item or map value
+is refused as a wrong type), every string that reaches the kernel is free of NUL and
+encodes as UTF-8, and every integer is a real int (JSON `true` decodes to Python's True,
+which *is* an int) inside the range its syscall takes.
 
 Unknown keys are accepted at every level: the spec allows extensions.
 
@@ -20,6 +23,10 @@ from ocirun.errors import ConfigError
 from ocirun.tables import CAPS
 from ocirun.tables import NAMESPACES as _NS
 from ocirun.tables import RLIMITS
+from ocirun.tables import (
+    IOPRIO_CLASS, MPOL_FLAG, MPOL_MODE, MPOL_NEED_NODES, MPOL_NO_NODES, PERSONALITY_DOMAIN,
+    SCHED_FLAG, SCHED_POLICY, UNSUPPORTED_OPTIONS, parse_cpu_list,
+)
 
 _CAPSET = frozenset(CAPS)
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
@@ -29,16 +36,9 @@ NS_PROC_NAME = {kind: name for kind, (_, name) in _NS.items()}
 _NS_BY_FLAG = {flag: kind for kind, flag in NAMESPACES.items()}
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
 
-IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
-SCHED_POLICIES = (
-    "SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO", "SCHED_IDLE",
-    "SCHED_DEADLINE",
-)
-SCHED_FLAGS = (
-    "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
-    "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
-    "SCHED_FLAG_UTIL_CLAMP_MAX",
-)
+IOPRIO_CLASSES = tuple(IOPRIO_CLASS)
+SCHED_POLICIES = tuple(SCHED_POLICY)
+SCHED_FLAGS = tuple(SCHED_FLAG)
 PROPAGATIONS = (
     "", "shared", "slave", "private", "unbindable",
     "rshared", "rslave", "rprivate", "runbindable",
@@ -98,6 +98,174 @@ def _show(v):
 
 def _want(v, what, field):
     raise ConfigError(field, f"must be {what}, not {_show(v)}")
+
+
+# --- null means absent ---------------------------------------------------------------------
+#
+# runc (Go's decoder) and crun read a JSON null as "not set" for every optional field of the
+# runtime-spec documents, and configs written by other tools contain such nulls. ocirun reads
+# them the same way, once, before anything else looks at the document: drop_nulls() removes
+# every null-valued key from the objects the runtime-spec schema describes, except the keys the
+# schema requires, whose null is one error naming the field. Array items and map values are
+# values, not fields: a null there stays, and the validators refuse it as a wrong type.
+#
+# A shape is (required keys, children); a child is (key, kind, shape) for a key whose value is
+# an object ("o"), an array of objects ("a") or a map of objects ("m"). Objects the schema
+# leaves open (annotations, sysctl, unified, credentialSpec) are not walked. The table follows
+# shared/data/oci-runtime-spec-schema; tests/unit/test_drop_nulls.py derives it from the schema
+# and compares.
+
+_IDMAP = (("containerID", "hostID", "size"), ())
+_HOOKS = (("path",), ())
+_DEVNUM = (("major", "minor"), ())
+_OPEN = ((), ())
+
+PROCESS = (("cwd",), (
+    ("capabilities", "o", _OPEN),
+    ("consoleSize", "o", (("height", "width"), ())),
+    ("execCPUAffinity", "o", _OPEN),
+    ("ioPriority", "o", (("class",), ())),
+    ("rlimits", "a", (("hard", "soft", "type"), ())),
+    ("scheduler", "o", (("policy",), ())),
+    ("user", "o", _OPEN),
+))
+RESOURCES = ((), (
+    ("blockIO", "o", ((), (
+        ("throttleReadBpsDevice", "a", _DEVNUM),
+        ("throttleReadIOPSDevice", "a", _DEVNUM),
+        ("throttleWriteBpsDevice", "a", _DEVNUM),
+        ("throttleWriteIOPSDevice", "a", _DEVNUM),
+        ("weightDevice", "a", _DEVNUM),
+    ))),
+    ("cpu", "o", _OPEN),
+    ("devices", "a", (("allow",), ())),
+    ("hugepageLimits", "a", (("limit", "pageSize"), ())),
+    ("memory", "o", _OPEN),
+    ("network", "o", ((), (("priorities", "a", (("name", "priority"), ())),))),
+    ("pids", "o", (("limit",), ())),
+    ("rdma", "m", _OPEN),
+))
+SECCOMP = (("defaultAction",), (
+    ("syscalls", "a", (("action", "names"), (
+        ("args", "a", (("index", "op", "value"), ())),
+    ))),
+))
+_LINUX = ((), (
+    ("devices", "a", (("path", "type"), ())),
+    ("gidMappings", "a", _IDMAP),
+    ("intelRdt", "o", _OPEN),
+    ("memoryPolicy", "o", _OPEN),
+    ("namespaces", "a", (("type",), ())),
+    ("netDevices", "m", _OPEN),
+    ("personality", "o", _OPEN),
+    ("resources", "o", RESOURCES),
+    ("seccomp", "o", SECCOMP),
+    ("timeOffsets", "o", ((), (("boottime", "o", _OPEN), ("monotonic", "o", _OPEN)))),
+    ("uidMappings", "a", _IDMAP),
+))
+CONFIG = (("ociVersion",), (
+    ("freebsd", "o", ((), (
+        ("devices", "a", _OPEN),
+        ("jail", "o", ((), (("allow", "o", _OPEN),))),
+    ))),
+    ("hooks", "o", ((), (
+        ("createContainer", "a", _HOOKS), ("createRuntime", "a", _HOOKS),
+        ("poststart", "a", _HOOKS), ("poststop", "a", _HOOKS),
+        ("prestart", "a", _HOOKS), ("startContainer", "a", _HOOKS),
+    ))),
+    ("linux", "o", _LINUX),
+    ("mounts", "a", (("destination",), (("gidMappings", "a", _IDMAP),
+                                        ("uidMappings", "a", _IDMAP)))),
+    ("process", "o", PROCESS),
+    ("root", "o", (("path",), ())),
+    ("solaris", "o", ((), (
+        ("anet", "a", _OPEN), ("cappedCPU", "o", _OPEN), ("cappedMemory", "o", _OPEN),
+    ))),
+    ("vm", "o", (("kernel",), (
+        ("hwConfig", "o", ((), (("iomems", "a", (("firstMFN", "nrMFNs"), ())),))),
+        ("hypervisor", "o", (("path",), ())),
+        ("image", "o", (("format", "path"), ())),
+        ("kernel", "o", (("path",), ())),
+    ))),
+    ("windows", "o", (("layerFolders",), (
+        ("devices", "a", (("id", "idType"), ())),
+        ("hyperv", "o", _OPEN),
+        ("network", "o", _OPEN),
+        ("resources", "o", ((), (
+            ("cpu", "o", ((), (("affinity", "o", _OPEN),))),
+            ("memory", "o", _OPEN),
+            ("storage", "o", _OPEN),
+        ))),
+    ))),
+    ("zos", "o", ((), (("namespaces", "a", (("type",), ())),))),
+))
+
+
+class _NullRequired(Exception):
+    """A required key holds null; args: the path from the object drop_nulls was given."""
+
+
+def drop_nulls(doc, shape, field=""):
+    """Remove, in place, every null-valued optional key of `doc` (a decoded document of the
+    given shape: CONFIG, PROCESS, RESOURCES or SECCOMP) and of the objects below it; a
+    required key that is null raises ConfigError naming it (`field` prefixes the path).
+    Anything that is not of the type the schema gives is left for the validators."""
+    if type(doc) is dict:
+        try:
+            _drop(doc, shape)
+        except _NullRequired as e:
+            path = field
+            for part in e.args:
+                if type(part) is int:
+                    path += f"[{part}]"
+                elif type(part) is tuple:  # a map's key
+                    k = part[0]
+                    path += (f'["{k}"]' if type(k) is str and '"' not in k and k.isprintable()
+                             else f"[{k!r}]")
+                else:
+                    path = f"{path}.{part}" if path else part
+            raise ConfigError(path, "must not be null") from None
+    return doc
+
+
+def _drop(d, shape):
+    required, kids = shape
+    if None in d.values():
+        for k in [k for k, v in d.items() if v is None]:
+            if k in required:
+                raise _NullRequired(k)
+            del d[k]
+    for key, kind, sub in kids:
+        v = d.get(key)
+        if v is None:
+            continue
+        deep = sub[1]  # objects below: walk them; else only an object holding a null
+        if kind == "o":
+            if type(v) is dict and (deep or None in v.values()):
+                try:
+                    _drop(v, sub)
+                except _NullRequired as e:
+                    e.args = (key,) + e.args
+                    raise
+        elif kind == "a":
+            if type(v) is list:
+                i = 0
+                for x in v:
+                    if type(x) is dict and (deep or None in x.values()):
+                        try:
+                            _drop(x, sub)
+                        except _NullRequired as e:
+                            e.args = (key, i) + e.args
+                            raise
+                    i += 1
+        elif type(v) is dict:
+            for name, x in v.items():
+                if type(x) is dict and (deep or None in x.values()):
+                    try:
+                        _drop(x, sub)
+                    except _NullRequired as e:
+                        e.args = (key, (name,)) + e.args
+                        raise
 
 
 # --- typed getters ----------------------------------------------------------------------
@@ -227,7 +395,13 @@ def _key(field, k):
 # --- process ----------------------------------------------------------------------------
 
 def validate_process(process, field="process"):
-    """Check a process object (config.json `process`, or `exec --process FILE`)."""
+    """Check a process object (`exec --process FILE`, or one given to the library);
+    its null optional keys are removed first (drop_nulls)."""
+    drop_nulls(process, PROCESS, field)
+    _check_process(process, field)
+
+
+def _check_process(process, field):
     p = _obj(process, field)
     args = _kstrlist(_get(p, "args", field), f"{field}.args")
     if not args:
@@ -303,7 +477,7 @@ def _check_io_priority(v, field):
     cls = _get(v, "class", field)
     if type(cls) is not str or cls not in IOPRIO_CLASSES:
         _fail(f"{field}.class", f"{_show(cls)} is not one of {', '.join(IOPRIO_CLASSES)}")
-    if "priority" in v:
+    if "priority" in v:  # (optional in the schema: 0 then)
         _int(v["priority"], f"{field}.priority", 0, 7)
 
 
@@ -323,15 +497,105 @@ def _check_scheduler(v, field):
     for key in ("runtime", "deadline", "period"):
         if key in v:
             _int(v[key], f"{field}.{key}", 0, U64)
+    # what sched_setattr(2) would refuse, said before anything is made
+    prio = v.get("priority", 0)
+    if policy in ("SCHED_FIFO", "SCHED_RR"):
+        if not 1 <= prio <= 99:
+            _fail(f"{field}.priority", f"{policy} needs a priority of 1 to 99, not {prio}")
+    elif prio:
+        _fail(f"{field}.priority", f"{policy} takes no priority (0), not {prio}")
+    if policy == "SCHED_DEADLINE":
+        for key in ("runtime", "deadline", "period"):
+            if not v.get(key):
+                _fail(f"{field}.{key}", "is required (above 0) for SCHED_DEADLINE")
+        if not v["runtime"] <= v["deadline"] <= v["period"]:
+            _fail(field, "SCHED_DEADLINE needs runtime <= deadline <= period")
+    elif any(v.get(k) for k in ("runtime", "deadline", "period")):
+        _fail(field, f"runtime, deadline and period are for SCHED_DEADLINE, not {policy}")
+
+
+def _cpu_list(v, field, what="a CPU list such as 0-3,7"):
+    s = _str(v, field)
+    try:
+        return parse_cpu_list(s)
+    except ValueError:
+        _fail(field, f"{_q(s)} is not {what}")
 
 
 def _check_cpu_affinity(v, field):
     _obj(v, field)
     for key in ("initial", "final"):
+        if v.get(key):
+            _cpu_list(v[key], f"{field}.{key}")
+
+
+def _check_personality(v, field):
+    _obj(v, field)
+    domain = _get(v, "domain", field)
+    if type(domain) is not str or domain not in PERSONALITY_DOMAIN:
+        _fail(f"{field}.domain", f"{_show(domain)} is not one of {', '.join(PERSONALITY_DOMAIN)}")
+    for i, flag in enumerate(_list(v.get("flags") or [], f"{field}.flags")):
+        # (the runtime-spec defines no personality flag yet)
+        _fail(f"{field}.flags[{i}]", f"unknown personality flag {_show(flag)}")
+
+
+def _check_memory_policy(v, field):
+    _obj(v, field)
+    mode = _get(v, "mode", field)
+    if type(mode) is not str or mode not in MPOL_MODE:
+        _fail(f"{field}.mode", f"{_show(mode)} is not one of {', '.join(MPOL_MODE)}")
+    flags = []
+    for i, flag in enumerate(_list(v.get("flags") or [], f"{field}.flags")):
+        if type(flag) is not str or flag not in MPOL_FLAG:
+            _fail(f"{field}.flags[{i}]", f"unknown memory policy flag {_show(flag)}")
+        flags.append(flag)
+    if "MPOL_F_STATIC_NODES" in flags and "MPOL_F_RELATIVE_NODES" in flags:
+        _fail(f"{field}.flags", "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
+    nodes = _cpu_list(v["nodes"], f"{field}.nodes", "a node list such as 0-3,7") \
+        if v.get("nodes") else set()
+    if mode in MPOL_NO_NODES and nodes:
+        _fail(f"{field}.nodes", f"{mode} takes no nodes")
+    if mode in MPOL_NEED_NODES and not nodes:
+        _fail(f"{field}.nodes", f"{mode} needs at least one node")
+
+
+IFNAMSIZ = 16
+
+
+def _ifname(v, field, template=False):
+    s = _str(v, field)
+    if not s or len(s.encode()) >= IFNAMSIZ or s in (".", "..") or "/" in s or ":" in s \
+            or any(c.isspace() for c in s) or (not template and "%" in s):
+        _fail(field, f"{_q(s)} is not a network interface name")
+    return s
+
+
+def _check_net_devices(v, field):
+    _obj(v, field)
+    names = set()
+    for name, dev in v.items():
+        f = f"{field}.{name}"
+        _ifname(name, f)
+        _obj(dev, f)
+        new = _ifname(dev["name"], f + ".name", template=True) if dev.get("name") else name
+        if new in names and "%d" not in new:
+            _fail(f + ".name", f"{_q(new)} is the name of another device too")
+        names.add(new)
+
+
+def _check_intel_rdt(v, field):
+    _obj(v, field)
+    clos = v.get("closID")
+    if clos is not None and (type(clos) is not str or not clos or "/" in clos
+                             or clos in (".", "..")):
+        _fail(f"{field}.closID", f"{_show(clos)} is not a resctrl group name")
+    for key in ("l3CacheSchema", "memBwSchema"):
         if key in v:
-            s = _str(v[key], f"{field}.{key}")
-            if s.strip("0123456789, -"):
-                _fail(f"{field}.{key}", f"{_q(s)} is not a CPU list such as 0-3,7")
+            _str(v[key], f"{field}.{key}")
+    if "schemata" in v:
+        _kstrlist(v["schemata"], f"{field}.schemata")
+    if "enableMonitoring" in v:
+        _bool(v["enableMonitoring"], f"{field}.enableMonitoring")
 
 
 _PROCESS_KEYS = {
@@ -427,7 +691,9 @@ def _check_hooks(v, field):
             _obj(h, f)
             _abspath(_get(h, "path", f), f + ".path")
             if "args" in h:
-                _kstrlist(h["args"], f + ".args")
+                args = _kstrlist(h["args"], f + ".args")
+                if args and not args[0]:  # Python's exec functions refuse an empty argv[0]
+                    _fail(f + ".args[0]", "must not be empty")
             if "env" in h:
                 _env(h["env"], f + ".env")
             if "timeout" in h:
@@ -573,6 +839,56 @@ def _check_propagation(v, field):
         _fail(field, f"{_show(v)} is not one of {', '.join(PROPAGATIONS[1:])} (or empty)")
 
 
+IDMAP_OPTIONS = ("idmap", "ridmap")
+
+
+def _check_idmapped_mounts(spec, ns):
+    """mounts[i] with idmap/ridmap or its own uid/gid mappings (config.md "Mounts"): a
+    bind mount, both mappings or none, and with none the container's user namespace
+    (whose maps it then takes)."""
+    linux = spec.get("linux") or {}
+    for i, m in enumerate(spec.get("mounts") or ()):
+        f = f"mounts[{i}]"
+        opts = [o for o in m.get("options") or () if o in IDMAP_OPTIONS]
+        has_maps = "uidMappings" in m or "gidMappings" in m
+        if not opts and not has_maps:
+            continue
+        if len(opts) > 1:
+            _fail(f + ".options", "idmap and ridmap exclude each other")
+        if ("uidMappings" in m) != ("gidMappings" in m):
+            _fail(f, "uidMappings and gidMappings go together")
+        if m.get("type") != "bind" and not any(o in ("bind", "rbind") for o in m.get("options") or ()):
+            _fail(f + ".options", "an idmapped mount must be a bind mount")
+        if not has_maps and not ("user" in ns and linux.get("uidMappings")):
+            _fail(f + ".options", f"{opts[0]} needs uidMappings/gidMappings on the mount, or a "
+                                  "user namespace with mappings")
+
+
+def _check_mount_extensions(spec):
+    """The options the runtime interprets itself (tables.EXTENSIONS) where they apply."""
+    for i, m in enumerate(spec.get("mounts") or ()):
+        for j, o in enumerate(m.get("options") or ()):
+            f = f"mounts[{i}].options[{j}]"
+            if o in UNSUPPORTED_OPTIONS:
+                _fail(f, f"{o} is not supported")
+            if o.startswith(("idmap=", "ridmap=")):
+                _fail(f, f"{_q(o)}: a mapping in the option is not supported; give the "
+                         f"mount uidMappings and gidMappings")
+            if o in ("tmpcopyup", "notmpcopyup") and m.get("type") != "tmpfs":
+                _fail(f, f"{o} applies to a tmpfs mount only")
+            if o == "copy-symlink" and m.get("type") != "bind" and not any(
+                    x in ("bind", "rbind") for x in m.get("options") or ()):
+                _fail(f, "copy-symlink applies to a bind mount only")
+
+
+_LINUX_KEYS = {
+    "personality": _check_personality,
+    "memoryPolicy": _check_memory_policy,
+    "netDevices": _check_net_devices,
+    "intelRdt": _check_intel_rdt,
+}
+
+
 def _check_linux(linux, spec, check_host):
     """Check spec["linux"] and the rules that tie it to the rest of the document."""
     field = "linux"
@@ -597,9 +913,10 @@ def _check_linux(linux, spec, check_host):
             _check_propagation(value, f)
         elif key in ("mountLabel", "cgroupsPath"):
             _kstr(value, f)
-        elif key in ("seccomp", "resources", "intelRdt", "personality", "memoryPolicy",
-                     "netDevices"):
+        elif key in ("seccomp", "resources"):
             _obj(value, f)  # deep checks belong to their own packages
+        elif key in _LINUX_KEYS:
+            _LINUX_KEYS[key](value, f)
 
     # User namespaces (docs/security.md class I).
     uid_maps = linux.get("uidMappings")
@@ -631,6 +948,9 @@ def _check_linux(linux, spec, check_host):
                     _fail(f"process.user.additionalGids[{i}]",
                           f"{g} is not mapped by linux.gidMappings")
 
+    if linux.get("netDevices"):
+        _need_ns(ns, "network", "linux.netDevices", "moving network devices", check_host,
+                 fresh=True)
     if "timeOffsets" in linux:
         _check_time_offsets(linux["timeOffsets"], "linux.timeOffsets")
         # Offsets can only be written before the first process enters a new time namespace.
@@ -665,13 +985,15 @@ def _check_hostname(v, field):
 
 
 def validate(spec, *, check_host=True):
-    """Raise ConfigError for the first problem in a decoded config.json.
+    """Raise ConfigError for the first problem in a decoded config.json, after removing
+    its null optional keys in place (drop_nulls: later stages see the same document).
 
     check_host: also consult the host (namespace paths exist and have the declared type,
     joined namespaces are not ocirun's own). Off for `spec`-style offline checks and tests.
     """
     if type(spec) is not dict:
         _want(spec, "an object", "")
+    drop_nulls(spec, CONFIG)
     _check_version(_get(spec, "ociVersion", ""))
     root = _obj(_get(spec, "root", ""), "root")
     path = _kstr(_get(root, "path", "root"), "root.path")
@@ -679,7 +1001,7 @@ def validate(spec, *, check_host=True):
         _fail("root.path", "must not be empty")
     if "readonly" in root:
         _bool(root["readonly"], "root.readonly")
-    validate_process(_get(spec, "process", ""), "process")
+    _check_process(_get(spec, "process", ""), "process")
     for key in ("hostname", "domainname"):
         if key in spec:
             _check_hostname(spec[key], key)
@@ -694,6 +1016,8 @@ def validate(spec, *, check_host=True):
             _obj(spec[key], key)
 
     ns = _check_linux(spec["linux"] if "linux" in spec else {}, spec, check_host)
+    _check_idmapped_mounts(spec, ns)
+    _check_mount_extensions(spec)
     for key in ("hostname", "domainname"):
         if spec.get(key):
             _need_ns(ns, "uts", key, f"setting the {key}", check_host)

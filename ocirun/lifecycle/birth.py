@@ -97,9 +97,9 @@ def _prepare_waiter(plan, ctx):
     suspended until its execve), so it sets itself up entirely and execs the waiter
     (linux/trampoline.py), which waits on the exec fifo, loads a noNewPrivileges
     filter and execs the entrypoint. Its memfd goes in ctx.waiter_fd; False where
-    there is none: an AppArmor profile (it would apply at the waiter's execve, not the
-    entrypoint's), no waiter for this machine, no executable memfd."""
-    if plan.apparmor or not trampoline.waiter_supported():
+    there is none: an AppArmor profile or SELinux label (it would apply at the waiter's
+    execve, not the entrypoint's), no waiter for this machine, no executable memfd."""
+    if plan.apparmor or plan.selinux or not trampoline.waiter_supported():
         return False
     try:
         ctx.waiter_fd = trampoline.prepare(kernel.KERNEL, trampoline.waiter(

@@ -81,6 +81,7 @@ class _Creation:
         self.relay = relay
         self.cdir = f"{root}/{cid}"
         self.manager = self.chan = self.ctx = self.relay_fd = None
+        self.net_moved = None  # (the container's netns fd, the devices moved into it)
         self.pid = self.init_pid = 0
         self.made_dir = False
         self.memory_limit = "none set"
@@ -122,7 +123,8 @@ class _Creation:
         finally:
             netns.close()
             for fd in (self.ctx.console_fd, self.ctx.waiter_fd, self.ctx.fifo_fd,
-                       self.ctx.proc_fd, self.relay_fd):
+                       self.ctx.proc_fd, self.relay_fd,
+                       *self.ctx.idmaps.values()):
                 if fd is not None:
                     posix.close(fd)
 
@@ -184,6 +186,9 @@ class _Creation:
         # opened here, before the birth: the init must not look anything up in a /proc
         # that the container's mounts (or a joined mount namespace) decide
         ctx.proc_fd = procfs.open_root(kernel.KERNEL)
+        if plan.idmaps:
+            from ocirun.linux import idmap
+            ctx.idmaps = idmap.trees(plan, ctx.proc_fd)
         born = birth.give_birth(plan, ctx, self.chan, self.manager, linux, self.for_run)
         self.pid = self.init_pid = born.pid
         timings.mark("execve (the runtime resumes)" if born.shared else "fork")
@@ -192,7 +197,7 @@ class _Creation:
             if not born.joined:
                 self.manager.add(born.pid)
                 st.cgroup = self.manager.to_dict()  # (systemd: the scope exists from here)
-            self.chan.send(Msg.GO, str(born.pid))
+            self.chan.tell(Msg.GO, str(born.pid))
         # (After a birth, while the init sets itself up.) exec takes the container's
         # process defaults and seccomp profile from this copy: the bundle may change.
         write_atomic(f"{self.cdir}/config.json", raw)
@@ -203,6 +208,8 @@ class _Creation:
             kind, payload = after_marks(self.chan)
             if kind == Msg.ERROR:
                 raise OciError(payload)
+        if plan.intel_rdt is not None:
+            st.intel_rdt = _join_intel_rdt(plan.intel_rdt, self.cid, self.init_pid)
         st.pid = self.init_pid
         # exited_ok: a run's init has exec'd before we get here (it shared our memory),
         # and a short program may have exited already; unreaped, it keeps its pid.
@@ -211,6 +218,9 @@ class _Creation:
         st.save()
         if pid_file:
             _write_pid_file(pid_file, self.init_pid)
+        if self.net_moved is not None:  # the devices are the container's from here on
+            posix.close(self.net_moved[0])
+            self.net_moved = None
         timings.mark("state write")
         master = None
         if self.relay_fd is not None:
@@ -252,6 +262,9 @@ class _Creation:
                 setattr(ctx, name, None)
         if ctx.seccomp is not None and ctx.seccomp.listener is not None:
             ctx.seccomp.listener[0].close()  # the init holds its own copy
+        for fd in ctx.idmaps.values():
+            posix.close(fd)
+        ctx.idmaps = {}
 
     def _until_ready(self, st, plan):
         """Answer the init until it is READY (sync.py)."""
@@ -264,17 +277,31 @@ class _Creation:
                 return
             elif kind == Msg.USERNS:
                 _write_maps(self.pid, plan)
-                chan.send(Msg.MAPPED)
+                chan.tell(Msg.MAPPED)
+            elif kind == Msg.NETNS:
+                self._move_net_devices(plan)
+                chan.tell(Msg.NETNS_DONE)
             elif kind == Msg.PID:
                 self.init_pid = int(payload)
                 posix.waitpid(self.pid, 0)  # the intermediate process has exited
             elif kind == Msg.HOOKS:
                 state_json = _run_create_hooks(st, self.init_pid, plan.hooks).decode()
-                chan.send(Msg.HOOKS_DONE, f"{self.init_pid} {state_json}")
+                chan.tell(Msg.HOOKS_DONE, f"{self.init_pid} {state_json}")
             elif kind == Msg.ERROR:
                 raise OciError(payload)
             else:
                 raise OciError(self._why_gone())
+
+    def _move_net_devices(self, plan):
+        """linux.netDevices into the network namespace of the init (which waits); the
+        namespace is held until create succeeds, so that undo can put them back."""
+        from ocirun.linux import netdev
+        fd = posix.open(f"/proc/{self.pid}/ns/net", posix.O_RDONLY | posix.O_CLOEXEC)
+        try:
+            self.net_moved = (fd, netdev.move_devices(plan.net_devices, fd))
+        except BaseException:
+            posix.close(fd)
+            raise
 
     def _why_gone(self):
         """The init went away without a word: the OOM killer, if the cgroup counted a
@@ -289,7 +316,13 @@ class _Creation:
         return "container init exited during setup"
 
     def undo(self):
-        """Failed create: leave no process, cgroup or state directory behind."""
+        """Failed create: leave no process, cgroup or state directory behind, and no
+        host network device in the container's namespace."""
+        if self.net_moved is not None:
+            from ocirun.linux import netdev
+            netdev.return_devices(self.net_moved[1], self.net_moved[0])
+            posix.close(self.net_moved[0])
+            self.net_moved = None
         if self.ctx.chan is not None:
             self.ctx.chan.close()
         for p in {self.pid, self.init_pid} - {0}:
@@ -369,6 +402,36 @@ def _notify(spec, cdir):
     return notify.Relay(cdir, host)
 
 
+def _join_intel_rdt(rdt, cid, pid):
+    """linux.intelRdt (config-linux.md "IntelRdt"): the resctrl group closID (or one of
+    the container's own, named after it), its schemata, and the init in its tasks; with
+    enableMonitoring, a monitoring group of the container's in it too. -> the
+    directories we made, innermost first (delete removes them)."""
+    base, clos, lines, monitoring = rdt
+    d = f"{base}/{clos or cid}"
+    made = []
+    try:
+        try:
+            posix.mkdir(d, 0o755)
+            made.append(d)
+        except FileExistsError:
+            if not clos:
+                raise
+        for line in lines:
+            fs.write_file(f"{d}/schemata", line + "\n")
+        fs.write_file(f"{d}/tasks", str(pid))
+        if monitoring:
+            mon = f"{d}/mon_groups/{cid}"
+            posix.mkdir(mon, 0o755)
+            made.insert(0, mon)
+            fs.write_file(f"{mon}/tasks", str(pid))
+    except OSError as e:
+        for m in made:
+            posix.rmdir(m)
+        raise OciError(f"linux.intelRdt: resctrl group `{d}`: {e.strerror}") from None
+    return made
+
+
 def _write_pid_file(path, pid):
     path = fs.abspath(path)
     try:
@@ -379,19 +442,32 @@ def _write_pid_file(path, pid):
 
 def _cgroup_manager(kind, linux, cid, annotations=None):
     """The container's cgroup manager (None when cgroups are disabled: the container
-    then lives in the runtime's cgroup, and linux.resources, still validated, are not
-    applied, which the user is told). Resources are validated here, before anything
-    exists that would need undoing."""
+    then lives in the runtime's cgroup, and a limit it asks for cannot apply: refused,
+    as crun refuses it). Resources are validated here, before anything exists that
+    would need undoing."""
     from ocirun import cgroups
     resources = linux.get("resources")
     if kind == "disabled":
         if resources:
             cgroups.validate_resources(resources, None)
-            from ocirun import log
-            log.warning("linux.resources: not applied, the cgroup manager is disabled")
+            _no_limits_without_cgroups(resources)
         return None
     return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid, resources=resources,
                                 annotations=annotations)
+
+
+def _no_limits_without_cgroups(resources):
+    """Without a cgroup only device rules that grant or deny all of rwm mean something
+    (the runtime makes the device nodes itself); anything else is a limit."""
+    for key, value in resources.items():
+        if key == "devices":
+            for i, rule in enumerate(value or ()):
+                if set(rule.get("access") or "rwm") != set("rwm"):
+                    raise OciError(f"linux.resources.devices[{i}].access: cannot apply "
+                                   f"without cgroups (the cgroup manager is disabled)")
+        elif value:
+            raise OciError(f"linux.resources.{key}: cannot apply without cgroups (the cgroup "
+                           f"manager is disabled)")
 
 
 def device_rules(linux):

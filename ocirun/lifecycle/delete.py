@@ -76,6 +76,13 @@ def destroy(st):
     # (only for a state that says so: a husk's namespaces are unknown)
     if st.pid and not any(n.get("type") == "mount" for n in st.namespaces or ()):
         _unmount_shared_ns_mounts(st)
+    for d in st.intel_rdt or ():  # resctrl groups of ours, innermost first
+        try:
+            posix.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OciError(f"remove resctrl group `{d}`: {e.strerror}") from None
     hooks = (st.config_hooks or {}).get("poststop")
     remove_dir(st.dir)
     if hooks:

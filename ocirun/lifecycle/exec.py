@@ -21,9 +21,11 @@ SIGKILL = _signal.SIGKILL
 
 
 def load_container_config(st):
+    """The copy of config.json create kept, read as create read it (null = absent)."""
     from ocirun.config.load import load_config
+    from ocirun.config.validate import CONFIG, drop_nulls
     try:
-        return load_config(f"{st.dir}/config.json", "container config")
+        return drop_nulls(load_config(f"{st.dir}/config.json", "container config"), CONFIG)
     except OciError:
         return {}
 
@@ -75,16 +77,18 @@ def process_from_args(base, args, env=(), cwd=None, user=None, gids=(), caps=(),
 
 
 def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=None,
-                 preserve_fds=0, cgroup_sub=None):
-    """Returns the process's exit code (foreground) or 0 once it runs (detach)."""
+                 preserve_fds=0, cgroup_sub=None, stdio=None, forward_signals=True):
+    """Returns the process's exit code (foreground) or 0 once it runs (detach).
+    For the library: stdio, the fds to give the process as its 0, 1, 2 (None: ours);
+    forward_signals=False leaves the caller's signal handlers alone."""
     preserve = (preserve_fds or 0, steps.open_fds(preserve_fds))
     st, plan, ctx, relay_fd = _prepare(root, cid, proc, detach, console_socket, preserve)
     chan, ctx.chan = sync.pair()
     timings.mark("the container's namespaces and root")
     forward_to = []
-    if not detach:
+    if not detach and forward_signals:
         steps.forward_signals(forward_to)
-    pid, manager, self_join = _fork(st, plan, ctx, chan, relay_fd, cgroup_sub)
+    pid, manager, self_join = _fork(st, plan, ctx, chan, relay_fd, cgroup_sub, stdio)
     timings.mark("fork")
     ctx.chan.close()
     for fd in (ctx.pidfd, ctx.root_fd, ctx.proc_fd, ctx.console_fd):
@@ -96,7 +100,7 @@ def exec_process(root, cid, proc, detach=False, pid_file=None, console_socket=No
             manager.add(pid, cgroup_sub)
         if ctx.seccomp is not None and ctx.seccomp.listener is not None:
             ctx.seccomp.listener[0].close()
-        chan.send(Msg.GO, str(pid))
+        chan.tell(Msg.GO, str(pid))
         master = None
         if relay_fd is not None:
             master = steps.receive_master(relay_fd)
@@ -142,7 +146,7 @@ def _prepare(root, cid, proc, detach, console_socket, preserve_fds):
     validate_process(proc)
     timings.mark("state load + process validation")
     spec = load_container_config(st)
-    plan = build_process(proc, kernel.last_cap(), preserve_fds, spec.get("annotations"))
+    plan = build_process(proc, kernel.last_cap(), preserve_fds, spec)
     ctx = Context(kernel.KERNEL, None)
     ctx.timings = timings.enabled()
     seccomp_cfg = (spec.get("linux") or {}).get("seccomp")
@@ -171,7 +175,7 @@ def _prepare(root, cid, proc, detach, console_socket, preserve_fds):
     return st, plan, ctx, relay_fd
 
 
-def _fork(st, plan, ctx, chan, relay_fd, cgroup_sub):
+def _fork(st, plan, ctx, chan, relay_fd, cgroup_sub, stdio):
     """The child, in the container's pid and time namespaces (they apply to children:
     we enter them, fork, and come back): -> (pid, the cgroup manager or None, the
     directories the child joins itself or None)."""
@@ -198,6 +202,14 @@ def _fork(st, plan, ctx, chan, relay_fd, cgroup_sub):
                 posix.close(fd)
             if relay_fd is not None:
                 posix.close(relay_fd)
+            if stdio:
+                try:
+                    for target, fd in enumerate(stdio):
+                        if fd is not None:
+                            posix.dup2(fd, target)
+                except BaseException as e:  # the child's one error path (linux/init.py)
+                    from ocirun.linux.init import report_and_exit
+                    report_and_exit(ctx.chan, e)
             ctx.cgroup_join = self_join or ()
             from ocirun.linux.exec_init import exec_main
             exec_main(plan, ctx)

@@ -30,6 +30,7 @@ def _run(plan, ctx):
         ctx.host_pid = int(ctx.chan.expect(Msg.GO))  # we are in the container's cgroup
     except (ProtocolError, ValueError):
         posix._exit(1)
+    init_mod.begin_process(k, plan)
     init_mod.set_rlimits(k, plan.rlimits)
     if plan.oom_score_adj is not None:
         _step("write oom_score_adj", procfs.write, k, ctx.proc_fd, "self/oom_score_adj",

@@ -49,6 +49,7 @@ class Context:
     __slots__ = (
         "k", "chan", "proc_fd", "netns_fd", "fifo_fd", "waiter_fd", "console_fd",
         "seccomp", "parent_did", "cgroup_join", "timings", "state_json", "host_pid",
+        "idmaps",
         # the exec child (exec_init.py)
         "pidfd", "ns_flags", "root_fd",
     )
@@ -62,6 +63,7 @@ class Context:
         self.parent_did = self.ns_flags = 0
         self.cgroup_join = ()
         self.timings = False
+        self.idmaps = {}  # mounts index -> detached idmapped tree fd: linux/idmap.py
 
 
 def _step(what, fn, *args):
@@ -187,7 +189,7 @@ def _prepare(plan, ctx):
 def needs_runtime(plan, ctx):
     """Whether the init must wait for the runtime during its set-up: to map a new user
     namespace, or for _hooks_before_pivot."""
-    return bool(plan.userns_new or hooks_need_runtime(plan, ctx))
+    return bool(plan.userns_new or plan.net_devices or hooks_need_runtime(plan, ctx))
 
 
 def hooks_need_runtime(plan, ctx):
@@ -210,6 +212,17 @@ def _begin(ctx):
     join_cgroups(k, ctx.cgroup_join)
 
 
+def begin_process(k, plan):
+    """What applies to the container's process from its first step on (init and exec
+    child alike, once in their cgroup): execCPUAffinity.initial, linux.memoryPolicy
+    (per task, inherited across fork and execve)."""
+    if plan.cpus_initial is not None:
+        _step("process.execCPUAffinity.initial: sched_setaffinity", k.sched_setaffinity, 0,
+              plan.cpus_initial)
+    if plan.mempolicy is not None:
+        _step("linux.memoryPolicy: set_mempolicy", k.set_mempolicy, *plan.mempolicy)
+
+
 def join_cgroups(k, dirs):
     """Move ourselves into cgroup v1 directories (cgroups/common.py Manager.fork): "0" in
     `tasks` is the writing thread, which here is the whole process. Host paths, written
@@ -225,6 +238,7 @@ def set_rlimits(k, rlimits):
 
 def _enter_namespaces(plan, ctx):
     k = ctx.k
+    begin_process(k, plan)
     k.umask(0)
     # rlimits first: in a new user namespace we could no longer raise them.
     set_rlimits(k, plan.rlimits)
@@ -267,6 +281,12 @@ def _enter_namespaces(plan, ctx):
     if plan.ns_new & CLONE_NEWNET:
         # a network namespace of the container's own has its loopback down
         _step("bring up the loopback interface", k.loopback_up)
+        if plan.net_devices:  # the runtime moves them in (linux/netdev.py)
+            ctx.chan.send(Msg.NETNS)
+            try:
+                ctx.chan.expect(Msg.NETNS_DONE)
+            except ProtocolError:
+                raise _Quit(1) from None
     _tmark(ctx, "namespaces")
     if rest & (CLONE_NEWPID | CLONE_NEWTIME):
         # A new pid (or time) namespace applies to children only: fork the init.
@@ -301,7 +321,7 @@ def _build_container(plan, ctx):
         raise InitError("process.terminal needs a mount namespace (for /dev/pts and /dev/console)")
     rootfd = _step("open rootfs", k.open, plan.rootfs,
                    posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
-    tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd)
+    tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd, ctx.idmaps, plan.mount_label)
     try:
         for i, (m, mo) in enumerate(plan.mounts):
             rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
@@ -321,7 +341,7 @@ def _setup_rootfs(plan, ctx):
     rootfd = _step("prepare rootfs", rootfs_mod.prepare_root, k, ctx.proc_fd, plan.rootfs,
                    plan.root_propagation)
     _tmark(ctx, "rootfs bind + propagation")
-    tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd)
+    tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd, ctx.idmaps, plan.mount_label)
     try:
         for i, (m, mo) in enumerate(plan.mounts):
             rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
@@ -590,6 +610,17 @@ def _chown_stdio(k, plan):
             pass
 
 
+def _process_attributes(k, plan):
+    """The personality, scheduling and I/O priority of the process, while we still hold
+    the capabilities a real-time class needs (after execve they stay)."""
+    if plan.personality is not None:
+        _step("linux.personality: personality", k.personality, plan.personality)
+    if plan.scheduler is not None:
+        _step("process.scheduler: sched_setattr", k.sched_setattr, *plan.scheduler)
+    if plan.ioprio is not None:
+        _step("process.ioPriority: ioprio_set", k.ioprio_set, plan.ioprio)
+
+
 def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
     """Privileges, last. First what needs no privilege and which a seccomp profile
     might not allow (umask, signal dispositions, fds); then the bounding set, user
@@ -605,6 +636,10 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
     if plan.apparmor:
         _step(f"process.apparmorProfile `{plan.apparmor}`", _apparmor_exec, k, ctx.proc_fd,
               plan.apparmor)
+    if plan.selinux:
+        # the label the next execve gives the process (the runtime's procfs, as above)
+        _step(f"process.selinuxLabel `{plan.selinux}`", procfs.write, k, ctx.proc_fd,
+              "thread-self/attr/exec", plan.selinux)
     # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve. (The
     # kernel's dispositions only: the interpreter's table may be the runtime's.)
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ) + WAIT_SIGNALS:
@@ -626,6 +661,7 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
         if not plan.cap_bounding >> cap & 1:
             _step(f"drop capability {cap} from the bounding set", k.prctl, PR_CAPBSET_DROP, cap)
     _chown_stdio(k, plan)
+    _process_attributes(k, plan)
     if ctx.seccomp is not None and not plan.nnp:
         _load_seccomp(ctx)
     k.prctl(PR_SET_KEEPCAPS, 1)
@@ -640,6 +676,9 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
             if plan.cap_ambient >> cap & 1:
                 _step(f"raise ambient capability {cap}", k.prctl, PR_CAP_AMBIENT,
                       PR_CAP_AMBIENT_RAISE, cap)
+    if plan.cpus_final is not None:
+        _step("process.execCPUAffinity.final: sched_setaffinity", k.sched_setaffinity, 0,
+              plan.cpus_final)
     if then is not None:
         then()
     if plan.nnp:

@@ -24,7 +24,8 @@ import _stat  # the C module behind `stat`
 from ocirun import fs
 from ocirun.errors import OciError
 from ocirun.kernel import (
-    AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME,
+    AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, MNT_DETACH, MOUNT_ATTR__ATIME, MOUNT_ATTR_IDMAP,
+    MOUNT_ATTR_NOATIME,
     MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH,
     MOVE_MOUNT_T_EMPTY_PATH, MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
@@ -96,14 +97,16 @@ class Tree:
     held mounts: destination components -> Held (an O_PATH fd of the mount's root and
     its id)."""
 
-    __slots__ = ("k", "rootfd", "procfd", "held", "cwd")
+    __slots__ = ("k", "rootfd", "procfd", "held", "cwd", "idmaps", "mount_label")
 
-    def __init__(self, k, rootfd, procfd):
+    def __init__(self, k, rootfd, procfd, idmaps=None, mount_label=None):
         self.k = k
+        self.mount_label = mount_label  # linux.mountLabel, where SELinux applies it
         self.rootfd = rootfd
         self.procfd = procfd
         self.held = {}
         self.cwd = None  # where we were before fd_path moved us
+        self.idmaps = idmaps or {}  # mounts index -> detached idmapped tree (linux/idmap.py)
 
     def close(self):
         for h in self.held.values():
@@ -200,9 +203,11 @@ def ms_to_attr(flags):
     return attr
 
 
-def bind(k, src_fd_or_path, dest_fd, mo, recursive):
-    """Clone a tree, set its attributes while detached, attach it onto dest_fd.
-    A source path is the host's, absolute (plan.build makes bind sources absolute)."""
+def detached_bind(k, src_fd_or_path, mo, recursive, idmap=None):
+    """A clone of a tree, detached, its attributes set: -> its fd. A source path is the
+    host's, absolute (plan.build makes bind sources absolute). `idmap`: (user namespace
+    fd, recursive): an idmapped mount (linux/idmap.py; the idmap goes last, on a mount
+    that is still detached, as the kernel requires)."""
     rec = AT_RECURSIVE if recursive else 0
     if isinstance(src_fd_or_path, int):
         tree = k.open_tree(src_fd_or_path, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
@@ -212,15 +217,36 @@ def bind(k, src_fd_or_path, dest_fd, mo, recursive):
     try:
         attr_set = ms_to_attr(mo.flags) if mo else 0
         attr_clr = ms_to_attr(mo.clear) if mo else 0
-        if mo and mo.flags & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME):
+        if mo and (mo.flags | mo.clear) & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME):
+            # the atime mode is one field: a change to it (atime, nostrictatime too)
+            # clears all of it, and attr_set holds the new mode (relatime is 0)
             attr_clr |= MOUNT_ATTR__ATIME
         if attr_set or attr_clr:
             k.mount_setattr(tree, "", AT_EMPTY_PATH, attr_set, attr_clr)
         if mo and (mo.attr_set or mo.attr_clr):
             k.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
-        k.move_mount(tree, "", dest_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
-        if mo:
-            _set_propagation(k, tree, mo.propagation)
+        if idmap is not None:
+            userns, rec_idmap = idmap
+            k.mount_setattr(tree, "", AT_EMPTY_PATH | (AT_RECURSIVE if rec_idmap else 0),
+                            MOUNT_ATTR_IDMAP, 0, 0, userns)
+    except BaseException:
+        k.close(tree)
+        raise
+    return tree
+
+
+def attach(k, tree, dest_fd, mo):
+    """A detached tree onto dest_fd, then its propagation (closes nothing)."""
+    k.move_mount(tree, "", dest_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+    if mo:
+        _set_propagation(k, tree, mo.propagation)
+
+
+def bind(k, src_fd_or_path, dest_fd, mo, recursive):
+    """Clone a tree, set its attributes while detached, attach it onto dest_fd."""
+    tree = detached_bind(k, src_fd_or_path, mo, recursive)
+    try:
+        attach(k, tree, dest_fd, mo)
     finally:
         k.close(tree)
 
@@ -268,6 +294,8 @@ def mount_one(tree, index, m, mo, cgroupns):
             raise MountError(f"mounts: refusing to mount `{source}` over `{dest}` "
                              f"(mounts inside /proc could redirect procfs writes)")
     held = _held(m, mo, comps)
+    if mo.bind and "copy-symlink" in mo.extensions and _copy_symlink(tree, index, source, dest):
+        return
     if mo.bind:
         try:
             st = k.stat(source)
@@ -296,7 +324,10 @@ def mount_one(tree, index, m, mo, cgroupns):
                          f"inside /proc")
     try:
         if mo.bind:
-            bind(k, source, dest_fd, mo, bool(mo.flags & MS_REC))
+            if index in tree.idmaps:  # made by the runtime (linux/idmap.py)
+                attach(k, tree.idmaps[index], dest_fd, mo)
+            else:
+                bind(k, source, dest_fd, mo, bool(mo.flags & MS_REC))
         elif mtype == "cgroup" or mtype == "cgroup2":
             mount_cgroup(tree, dest, dest_fd, mo, cgroupns)
         else:
@@ -309,10 +340,56 @@ def mount_one(tree, index, m, mo, cgroupns):
         tree.hold(comps, index, mtype)
 
 
+def _copy_symlink(tree, index, source, dest):
+    """copy-symlink (crun's): a bind source that is a symlink is made a symlink of the
+    same text at the destination instead of being followed; a destination that exists
+    must already be that symlink. -> False when the source is not a symlink (then an
+    ordinary bind)."""
+    k = tree.k
+    try:
+        if not _stat.S_ISLNK(k.stat(source, follow_symlinks=False).st_mode):
+            return False
+        target = k.readlink(source)
+    except OSError as e:
+        raise _fail(source, dest, e, index) from None
+    comps = components(dest)
+    if not comps:
+        raise MountError(f"mounts[{index}].destination: copy-symlink cannot replace the root")
+    parent = "/" + "/".join(comps[:-1])
+    try:
+        pfd = paths.mkdir_all(k, tree.rootfd, parent)
+    except OSError as e:
+        raise _fail(source, dest, e, index) from None
+    try:
+        try:
+            k.symlink(target, comps[-1], dir_fd=pfd)
+        except FileExistsError:
+            try:
+                same = k.readlink(comps[-1], dir_fd=pfd) == target
+            except OSError:
+                same = False
+            if not same:
+                raise MountError(f"mounts[{index}].destination: {dest} exists in the rootfs "
+                                 f"and is not a symlink to `{target}` (copy-symlink)") from None
+    except OSError as e:
+        raise _fail(source, dest, e, index) from None
+    finally:
+        k.close(pfd)
+    return True
+
+
+# filesystems whose files carry labels of their own (linux.mountLabel is a context= for
+# the others: tmpfs, mqueue, devpts...)
+_UNLABELED = frozenset(("proc", "sysfs", "cgroup", "cgroup2"))
+
+
 def _mount_fs(tree, source, dest_fd, mtype, mo):
     k = tree.k
     flags = mo.flags & ~MS_REC
-    data = ",".join(mo.data) or None
+    data = mo.data
+    if tree.mount_label and mtype not in _UNLABELED:
+        data = data + [f'context="{tree.mount_label}"']
+    data = ",".join(data) or None
     try:
         k.mount(source, tree.fd_path(dest_fd), mtype, flags, data)
     except PermissionError:
@@ -322,16 +399,71 @@ def _mount_fs(tree, source, dest_fd, mtype, mo):
         # (host network in a user namespace) bind the host's /sys, as runc does.
         bind(k, "/sys", dest_fd, mo, True)
         return
-    if mo.propagation or mo.attr_set or mo.attr_clr:
+    copy_up = mtype == "tmpfs" and "tmpcopyup" in mo.extensions
+    if mo.propagation or mo.attr_set or mo.attr_clr or copy_up:
         # the new mount's root, where dest_fd led (not a new lookup by name)
-        top = open_in_root(k, tree.rootfd, tree.in_root_path(dest_fd), paths.O_PATH,
-                           resolve=_NO_SYMLINKS)
+        top = open_in_root(k, tree.rootfd, tree.in_root_path(dest_fd),
+                           posix.O_RDONLY | posix.O_DIRECTORY, resolve=_NO_SYMLINKS)
         try:
+            if copy_up:
+                # the directory the tmpfs now covers, still reached through dest_fd
+                below = k.openat2(dest_fd, ".", posix.O_RDONLY | posix.O_DIRECTORY
+                                  | posix.O_CLOEXEC, 0, RESOLVE_BENEATH)
+                try:
+                    _copy_up(k, below, top)
+                finally:
+                    k.close(below)
             _set_propagation(k, top, mo.propagation)
             if mo.attr_set or mo.attr_clr:
                 k.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, mo.attr_set, mo.attr_clr)
         finally:
             k.close(top)
+
+
+_COPY_NOFOLLOW = posix.O_NOFOLLOW | posix.O_CLOEXEC
+
+
+def _copy_up(k, src, dst):
+    """tmpcopyup (podman's --tmpfs): what the image had at a tmpfs's destination is
+    copied into it: directories, regular files (mode and owner) and symlinks, each
+    opened relative to its parent without following a link; other kinds are left out."""
+    for entry in posix.scandir(src):
+        name = entry.name
+        st = k.stat(name, dir_fd=src, follow_symlinks=False)
+        mode = st.st_mode
+        if _stat.S_ISLNK(mode):
+            k.symlink(k.readlink(name, dir_fd=src), name, dir_fd=dst)
+        elif _stat.S_ISDIR(mode):
+            k.mkdir(name, _stat.S_IMODE(mode), dir_fd=dst)
+            s = k.open(name, posix.O_RDONLY | posix.O_DIRECTORY | _COPY_NOFOLLOW, dir_fd=src)
+            try:
+                d = k.open(name, posix.O_RDONLY | posix.O_DIRECTORY | _COPY_NOFOLLOW, dir_fd=dst)
+                try:
+                    _copy_up(k, s, d)
+                finally:
+                    k.close(d)
+            finally:
+                k.close(s)
+        elif _stat.S_ISREG(mode):
+            s = k.open(name, posix.O_RDONLY | posix.O_NONBLOCK | _COPY_NOFOLLOW, dir_fd=src)
+            try:
+                d = k.open(name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | _COPY_NOFOLLOW,
+                           _stat.S_IMODE(mode), dir_fd=dst)
+                try:
+                    while True:
+                        chunk = k.read(s, 1 << 20)
+                        if not chunk:
+                            break
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[k.write(d, view):]
+                finally:
+                    k.close(d)
+            finally:
+                k.close(s)
+        else:
+            continue
+        k.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
 
 
 def _cgroup_mounts(tree):

@@ -9,7 +9,10 @@ line, `KIND [payload]`; the kinds are the Msg names below, never spelled elsewhe
   GO <pid> -------------------------------------->  setns(paths), [unshare(NEWUSER)]
                                        <----------  USERNS        (a new user namespace)
   write uid_map / gid_map
-  MAPPED ---------------------------------------->  unshare(the rest) [+ fork pid 1]
+  MAPPED ---------------------------------------->  unshare(the rest)
+                                       <----------  NETNS         (linux.netDevices to move)
+  move the devices into its network namespace
+  NETNS_DONE ------------------------------------>  [fork pid 1]
                                        <----------  PID <pid>     (the init is a grandchild)
                                                     sysctl, hostname, mounts, /dev, masks
                                        <----------  HOOKS         (hooks before pivot_root,
@@ -44,6 +47,8 @@ class Msg:
     GO = "GO"
     USERNS = "USERNS"
     MAPPED = "MAPPED"
+    NETNS = "NETNS"
+    NETNS_DONE = "NETNS_DONE"
     PID = "PID"
     HOOKS = "HOOKS"
     HOOKS_DONE = "HOOKS_DONE"
@@ -78,6 +83,15 @@ class Channel:
     def send(self, kind, payload=""):
         line = f"{kind} {payload}".replace("\n", " ") + "\n" if payload else kind + "\n"
         posix.write(self.wfd, line.encode("utf-8", "replace"))
+
+    def tell(self, kind, payload=""):
+        """send(), for the runtime's side of a step that reads the answer next: a peer
+        that has gone (EPIPE) is no error here, since what it wrote before it went (an
+        ERROR line) or its silence (EOF) is what the next recv() returns."""
+        try:
+            self.send(kind, payload)
+        except BrokenPipeError:
+            pass
 
     def recv(self):
         """Next message as (kind, payload); (Msg.EOF, "") when the peer closed."""

@@ -2,6 +2,10 @@
 
     /usr/bin/python3 -m ocirun.seccomp.benchmark [PROFILE]
 
+Without PROFILE: podman's default profile from the shared data directory,
+$OCIRUN_SHARED/fixtures/seccomp-podman-default.json (in a source checkout OCIRUN_SHARED
+defaults to ../shared beside it; an installed package has no such directory).
+
 seccomp_figures(profile_path=None) returns a dict; `ocirun bench` calls it. Timings are
 medians. "cold compile" runs in a fresh interpreter and counts from before the first
 import of the compiler (resp. of libseccomp's binding) to the finished program, so
@@ -15,7 +19,22 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-DEFAULT_PROFILE = os.path.join(ROOT, "..", "shared", "fixtures", "seccomp-podman-default.json")
+PROFILE_IN_SHARED = os.path.join("fixtures", "seccomp-podman-default.json")
+
+
+def default_profile():
+    """The path of the default profile, or ValueError saying where it was looked for."""
+    shared = os.environ.get("OCIRUN_SHARED")
+    if not shared and os.path.exists(os.path.join(ROOT, "pyproject.toml")):
+        shared = os.path.join(os.path.dirname(ROOT), "shared")  # a source checkout
+    if not shared:
+        raise ValueError("no seccomp profile: pass one, or set OCIRUN_SHARED to the shared "
+                         f"data directory (it holds {PROFILE_IN_SHARED})")
+    path = os.path.join(shared, PROFILE_IN_SHARED)
+    if not os.path.exists(path):
+        raise ValueError(f"no seccomp profile: `{path}` does not exist (OCIRUN_SHARED names "
+                         "the shared data directory); pass a profile instead")
+    return path
 
 _OURS_COLD = r"""
 import json, sys, time
@@ -200,7 +219,7 @@ def seccomp_figures(profile_path=None, runs=31):
     from ocirun import log
     from ocirun.seccomp import arches, build, cache, prepare
     log.configure(level="error")
-    profile_path = os.path.abspath(profile_path or DEFAULT_PROFILE)
+    profile_path = os.path.abspath(profile_path or default_profile())
     with open(profile_path) as f:
         prof = json.load(f)
     fig = {"profile": profile_path}
@@ -279,4 +298,7 @@ def render(fig):
 
 
 if __name__ == "__main__":
-    print(render(seccomp_figures(sys.argv[1] if len(sys.argv) > 1 else None)))
+    try:
+        print(render(seccomp_figures(sys.argv[1] if len(sys.argv) > 1 else None)))
+    except (ValueError, OSError) as e:
+        sys.exit(f"ocirun.seccomp.benchmark: {e}")

@@ -80,10 +80,10 @@ class State:
     """What a later command needs to act on a container. Saved as state.json."""
 
     __slots__ = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "annotations",
-                 "cgroup", "started", "root", "config_hooks", "namespaces")
+                 "cgroup", "started", "root", "config_hooks", "namespaces", "intel_rdt")
 
     FIELDS = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "annotations",
-              "cgroup", "started", "config_hooks", "namespaces")
+              "cgroup", "started", "config_hooks", "namespaces", "intel_rdt")
 
     def __init__(self, root, cid):
         self.root = root
@@ -98,6 +98,7 @@ class State:
         self.started = False
         self.config_hooks = None
         self.namespaces = []
+        self.intel_rdt = []  # the resctrl groups create made, innermost first (delete removes them)
 
     @property
     def dir(self):
@@ -140,8 +141,9 @@ def load(root, cid):
     try:
         doc = _loads(data.decode())
         for k in State.FIELDS:
-            if k in doc:
-                setattr(st, k, doc[k])
+            v = doc.get(k)
+            if v is not None:  # null = absent, as in config.json
+                setattr(st, k, v)
         if not isinstance(st.pid, int) or isinstance(st.pid, bool) or st.pid < 0:
             raise ValueError("pid")
     except (ValueError, UnicodeDecodeError, OciError):

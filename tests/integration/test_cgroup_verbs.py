@@ -161,6 +161,7 @@ def test_pause_and_resume_of_stopped_container(bundle):
 def test_pause_without_cgroup(bundle):
     cid = bundle.new_id()
     bundle.config["process"]["args"] = ["sleep", "60"]
+    bundle.config["linux"]["resources"].pop("pids")  # (a limit needs a cgroup)
     bundle.write()
     with open(f"{bundle.path}/err", "w+") as err:
         r = subprocess.run([OCIRUN, "--root", bundle.root, "--cgroup-manager", "disabled", "run", "-d",
@@ -394,16 +395,28 @@ def test_absolute_cgroups_path_cleans_parents(bundle):
     assert leftovers(parent) == []
 
 
-def test_disabled_manager_says_resources_are_not_applied(bundle):
-    """--cgroup-manager=disabled: the container runs in the runtime's cgroup, and the
-    resources it asked for are still validated, and reported as not applied (never
-    dropped in silence)."""
+def test_disabled_manager_refuses_limits(bundle):
+    """--cgroup-manager=disabled: the container runs in the runtime's cgroup, so a limit
+    cannot apply: refused with one line naming it (as crun does), nothing left; device
+    rules of all of rwm still run (the runtime makes the nodes itself)."""
     bundle.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
     bundle.config["process"]["args"] = ["true"]
     bundle.write()
     r = bundle.ocirun("--cgroup-manager", "disabled", "run", "-b", bundle.path, bundle.new_id())
-    assert r.returncode == 0, r.stderr
-    assert "linux.resources: not applied, the cgroup manager is disabled" in r.stderr
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == ("ocirun: linux.resources.memory: cannot apply without cgroups "
+                                "(the cgroup manager is disabled)")
+    assert not os.path.isdir(bundle.root) or not [
+        n for n in os.listdir(bundle.root) if not n.startswith(".")]
+    bundle.config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"},
+                                                       {"allow": True, "access": "r"}]}
+    bundle.write()
+    r = bundle.ocirun("--cgroup-manager", "disabled", "run", "-b", bundle.path, bundle.new_id())
+    assert r.returncode == 1 and "linux.resources.devices[1].access" in r.stderr, r.stderr
+    bundle.config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+    bundle.write()
+    r = bundle.ocirun("--cgroup-manager", "disabled", "run", "-b", bundle.path, bundle.new_id())
+    assert r.returncode == 0 and r.stderr == "", r.stderr
     bundle.config["linux"]["resources"] = {"memory": {"limit": "lots"}}
     bundle.write()
     r = bundle.ocirun("--cgroup-manager", "disabled", "run", "-b", bundle.path, bundle.new_id())

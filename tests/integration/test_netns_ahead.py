@@ -31,6 +31,7 @@ def counting():
 kernel.netns_ahead = counting
 cfg_path = bundle + "/config.json"
 base = json.load(open(cfg_path))
+base["linux"]["resources"].pop("pids", None)  # (cgroups are disabled: no limit can apply)
 rt = Runtime(root=root, cgroup_manager="disabled")
 
 

@@ -186,14 +186,17 @@ def test_run_leaves_nothing(bundle):
     assert [n for n in os.listdir(bundle.root) if not n.startswith(".")] == []
 
 
-def test_apparmor_profile_without_apparmor_warns(bundle):
+def test_apparmor_profile_without_apparmor_is_refused(bundle):
+    """A container that asked to be confined does not run unconfined (runc refuses it
+    too)."""
     from ocirun.config.plan import apparmor_enabled
     if apparmor_enabled():
         pytest.skip("AppArmor is enabled on this host: the profile would be applied")
     bundle.config["process"]["apparmorProfile"] = "containers-default"
     r = bundle.run(["true"])
-    assert r.returncode == 0, r.stderr
-    assert "apparmorProfile `containers-default` ignored" in r.stderr
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == ("ocirun: process.apparmorProfile: `containers-default` cannot "
+                                "apply: AppArmor is not enabled on this host")
 
 
 def _host_root_shared():
@@ -221,11 +224,3 @@ def test_rootfs_propagation(bundle, prop, tag):
         assert any(o.startswith(tag) for o in optional), root
 
 
-def test_selinux_labels_without_selinux_warn(bundle):
-    if os.path.exists("/sys/fs/selinux/enforce"):
-        pytest.skip("SELinux is enabled on this host")
-    bundle.config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
-    bundle.config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
-    r = bundle.run(["true"])
-    assert r.returncode == 0, r.stderr
-    assert "selinuxLabel ignored" in r.stderr and "mountLabel ignored" in r.stderr

@@ -141,9 +141,9 @@ def test_plan_unified_rejected():
         plan_v1({"unified": {"memory.high": "1"}})
 
 
-def test_kernel_memory_is_a_warning():
-    steps = plan_v1({"memory": {"kernel": 1 << 20}})
-    assert steps[0][0] == "warn" and "kernel" in steps[0][1]
+def test_kernel_memory_without_a_limit_writes_nothing():
+    # (a limit is refused by validate: the kernel ignores kmem.limit_in_bytes)
+    assert plan_v1({"memory": {"kernel": -1}}) == []
 
 
 def test_memory_order_growing_and_shrinking(tmp_path, monkeypatch):
@@ -203,7 +203,8 @@ def test_apply_and_missing_controller(v1root):
     assert read(m, "blkio", "blkio.throttle.read_bps_device") == "8:0 5"
     with pytest.raises(OciError, match="hugetlb controller is not available"):
         m.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]})
-    m.apply({"network": {"classID": 5}})  # classification only: a warning
+    with pytest.raises(OciError, match="net_cls controller is not available"):
+        m.apply({"network": {"classID": 5}})  # asked for, and not there: refused
     with pytest.raises(OciError, match="cpu.cfs_burst_us does not exist"):
         m.apply({"cpu": {"burst": 1000}})
     destroy(m)
@@ -272,3 +273,12 @@ def test_paused_reads_the_record_like_the_manager(v1root):
     with pytest.raises(OciError):
         cg.paused({"version": 1, "kind": "disabled", "container_id": "c1"})
     destroy(m)
+
+
+def test_a_value_the_kernel_refuses_names_the_field(tmp_path):
+    from ocirun.cgroups.common import do_write
+    (tmp_path / "cpu.rt_runtime_us").mkdir()  # any write fails (EISDIR), as EINVAL would
+    with pytest.raises(OciError) as ei:
+        do_write(str(tmp_path), "cpu", [("cpu.rt_runtime_us", "1000")], "required",
+                 "linux.resources.cpu.realtimeRuntime")
+    assert str(ei.value).startswith("cannot set linux.resources.cpu.realtimeRuntime: write '1000'")

@@ -5,16 +5,15 @@ from ocirun.errors import ConfigError
 
 GOOD = {
     "memory": {"limit": 1 << 30, "reservation": 1 << 29, "swap": 2 << 30, "kernel": -1,
-               "kernelTCP": 1 << 20, "swappiness": 60, "disableOOMKiller": False,
+               "kernelTCP": -1, "disableOOMKiller": False,
                "useHierarchy": True, "checkBeforeUpdate": True},
     "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "burst": 1000,
             "realtimeRuntime": 0, "realtimePeriod": 0, "cpus": "0-1,3", "mems": "0", "idle": 0},
     "pids": {"limit": 100},
-    "blockIO": {"weight": 500, "leafWeight": 300,
+    "blockIO": {"weight": 500, "leafWeight": 0,
                 "weightDevice": [{"major": 8, "minor": 0, "weight": 100}],
                 "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]},
     "hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}],
-    "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
     "devices": [{"allow": False, "access": "rwm"},
                 {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
                 {"allow": True, "type": "c", "major": 136, "minor": -1}],
@@ -22,11 +21,48 @@ GOOD = {
 }
 
 
+# what only cgroup v1 has
+GOOD_V1 = dict(GOOD, memory=dict(GOOD["memory"], kernelTCP=1 << 20, swappiness=60,
+                                 disableOOMKiller=True),
+               network={"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]})
+
+
 def test_good_config_passes_everywhere():
     for mode in ("v1", "hybrid", "unified", None):
         validate_resources(GOOD, mode)
+    for mode in ("v1", "hybrid", None):
+        validate_resources(GOOD_V1, mode)
     validate_resources({}, "v1")
     validate_resources(None, "v1")
+
+
+@pytest.mark.parametrize("res,field", [
+    ({"memory": {"kernel": 1 << 20}}, "linux.resources.memory.kernel"),
+    ({"memory": {"useHierarchy": False}}, "linux.resources.memory.useHierarchy"),
+    ({"blockIO": {"leafWeight": 300}}, "linux.resources.blockIO.leafWeight"),
+    ({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 100, "leafWeight": 50}]}},
+     "linux.resources.blockIO.weightDevice[0].leafWeight"),
+])
+@pytest.mark.parametrize("mode", ["v1", "hybrid", "unified"])
+def test_what_no_kernel_here_does_is_refused(res, field, mode):
+    with pytest.raises(ConfigError) as ei:
+        validate_resources(res, mode)
+    assert ei.value.field == field
+
+
+@pytest.mark.parametrize("res,field", [
+    ({"memory": {"kernelTCP": 1 << 20}}, "linux.resources.memory.kernelTCP"),
+    ({"memory": {"swappiness": 0}}, "linux.resources.memory.swappiness"),
+    ({"memory": {"disableOOMKiller": True}}, "linux.resources.memory.disableOOMKiller"),
+    ({"network": {"classID": 0}}, "linux.resources.network.classID"),
+    ({"network": {"priorities": [{"name": "eth0", "priority": 5}]}},
+     "linux.resources.network.priorities"),
+])
+def test_what_only_v1_has_is_refused_on_v2(res, field):
+    with pytest.raises(ConfigError) as ei:
+        validate_resources(res, "unified")
+    assert ei.value.field == field
+    validate_resources(res, "hybrid")
 
 
 @pytest.mark.parametrize("res,field", [

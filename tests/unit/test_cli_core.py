@@ -137,3 +137,17 @@ def test_state_roundtrip_and_garbage(tmp_path):
     assert husk.pid == 0 and status(husk) == "creating"
     with pytest.raises(Exception, match="does not exist"):
         state_mod.load(root, "nope")
+
+
+def test_log_lines_stay_one_line(capsys, tmp_path):
+    """A message quoting a config's name or path is one line however the name is made
+    (the fuzz tests found a syscall name that was a record separator)."""
+    from ocirun import log
+    log.configure(str(tmp_path / "log"), "text")
+    try:
+        log.error("unknown syscall `a\nb\x1e\udc80` skipped")
+    finally:
+        log.configure()
+    err = capsys.readouterr().err
+    assert err == "ocirun: unknown syscall `a\\nb\\x1e\\udc80` skipped\n"
+    assert len((tmp_path / "log").read_text().splitlines()) == 1

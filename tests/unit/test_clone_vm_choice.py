@@ -14,6 +14,7 @@ from ocirun.lifecycle.birth import can_share_memory
 
 def plan(**kw):
     p = dict(userns_new=False, hooks={}, oom_score_adj=None, ns_join=[], ns_new=0, uid=0,
+             net_devices=[],
              gid=0)
     seccomp = kw.pop("seccomp", None)
     p.update(kw)

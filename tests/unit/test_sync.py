@@ -21,11 +21,11 @@ def sources():
 
 
 def sent_kinds():
-    """(path, first argument) of every `<channel>.send(...)` call."""
+    """(path, first argument) of every `<channel>.send(...)` or `.tell(...)` call."""
     for path, tree in sources():
         for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "send" and node.args
+                    and node.func.attr in ("send", "tell") and node.args
                     and "chan" in ast.unparse(node.func.value)):
                 yield path, node.args[0]
 
@@ -87,3 +87,17 @@ def test_a_payload_stays_one_line():
 
 def test_channel_is_small():
     assert Channel.__slots__ == ("rfd", "wfd", "buf")
+
+
+def test_tell_to_a_peer_that_has_gone_leaves_its_last_words_to_recv():
+    """The init writes an ERROR and exits before the runtime's GO: the runtime's write
+    meets EPIPE, which tell() leaves to the recv() that reads the ERROR."""
+    ours, theirs = sync.pair()
+    theirs.send(sync.Msg.ERROR, "join cgroup /x/missing: ENOENT")
+    theirs.close()
+    with pytest.raises(BrokenPipeError):
+        ours.send(sync.Msg.GO, "1")
+    ours.tell(sync.Msg.GO, "1")
+    assert ours.recv() == (sync.Msg.ERROR, "join cgroup /x/missing: ENOENT")
+    assert ours.recv() == (sync.Msg.EOF, "")
+    ours.close()

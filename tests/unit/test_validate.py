@@ -114,12 +114,11 @@ BAD = [
     ("root.path-nul", put("root.path", "root\0fs"), "root.path", "NUL"),
     ("root.readonly-str", put("root.readonly", "yes"), "root.readonly", "must be a boolean"),
     ("root.readonly-int", put("root.readonly", 1), "root.readonly", "must be a boolean"),
-    ("linux-null", put("linux", None), "linux", "must be an object, not null"),
     ("linux-list", put("linux", []), "linux", "must be an object, not an array"),
     ("solaris-list", put("solaris", []), "solaris", "must be an object"),
     # process
     ("process-missing", put("process", DEL), "process", "is required"),
-    ("process-null", put("process", None), "process", "must not be null"),
+    ("process-null", put("process", None), "process", "is required"),  # null = absent
     ("args-missing", put("process.args", DEL), "process.args", "is required"),
     ("args-empty", put("process.args", []), "process.args", "must not be empty"),
     ("args-string", put("process.args", "sh"), "process.args", "must be an array"),
@@ -430,6 +429,8 @@ BAD = [
      "hooks.startContainer[0].args", "must be an array"),
     ("hook-args-nul", put("hooks", {"startContainer": [hook(args=["hook", "\0"])]}),
      "hooks.startContainer[0].args[1]", "NUL"),
+    ("hook-args0-empty", put("hooks", {"prestart": [hook(args=["", "x"])]}),
+     "hooks.prestart[0].args[0]", "must not be empty"),
     ("hook-env", put("hooks", {"poststart": [hook(env=["PATH"])]}),
      "hooks.poststart[0].env[0]", "KEY=VALUE"),
     ("hook-timeout-0", put("hooks", {"prestart": [hook(timeout=0)]}),
@@ -455,6 +456,7 @@ GOOD = [
     ("ociVersion-build", put("ociVersion", "1.0.0+abc")),
     ("ociVersion-future-minor", put("ociVersion", "1.3.0")),
     ("unknown-top-level-key", put("org.example.extension", {"anything": [None]})),
+    ("linux-null", put("linux", None)),  # null = absent, as runc and crun read it
     ("unknown-process-key", put("process.org.example", 5)),
     ("root.readonly", put("root.readonly", True)),
     ("root-absolute", put("root.path", "/var/lib/rootfs")),

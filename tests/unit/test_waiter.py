@@ -45,6 +45,7 @@ def test_layout_without_a_filter():
 
 class Plan:
     apparmor = None
+    selinux = None
     nnp = False
 
 
@@ -58,9 +59,12 @@ def test_no_waiter_with_an_apparmor_profile(monkeypatch):
     made = []
     monkeypatch.setattr(trampoline, "prepare", lambda k, program: made.append(program) or 42)
     plan, ctx = Plan(), Context()
-    plan.apparmor = "container-default"
+    plan.apparmor, plan.selinux = "container-default", None
     assert not birth._prepare_waiter(plan, ctx) and not made and ctx.waiter_fd is None
-    plan.apparmor = None
+    # an SELinux label too applies at the next execve: the waiter's, not the entrypoint's
+    plan.apparmor, plan.selinux = None, "system_u:system_r:container_t:s0"
+    assert not birth._prepare_waiter(plan, ctx) and not made and ctx.waiter_fd is None
+    plan.selinux = None
     assert birth._prepare_waiter(plan, ctx) and ctx.waiter_fd == 42
     # without noNewPrivileges the init loads the filter itself: the waiter carries none
     assert _data(made[0])[2] == 0
