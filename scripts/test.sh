@@ -22,6 +22,9 @@ done
 # rootless podman and ocirun as an ordinary user (tests/integration/test_rootless.py)
 command -v newuidmap >/dev/null 2>&1 || missing="$missing uidmap"
 command -v slirp4netns >/dev/null 2>&1 || missing="$missing slirp4netns"
+# (systemd and dbus for tests/integration/test_systemd.py are not installed here: the
+# package's own scripts would run systemd-tmpfiles over this machine; without them those
+# tests skip, saying so)
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing$missing"
     apt-get update -qq

@@ -14,7 +14,8 @@ cgroupsPath (runtime-spec config-linux.md "Cgroups path"), as ocirun interprets 
     ConfigError("linux.cgroupsPath", ...): a container owning the root cgroup would make
     `kill --all` and `delete --force` reach every process on the host.
 The systemd form "slice:prefix:name" is, for cgroupfs, a relative path of one component
-(as runc's cgroupfs driver reads it).
+(as runc's cgroupfs driver reads it); with the systemd manager it names a transient scope
+unit (cgroups/systemd.py).
 
 Typical use by the lifecycle code (validation happens in open_manager, before anything is
 created, so a bad config leaves nothing behind):
@@ -114,18 +115,16 @@ def validate_resources(resources, mode=None, field="linux.resources"):
 
 
 def open_manager(kind, cgroups_path, container_id, root=DEFAULT_ROOT, mode=None,
-                 resources=None, mountinfo=MOUNTINFO):
+                 resources=None, mountinfo=MOUNTINFO, annotations=None):
     """A Manager for the container's cgroup; nothing is created until create().
 
-    kind: "cgroupfs" | "systemd". mode: "v1" | "hybrid" | "unified", or None
-    to detect it. When `resources` is given it is validated here, first."""
-    from ocirun.errors import ConfigError, OciError
+    kind: "cgroupfs" | "systemd" (a transient scope unit, cgroups/systemd.py; it reads
+    the org.systemd.property.* `annotations`). mode: "v1" | "hybrid" | "unified", or
+    None to detect it. When `resources` is given it is validated here, first."""
+    from ocirun.errors import OciError
 
     if kind not in KINDS:
         raise OciError(f"unknown cgroup manager {kind!r} (expected one of {', '.join(KINDS)})")
-    if kind == "systemd":
-        from ocirun.cgroups import systemd
-        systemd.check_available()
     mountinfo = _mount_entries(mountinfo)  # once, for detect() and the v1 hierarchies
     if mode is None:
         mode = detect(root, mountinfo)
@@ -133,6 +132,10 @@ def open_manager(kind, cgroups_path, container_id, root=DEFAULT_ROOT, mode=None,
         raise OciError(f"unknown cgroup mode {mode!r}")
     if resources is not None:
         validate_resources(resources, mode)
+    if kind == "systemd":
+        from ocirun.cgroups import systemd
+        return systemd.open_manager(cgroups_path, container_id, root, mode, mountinfo,
+                                    annotations)
     # (the systemd form "slice:prefix:name" is, for cgroupfs, a relative path of one
     # component, as runc's cgroupfs driver reads it: containerd sends it in some set-ups)
     path = clean_path(cgroups_path, container_id)
@@ -153,7 +156,8 @@ def paused(d):
     if not isinstance(d, dict) or d.get("version") != 1:
         raise OciError("cgroup state: unsupported or corrupt record")
     kind, mode, root, path = d.get("kind"), d.get("mode"), d.get("root"), d.get("path")
-    if kind != "cgroupfs" or mode not in ("v1", "hybrid", "unified"):
+    # (a systemd scope's record has the same root, path and hierarchies)
+    if kind not in ("cgroupfs", "systemd") or mode not in ("v1", "hybrid", "unified"):
         return from_dict(d).state() == "paused"
     if (not isinstance(root, str) or not root.startswith("/") or not isinstance(path, str)
             or clean_path(path, None) != path):
@@ -199,6 +203,9 @@ def from_dict(d):
         if kind == "cgroupfs" and mode in ("v1", "hybrid"):
             from ocirun.cgroups.v1 import V1Manager
             return V1Manager.from_dict(d)
+        if kind == "systemd" and mode in MODES:
+            from ocirun.cgroups import systemd
+            return systemd.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
         raise OciError(f"cgroup state: corrupt record ({e})") from None
     raise OciError(f"cgroup state: unknown manager kind={kind!r} mode={mode!r}")

@@ -29,12 +29,13 @@ class Created:
     """What `run` needs after create: the state, the channel to the init, and the
     pty master when `run` relays the terminal itself."""
 
-    __slots__ = ("state", "chan", "pty_master")
+    __slots__ = ("state", "chan", "pty_master", "notify")
 
-    def __init__(self, state, chan, pty_master=None):
+    def __init__(self, state, chan, pty_master=None, notify=None):
         self.state = state
         self.chan = chan
         self.pty_master = pty_master
+        self.notify = notify  # the sd_notify relay (lifecycle/notify.py), bound
 
 
 def now_rfc3339():
@@ -88,6 +89,7 @@ class _Creation:
         self.pid = self.init_pid = 0
         self.made_dir = False
         self.memory_limit = "none set"
+        self.notify = None
 
     def run(self, bundle, config_path, pid_file, console_socket, no_pivot, preserve_fds,
             cgroup_manager):
@@ -106,6 +108,8 @@ class _Creation:
             raise OciError(f"bundle `{bundle}`: "
                            f"{'not a directory' if fs.exists(bundle) else 'does not exist'}")
         spec, raw = load_config_bytes(config_path, "config.json")
+        if fs.getenv("NOTIFY_SOCKET"):
+            self.notify = _notify(spec, self.cdir)
         timings.mark("config load")
         netns = birth.NetnsAhead()
         self.ctx = Context(kernel.KERNEL, None)
@@ -160,7 +164,8 @@ class _Creation:
         if linux.get("seccomp"):
             ctx.seccomp = steps.prepare_seccomp(linux["seccomp"], self.root, plan.nnp)
         if not self.rootless or cgroup_manager == "disabled":
-            self.manager = _cgroup_manager(cgroup_manager, linux, self.cid)
+            self.manager = _cgroup_manager(cgroup_manager, linux, self.cid,
+                                           spec.get("annotations"))
         self.memory_limit = _memory_limit(linux)
         timings.mark("cgroup manager")
         ctx.console_fd, self.relay_fd = steps.console(
@@ -171,6 +176,11 @@ class _Creation:
     def _make(self, spec, raw, plan, linux, netns, pid_file):
         ctx = self.ctx
         st = self._state_dir(spec, plan, linux)
+        if self.notify is not None:
+            from ocirun.lifecycle import notify
+            notify.make_dir(self.cdir)
+            if self.for_run:  # (create: `start` listens, from before it lets the init go)
+                self.notify.bind()
         if not self.for_run:
             posix.mkfifo(f"{self.cdir}/{FIFO}", 0o600)
             # O_RDWR: the open does not block, and init's read() then blocks until
@@ -205,6 +215,7 @@ class _Creation:
         if not born.shared:  # (a child that shared our memory has exec'd already)
             if not born.joined:
                 self.manager.add(born.pid)
+                st.cgroup = self.manager.to_dict()  # (systemd: the scope exists from here)
             self.chan.tell(Msg.GO, str(born.pid))
         # (After a birth, while the init sets itself up.) exec takes the container's
         # process defaults and seccomp profile from this copy: the bundle may change.
@@ -235,7 +246,7 @@ class _Creation:
             master = steps.receive_master(self.relay_fd)
             posix.close(self.relay_fd)
             self.relay_fd = None
-        return Created(st, self.chan, master)
+        return Created(st, self.chan, master, self.notify)
 
     def _state_dir(self, spec, plan, linux):
         try:
@@ -345,6 +356,8 @@ class _Creation:
                 pass
         if self.chan is not None:
             self.chan.close()
+        if self.notify is not None:
+            self.notify.close()
         if self.manager is not None and self.made_dir:
             try:
                 self.manager.destroy()
@@ -403,6 +416,15 @@ def _memory_limit(linux):
     return f"linux.resources.unified memory.max = {unified}" if unified else "none set"
 
 
+def _notify(spec, cdir):
+    """NOTIFY_SOCKET is set: the container gets a socket of ours (lifecycle/notify.py)."""
+    from ocirun.lifecycle import notify
+    host = notify.host_socket()
+    if host is None or not notify.add_to_spec(spec, cdir):
+        return None
+    return notify.Relay(cdir, host)
+
+
 def _join_intel_rdt(rdt, cid, pid):
     """linux.intelRdt (config-linux.md "IntelRdt"): the resctrl group closID (or one of
     the container's own, named after it), its schemata, and the init in its tasks; with
@@ -441,7 +463,7 @@ def _write_pid_file(path, pid):
         raise OciError(f"write pid file `{path}`: {e.strerror}") from None
 
 
-def _cgroup_manager(kind, linux, cid):
+def _cgroup_manager(kind, linux, cid, annotations=None):
     """The container's cgroup manager (None when cgroups are disabled: the container
     then lives in the runtime's cgroup, and a limit it asks for cannot apply: refused,
     as crun refuses it). Resources are validated here, before anything exists that
@@ -453,7 +475,8 @@ def _cgroup_manager(kind, linux, cid):
             cgroups.validate_resources(resources, None)
             _no_limits_without_cgroups(resources)
         return None
-    return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid, resources=resources)
+    return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid, resources=resources,
+                                annotations=annotations)
 
 
 def _no_limits_without_cgroups(resources):

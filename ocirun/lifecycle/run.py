@@ -23,6 +23,8 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
     st = c.state
     init_pid = st.pid
     target.append(init_pid)
+    if c.notify is not None and not detach:
+        c.notify.in_background()
     for sig in pending:
         forward(sig, None)
     try:
@@ -41,12 +43,17 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
         destroy(st)
         raise
     if detach:
+        if c.notify is not None:
+            from ocirun.lifecycle.notify import wait_ready
+            wait_ready(c.notify, st)
         return 0
     if c.pty_master is not None:
         from ocirun.lifecycle.tty_relay import relay
         relay(c.pty_master, init_pid)
     status = _reap(init_pid)
     timings.mark("container exited")
+    if c.notify is not None:
+        c.notify.close()
     if not keep:
         destroy(st)
         timings.mark("delete")

@@ -2,6 +2,7 @@
 poststart hooks once the user's program runs."""
 import posix
 
+from ocirun import fs
 from ocirun.errors import StateError
 from ocirun.lifecycle.state import mark, oci_state, status
 from ocirun.state import FIFO, load
@@ -16,11 +17,14 @@ def start(root, cid):
     if now != "created":
         raise StateError(f"cannot start container `{cid}`: it is {now}, not created")
     mark("state load + status")
+    relay = _notify_relay(st) if fs.getenv("NOTIFY_SOCKET") else None
     fifo = f"{st.dir}/{FIFO}"
     try:
         # Non-blocking: fails with ENXIO at once if no init holds the fifo.
         fd = posix.open(fifo, posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except OSError as e:
+        if relay is not None:
+            relay.close()
         raise StateError(f"cannot start container `{cid}`: {e.strerror}") from None
     try:
         posix.write(fd, b"0")
@@ -38,7 +42,20 @@ def start(root, cid):
         _wait_exec(st.pid)  # poststart runs after the user process is executed
         run_poststart(st)
         mark("poststart hooks")
+    if relay is not None:
+        from ocirun.lifecycle.notify import wait_ready
+        wait_ready(relay, st)
     return st
+
+
+def _notify_relay(st):
+    """NOTIFY_SOCKET is set and the container was created with a socket of ours: listen
+    there (before the init goes on, so that an early READY=1 is not lost)."""
+    if not fs.isdir(f"{st.dir}/notify"):
+        return None
+    from ocirun.lifecycle import notify
+    host = notify.host_socket()
+    return notify.Relay(st.dir, host).bind() if host else None
 
 
 def _wait_exec(pid, timeout=WAIT_EXEC_S):

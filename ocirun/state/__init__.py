@@ -163,7 +163,8 @@ def list_ids(root):
 
 
 def remove_dir(path):
-    """Remove a container's state directory (flat: state files and the fifo)."""
+    """Remove a container's state directory (state files and the fifo; the sd_notify
+    socket's directory, lifecycle/notify.py, one level down)."""
     try:
         names = posix.listdir(path)
     except FileNotFoundError:
@@ -173,6 +174,8 @@ def remove_dir(path):
             posix.unlink(f"{path}/{n}")
         except FileNotFoundError:
             pass
+        except IsADirectoryError:
+            remove_dir(f"{path}/{n}")
     try:
         posix.rmdir(path)
     except FileNotFoundError:

@@ -30,7 +30,7 @@ def test_open_manager_kinds(tmp_path):
 
 def test_systemd_unavailable(tmp_path):
     from ocirun.cgroups import systemd
-    with pytest.raises(OciError, match="systemd cgroup manager unavailable"):
+    with pytest.raises(OciError, match="systemd cgroup manager: systemd is not running"):
         systemd.check_available(str(tmp_path / "nope"))
 
 
