@@ -29,7 +29,9 @@ def _need_tools():
     need_root()
     for tool in ("/lib/systemd/systemd", "/usr/bin/dbus-daemon", "/usr/bin/busctl"):
         if not os.path.exists(tool):
-            pytest.skip(f"{tool} is missing: install systemd and dbus to boot one in a container (scripts/test.sh does not: their packages run systemd-tmpfiles over the machine)")
+            pytest.skip(f"{tool} is missing: install systemd and dbus to boot one in a "
+                        "container (scripts/test.sh does not: their packages run "
+                        "systemd-tmpfiles over the machine)")
 
 
 @pytest.fixture(scope="module", params=MODES)
