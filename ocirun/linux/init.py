@@ -404,8 +404,11 @@ def _hooks_before_pivot(plan, ctx):
         raise _Quit(1) from None
     pid, _, payload = payload.partition(" ")
     state_json = payload.encode()
-    # for the seccomp listener: the state and our pid as the host sees it
-    ctx.state_json = state_json
+    # for the seccomp listener: the state and our pid as the host sees it; the agent
+    # sees the container "creating", as runc and crun show it (the first "status" of the
+    # compact document is its own: it comes before the annotations, and the values
+    # before it cannot hold an unescaped quote)
+    ctx.state_json = state_json.replace(b'"status":"created"', b'"status":"creating"', 1)
     ctx.host_pid = int(pid)
     hooks = plan.hooks.get("createContainer")
     if hooks:

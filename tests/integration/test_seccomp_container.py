@@ -117,6 +117,8 @@ def test_listener_path_without_notify_rule_gets_the_state(bundle, tmp_path):
     doc = json.loads(got["msg"])
     assert doc["fds"] == ["seccompFd"] and doc["metadata"] == "m-7"
     assert doc["state"]["id"] == bundle.ids[-1]
+    # the container as runc and crun show it to the agent: still being made
+    assert doc["state"]["status"] == "creating" and doc["state"]["pid"] > 0
     assert len(got["fds"]) == 1
     try:
         assert os.readlink(f"/proc/self/fd/{got['fds'][0]}") == "anon_inode:seccomp notify"
