@@ -1,7 +1,7 @@
 """The runtime-spec JSON schema (shared/data/oci-runtime-spec-schema) as the tests read it:
 every property path of config.json with whether the schema requires it, and the shape
 of the document (which objects have which required keys and object-valued children)
-that ocirun.config.load.drop_nulls must follow.
+that ocirun.config.nulls.drop_nulls must follow.
 
 Paths are tuples of keys; "[]" stands for any item of an array and "*" for any value
 of a map (linux.netDevices, linux.resources.rdma)."""

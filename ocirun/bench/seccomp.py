@@ -20,7 +20,7 @@ def load_profile(path):
     """A seccomp section from a file holding either the section or a whole config,
     validated as create would (a bad file is a one-line error, not a benchmark)."""
     from ocirun.config.load import load_config
-    from ocirun.config.validate import CONFIG, SECCOMP, drop_nulls
+    from ocirun.config.nulls import CONFIG, SECCOMP, drop_nulls
     from ocirun.errors import UsageError
     doc = load_config(path, f"--profile {path}")
     if "linux" in doc:

@@ -35,7 +35,7 @@ def _profile(data, arch):
         doc = json.loads(data)
     except ValueError as e:
         raise ConfigError("", f"profile is not JSON: {e}") from None
-    from ocirun.config.validate import CONFIG, SECCOMP, drop_nulls
+    from ocirun.config.nulls import CONFIG, SECCOMP, drop_nulls
     if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc):
         doc = drop_nulls(doc, CONFIG).get("linux") or {}  # null = absent, as in create
         if not isinstance(doc, dict):

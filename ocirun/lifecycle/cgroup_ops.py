@@ -50,7 +50,7 @@ def update(root, cid, resources):
     resources are validated before the container is looked at, and nothing is written
     unless the container runs."""
     from ocirun.cgroups import validate_resources
-    from ocirun.config.validate import RESOURCES, drop_nulls
+    from ocirun.config.nulls import RESOURCES, drop_nulls
     if not isinstance(resources, dict):
         raise OciError("linux.resources: must be a JSON object")
     drop_nulls(resources, RESOURCES, "linux.resources")  # null = absent, as in config.json

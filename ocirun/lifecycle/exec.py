@@ -23,7 +23,7 @@ SIGKILL = _signal.SIGKILL
 def load_container_config(st):
     """The copy of config.json create kept, read as create read it (null = absent)."""
     from ocirun.config.load import load_config
-    from ocirun.config.validate import CONFIG, drop_nulls
+    from ocirun.config.nulls import CONFIG, drop_nulls
     try:
         return drop_nulls(load_config(f"{st.dir}/config.json", "container config"), CONFIG)
     except OciError:

@@ -22,7 +22,7 @@ STATE = {"ocirun.state", "ocirun.config", "ocirun.config.load", "ocirun.lifecycl
          "ocirun.lifecycle.state", "ocirun.cli.create"}
 CREATE = STATE - {"ocirun.lifecycle.state"} | {
     "ocirun.kernel", "ocirun._sys", "ocirun.timings", "ocirun.tables", "ocirun.config.plan",
-    "ocirun.config.validate", "ocirun.linux", "ocirun.linux.sync", "ocirun.linux.init",
+    "ocirun.config.validate", "ocirun.config.nulls", "ocirun.linux", "ocirun.linux.sync", "ocirun.linux.init",
     "ocirun.linux.paths", "ocirun.linux.procfs", "ocirun.linux.rootfs",
     "ocirun.linux.trampoline", "ocirun.lifecycle.create", "ocirun.lifecycle.birth",
     "ocirun.lifecycle.steps"}

@@ -1,10 +1,11 @@
-"""drop_nulls (ocirun.config.validate): null means absent for optional fields, one error
+"""drop_nulls (ocirun.config.nulls): null means absent for optional fields, one error
 for required ones; its table of shapes is the runtime-spec schema's."""
 import copy
 
 import pytest
 
-from ocirun.config import validate as v
+from ocirun.config import nulls as v
+from ocirun.config import validate
 from ocirun.errors import ConfigError
 from spec_schema import ITEM, VALUE, Schema, property_paths, shape, subshape
 
@@ -140,7 +141,7 @@ def test_validate_drops_in_place():
             "linux": {"namespaces": [{"type": "mount", "path": None}],
                       "resources": {"devices": None, "memory": {"limit": None}},
                       "maskedPaths": None, "seccomp": None}}
-    v.validate(spec, check_host=False)
+    validate.validate(spec, check_host=False)
     assert spec == {"ociVersion": "1.0.0", "root": {"path": "rootfs"},
                     "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
                     "linux": {"namespaces": [{"type": "mount"}],
@@ -150,10 +151,10 @@ def test_validate_drops_in_place():
 def test_validate_process_drops_nulls():
     proc = {"args": ["sh"], "cwd": "/", "env": None, "user": {"uid": 1, "gid": 1,
                                                                "additionalGids": None}}
-    v.validate_process(proc)
+    validate.validate_process(proc)
     assert proc == {"args": ["sh"], "cwd": "/", "user": {"uid": 1, "gid": 1}}
     with pytest.raises(ConfigError) as e:
-        v.validate_process({"args": ["sh"], "cwd": "/", "user": {"uid": None, "gid": 0}})
+        validate.validate_process({"args": ["sh"], "cwd": "/", "user": {"uid": None, "gid": 0}})
     assert str(e.value) == "process.user.uid: is required"  # ocirun's rule, not the schema's
 
 

@@ -818,5 +818,5 @@ def test_import_pulls_in_nothing_heavy():
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["ocirun", "ocirun.config", "ocirun.config.validate",
-                                  "ocirun.errors", "ocirun.tables"]
+    assert out.stdout.split() == ["ocirun", "ocirun.config", "ocirun.config.nulls",
+                                  "ocirun.config.validate", "ocirun.errors", "ocirun.tables"]
