@@ -38,6 +38,9 @@ def config(seccomp=None, args=("/bin/true",), limits=True):
         resources["pids"] = {"limit": 2048}
     linux = {
         "sysctl": {"net.ipv4.ping_group_range": "0 0"},
+        # absolute, for every runtime alike: runc puts a relative path (or none) under
+        # its own cgroup, which may be a service's of this machine
+        "cgroupsPath": "/ocirun-bench",
         "resources": resources,
         "namespaces": [{"type": t} for t in NAMESPACES],
         "maskedPaths": list(MASKED),

@@ -19,10 +19,23 @@ def runc_run(bundle, args, timeout=30, **kw):
     if not RUNC:
         return None
     bundle.config["process"]["args"] = args
+    cid = "r" + bundle.new_id()
+    linux = bundle.config["linux"]
+    own = linux.get("cgroupsPath")
+    # runc puts a relative (or no) cgroupsPath under its own cgroup, which is the
+    # machine's here: an absolute path of the test's own instead (runc removes it)
+    linux["cgroupsPath"] = own if own and own.startswith("/") else f"/ocirun-test-{cid}"
     bundle.write()
-    r = subprocess.run([RUNC, "--root", bundle.root + "-runc", "run", "-b", bundle.path,
-                        "r" + bundle.new_id()], capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL, **kw)
+    try:
+        r = subprocess.run([RUNC, "--root", bundle.root + "-runc", "run", "-b", bundle.path,
+                            cid], capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL, **kw)
+    finally:
+        if own is None:
+            linux.pop("cgroupsPath")
+        else:
+            linux["cgroupsPath"] = own
+        bundle.write()
     print(f"runc: exit {r.returncode}, out {r.stdout!r}, err {r.stderr.strip()[-200:]!r}")
     return r
 
