@@ -24,4 +24,8 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
 fi
 # The syscall extension, as install.sh builds it (the tests cover the fallback too).
 ./scripts/build-ext.sh /usr/bin/python3 ocirun || true
-exec /usr/bin/python3 -m pytest -q -rs tests "$@"
+rc=0
+/usr/bin/python3 -m pytest -q -rs tests "$@" || rc=$?
+# Again on a pure cgroup v2 layout, the default of stock Debian 12, Fedora and Ubuntu.
+./scripts/test-cgroup2.sh "$@" || rc=$?
+exit $rc
