@@ -157,10 +157,12 @@ def test_pause_unpause(podman, name):
 
 
 def test_default_seccomp_profile(podman):
-    """podman's own default: its seccomp profile goes into config.json."""
-    r = podman("run", "--rm", *podman.run_args(seccomp=True), IMAGE, "echo", "hi")
+    """podman's own default: its seccomp profile goes into config.json, and the
+    container's process runs under it (a filter, mode 2)."""
+    r = podman("run", "--rm", *podman.run_args(seccomp=True), IMAGE, "sh", "-c",
+               "echo hi; grep ^Seccomp: /proc/self/status")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "hi\n"
+    assert r.stdout.split("\n")[0] == "hi" and r.stdout.split()[1:] == ["Seccomp:", "2"], r.stdout
 
 
 def _memory_limit(pid):
