@@ -33,7 +33,9 @@ SECCOMP = {"ocirun.seccomp", "ocirun.seccomp.cache", "ocirun.seccomp.consts",
 # cgroupfs (the default manager) on the layout in use
 CGROUPS = {"ocirun.cgroups", "ocirun.cgroups.common",
            "ocirun.cgroups.v2" if unified() else "ocirun.cgroups.v1", "ocirun.cgroups.convert"}
-CGROUPS_CREATE = CGROUPS | {"ocirun.cgroups.validate"}
+# (v2: the device rules are an eBPF program)
+CGROUPS_CREATE = CGROUPS | {"ocirun.cgroups.validate"} | (
+    {"ocirun.cgroups.devices_bpf"} if unified() else set())
 
 # a container with a cgroup: status reads its freezer file through the package alone
 # (cgroups.paused), without opening a manager

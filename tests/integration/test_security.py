@@ -330,7 +330,8 @@ def test_preserve_fds_never_hands_over_the_runtimes_own(bundle):
     exec program) is close-on-exec: the container sees stdio only."""
     import subprocess
     from support import OCIRUN
-    bundle.config["process"]["args"] = ["sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '"]
+    # (no pipeline: the shell would hold its pipe while ls lists the shell's fds)
+    bundle.config["process"]["args"] = ["sh", "-c", "ls /proc/$$/fd; exit 0"]
     bundle.write()
     r = subprocess.run([OCIRUN, "--root", bundle.root, "run", "--preserve-fds", "6", "-b",
                         bundle.path, "pfx"], stdin=subprocess.DEVNULL, capture_output=True,
