@@ -37,6 +37,8 @@ if [ $# -gt 0 ]; then
 fi
 status=0
 /usr/bin/python3 -m pytest -q -rs tests || status=$?
+# Again on a pure cgroup v2 layout, the default of stock Debian 12, Fedora and Ubuntu.
+./scripts/test-cgroup2.sh || status=$?
 # Debian's python3-hypothesis is older than PyPI's, whose generator finds other inputs:
 # the fuzz tests run with both. The virtual environment sees the system's packages
 # (pytest) and has its own hypothesis, upgraded on every run.

@@ -28,6 +28,11 @@ def bundle(tmp_path, rootfs_template):
     leftover = os.listdir(b.root) if os.path.isdir(b.root) else []
     leftover = [n for n in leftover if not n.startswith(".")]
     assert not leftover, f"state left behind: {leftover}"
+    # the containers' default cgroups, in every hierarchy of the layout in use
+    from layout import leftovers
+    cgroups = {cid: leftovers(f"/ocirun/{cid}") for cid in b.ids}
+    cgroups = {cid: h for cid, h in cgroups.items() if h}
+    assert not cgroups, f"cgroups left behind: {cgroups}"
 
 
 # What a hostile image aims at on the host: the device nodes bound into containers (user

@@ -48,6 +48,8 @@ def base_config(args):
     with open(os.path.join(SHARED, "fixtures", "bench-config-noseccomp.json")) as f:
         cfg = json.load(f)
     cfg["process"]["args"] = args
+    from layout import adapt_resources
+    adapt_resources(cfg["linux"].get("resources"))
     return cfg
 
 

@@ -468,7 +468,13 @@ def _enter_cwd(plan, ctx):
     path."""
     k = ctx.k
     _step(f"process.cwd `{plan.cwd}`", k.chdir, plan.cwd)
-    if not k.getcwd().startswith("/"):  # "(unreachable)": outside the container (CVE-2024-21626)
+    # Outside the container (CVE-2024-21626): the kernel's getcwd says "(unreachable)",
+    # which glibc's turns into ENOENT.
+    try:
+        outside = not k.getcwd().startswith("/")
+    except FileNotFoundError:
+        outside = True
+    if outside:
         raise InitError(f"process.cwd `{plan.cwd}` is outside the container")
     exe = find_executable(k, plan.args[0], plan.path_env)
     _tmark(ctx, "cwd + executable lookup")

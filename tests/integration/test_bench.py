@@ -10,6 +10,7 @@ import pytest
 
 from ocirun import kernel
 from ocirun.bench import bundle as bench_bundle
+from layout import need
 from support import OCIRUN, REPO, need_root
 
 NS_ROWS = ("fork + exit (baseline)", "network namespace create+destroy",
@@ -24,6 +25,7 @@ def _timed(row):
 
 def test_bench_ns_and_run_json(tmp_path):
     need_root()
+    need("pids", why=" (the bench bundle sets a pids limit)")
     t0 = time.monotonic()
     before = set(os.listdir("/tmp"))
     r = subprocess.run([OCIRUN, "bench", "--runs", "3", "--only", "ns,run", "--json"],

@@ -1,8 +1,9 @@
 """The v2 manager on a real cgroup2 mount, in a private mount namespace.
 
-This host is hybrid; a forked child unshares its mount namespace, detaches /sys/fs/cgroup
-and mounts cgroup2 there, which is what a pure-v2 host looks like. The hierarchy is the
-host's unified one, in which no controller is delegated, so only what the kernel offers
+A forked child unshares its mount namespace, detaches /sys/fs/cgroup and mounts cgroup2
+there, which is what a pure-v2 host looks like (on a pure-v2 layout: a fresh mount of the
+same). On this hybrid host the hierarchy is the host's unified one, in which no
+controller is delegated, so only what the kernel offers
 every cgroup is exercised for real: creation, cgroup.freeze, cgroup.kill, cpu.stat,
 cgroup.max.*, and the BPF device program. Limits are covered by the temp-dir unit tests.
 """
@@ -18,6 +19,7 @@ import pytest
 import ocirun.cgroups as cg
 from ocirun.cgroups import common
 from ocirun.errors import OciError
+from layout import cgroup2_root
 
 
 def in_pure_v2(fn, *args):
@@ -198,4 +200,4 @@ def test_v2_undelegated_controllers_and_unified_keys(v2name):
 
 def test_v2_nothing_visible_on_host_afterwards(v2name):
     in_pure_v2(_controllers, v2name)
-    assert not os.path.exists(f"/sys/fs/cgroup/unified/{v2name}")
+    assert cgroup2_root() and not os.path.exists(f"{cgroup2_root()}/{v2name}")

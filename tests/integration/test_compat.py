@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from layout import leftovers, need, unified
 from support import OCIRUN
 
 RUNC = shutil.which("runc")
@@ -163,6 +164,7 @@ def test_loopback_is_up_in_a_new_network_namespace(bundle):
 
 def test_loopback_is_up_with_a_memory_limit_too(bundle):
     """(a limited container's init makes its own network namespace: no helper)"""
+    need("memory")
     bundle.config["linux"].setdefault("resources", {})["memory"] = {"limit": 256 << 20}
     r = bundle.run(["cat", "/sys/class/net/lo/flags"])
     assert r.returncode == 0 and int(r.stdout, 16) & 1, r.stderr
@@ -205,7 +207,7 @@ def test_systemd_form_cgroups_path_under_cgroupfs(bundle):
     r = bundle.run(["cat", "/proc/self/cgroup"])
     assert r.returncode == 0, r.stderr
     assert f"/{name}" in r.stdout
-    assert not any(os.path.exists(f"/sys/fs/cgroup/{c}/{name}") for c in os.listdir("/sys/fs/cgroup"))
+    assert leftovers(f"/{name}") == []
 
 
 # --- 9. a terminal without a terminal ------------------------------------------------------
@@ -304,23 +306,26 @@ def test_a_device_the_host_lacks_is_named(bundle):
                                 "host's)"), r.stderr
 
 
-# --- 14. exec --cgroup on cgroup v1 ---------------------------------------------------------
+# --- 14. exec --cgroup ------------------------------------------------------------------------
 
 def test_exec_cgroup_joins_the_sub_cgroup_where_it_exists(bundle):
-    from ocirun.cgroups import detect
-    if detect() == "unified":
-        pytest.skip("a v1 case: each controller has its own tree there")
+    """v1: the sub-cgroup exists in one controller's tree only, so the process joins it
+    there and stays in the container's cgroup elsewhere; v2: the one tree."""
     cid = bundle.detach(["sleep", "30"])
     try:
-        sub = f"/sys/fs/cgroup/memory/ocirun/{cid}/job"
-        os.mkdir(sub)
+        base = "/sys/fs/cgroup" if unified() else "/sys/fs/cgroup/memory"
+        os.mkdir(f"{base}/ocirun/{cid}/job")
         r = bundle.ocirun("exec", "--cgroup", "job", cid, "cat", "/proc/self/cgroup")
         assert r.returncode == 0, r.stderr
         lines = dict(line.split(":", 2)[1:] for line in r.stdout.splitlines())
-        assert lines["memory"].endswith(f"/{cid}/job")
-        assert lines["pids"].endswith(f"/{cid}")
+        if unified():
+            assert lines[""] == f"/ocirun/{cid}/job", lines
+        else:
+            assert lines["memory"].endswith(f"/{cid}/job")
+            assert lines["pids"].endswith(f"/{cid}")
     finally:
         bundle.ocirun("delete", "-f", cid)
+    assert leftovers(f"/ocirun/{cid}") == []
 
 
 # --- 15. run.oci.keep_original_groups --------------------------------------------------------
@@ -350,6 +355,7 @@ def test_keep_original_groups_keeps_the_callers_groups(bundle):
 # --- 16. messages -----------------------------------------------------------------------------
 
 def test_an_oom_kill_during_setup_says_so(bundle):
+    need("memory")
     limit = 512 << 10  # less than the runtime's init touches while it sets up
     bundle.config["linux"].setdefault("resources", {})["memory"] = {"limit": limit,
                                                                      "swap": limit}

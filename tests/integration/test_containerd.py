@@ -2,14 +2,15 @@
 
 One private containerd for the session (root, state, sockets under a temp dir, CRI off),
 a random namespace, and a busybox image imported from an OCI archive built here with tar
-and JSON. Skipped with the reason if containerd cannot run a container here with runc."""
+and JSON. Skipped with the reason if containerd is not installed; failing (set-up errors)
+if it is but cannot run a container here with runc."""
 import os
 import secrets
 import time
 
 import pytest
 
-from engine_support import IMAGE, RUNC, RUNTIME, Containerd, make_oci_archive, probe_or_skip
+from engine_support import IMAGE, RUNC, RUNTIME, Containerd, make_oci_archive, probe_or_fail
 from engine_support import require_binary, run_in_pty, write_argv_logger
 
 
@@ -24,14 +25,14 @@ def containerd(tmp_path_factory, rootfs_template):
     try:
         err = c.start()
         if err:
-            pytest.skip(err)
+            pytest.fail(err)
         archive = make_oci_archive(rootfs_template, os.path.join(base, "bb.tar"))
-        probe_or_skip("ctr images import", c.ctr("images", "import", archive, timeout=120))
+        probe_or_fail("ctr images import", c.ctr("images", "import", archive, timeout=120))
         os.unlink(archive)
         probe = "probe-" + secrets.token_hex(4)
         r = c.run(RUNC, "--rm", IMAGE, probe, "true")
         c.remove(probe, runtime=RUNC)
-        probe_or_skip("ctr run", r)
+        probe_or_fail("ctr run", r)
         yield c
     finally:
         c.teardown()

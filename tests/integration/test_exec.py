@@ -64,9 +64,21 @@ def test_exec_process_file_and_detach(running, tmp_path):
 
 
 def test_exec_only_stdio_fds(running):
+    """Inheritable fds handed to `exec` (test_run.py's set) stay out of the process."""
+    import subprocess
+    from support import OCIRUN
+    from test_run import fds_seen, handing_fds
     bundle, cid, _ = running
-    r = bundle.ocirun("exec", cid, "ls", "/proc/self/fd")
-    assert sorted(int(x) for x in r.stdout.split())[:3] == [0, 1, 2] and len(r.stdout.split()) <= 4
+    put, pipe = handing_fds()
+    try:
+        r = subprocess.run([OCIRUN, "--root", bundle.root, "exec", cid, "ls", "/proc/self/fd"],
+                           preexec_fn=put, close_fds=False, capture_output=True, text=True,
+                           timeout=60)
+    finally:
+        for fd in pipe:
+            os.close(fd)
+    assert r.returncode == 0, r.stderr
+    assert fds_seen(r.stdout) == [0, 1, 2], r.stdout
 
 
 def test_exec_caps(running):

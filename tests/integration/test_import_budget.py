@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from layout import unified
 from support import OCIRUN
 
 # Never on the hot paths (ARCHITECTURE.md): each costs milliseconds.
@@ -29,10 +30,12 @@ CREATE = STATE - {"ocirun.lifecycle.state"} | {
 SECCOMP = {"ocirun.seccomp", "ocirun.seccomp.cache", "ocirun.seccomp.consts",
            "ocirun.seccomp.tables"}
 
-# cgroupfs on this v1/hybrid host (the default manager)
-CGROUPS = {"ocirun.cgroups", "ocirun.cgroups.common", "ocirun.cgroups.v1",
-           "ocirun.cgroups.convert"}
-CGROUPS_CREATE = CGROUPS | {"ocirun.cgroups.validate"}
+# cgroupfs (the default manager) on the layout in use
+CGROUPS = {"ocirun.cgroups", "ocirun.cgroups.common",
+           "ocirun.cgroups.v2" if unified() else "ocirun.cgroups.v1", "ocirun.cgroups.convert"}
+# (v2: the device rules are an eBPF program)
+CGROUPS_CREATE = CGROUPS | {"ocirun.cgroups.validate"} | (
+    {"ocirun.cgroups.devices_bpf"} if unified() else set())
 
 # a container with a cgroup: status reads its freezer file through the package alone
 # (cgroups.paused), without opening a manager
@@ -76,6 +79,8 @@ def seccomp_bundle(bundle):
     from support import SHARED
     with open(os.path.join(SHARED, "fixtures", "bench-config.json")) as f:
         cfg = json.load(f)
+    from layout import adapt_resources
+    adapt_resources(cfg["linux"].get("resources"))
     bundle.config = cfg
     bundle.write()
     return bundle

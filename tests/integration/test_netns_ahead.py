@@ -158,11 +158,13 @@ def test_clone_vm_waits_for_no_helper():
     probe = ("import errno, os, sys; sys.path.insert(0, %r); from ocirun import _sys\n"
              "_sys.netns_ahead()\n"
              "try:\n    _sys.netns_ahead()\nexcept OSError as e:\n    assert e.errno == errno.EBUSY\n"
+             "else:\n    raise SystemExit('a second netns_ahead ran')\n"
              "try:\n    _sys.clone_vm(lambda: 0, -1, 2)\nexcept OSError as e:\n"
              "    assert e.errno == errno.EBUSY\nelse:\n    raise SystemExit('clone_vm ran')\n"
              "fd = _sys.netns_take()\n"
              "assert os.readlink(f'/proc/self/fd/{fd}') != os.readlink('/proc/self/ns/net')\n"
              "try:\n    _sys.netns_take()\nexcept OSError as e:\n    assert e.errno == errno.ECHILD\n"
+             "else:\n    raise SystemExit('a second netns_take')\n"
              "pid = _sys.clone_vm(lambda: 0, -1, 2)\n"
              "assert os.waitpid(pid, 0)[1] == 0\nprint('ok')\n" % REPO)
     _probe(probe)

@@ -1,15 +1,16 @@
 """podman (through conmon) driving ocirun: `podman --runtime ocirun ...`.
 
 One private podman for the session (storage, tmp dir, events log and containers.conf in a
-temp dir; see tests/engine_support.py). Skipped with the reason if podman cannot run a
-container here with runc."""
+temp dir; see tests/engine_support.py). Skipped with the reason if podman is not
+installed; failing (set-up errors) if it is but cannot run a container here with runc."""
 import os
 import secrets
 
 import pytest
 
-from engine_support import IMAGE, RUNC, RUNTIME, Podman, probe_or_skip, require_binary
+from engine_support import IMAGE, RUNC, RUNTIME, Podman, probe_or_fail, require_binary
 from engine_support import conmon_sockets, remove_orphan_sockets, run_in_pty, write_argv_logger
+from layout import need
 
 LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 
@@ -22,9 +23,9 @@ def podman(tmp_path_factory, rootfs_template):
     p = Podman(str(tmp_path_factory.mktemp("podman")))
     try:
         r = p.import_image(rootfs_template)
-        probe_or_skip("podman import", r)
+        probe_or_fail("podman import", r)
         # the same container with runc (default seccomp profile and all): must work
-        probe_or_skip("podman run", p("run", "--rm", *p.run_args(seccomp=True), IMAGE, "true",
+        probe_or_fail("podman run", p("run", "--rm", *p.run_args(seccomp=True), IMAGE, "true",
                                       runtime=RUNC))
         yield p
     finally:
@@ -156,10 +157,12 @@ def test_pause_unpause(podman, name):
 
 
 def test_default_seccomp_profile(podman):
-    """podman's own default: its seccomp profile goes into config.json."""
-    r = podman("run", "--rm", *podman.run_args(seccomp=True), IMAGE, "echo", "hi")
+    """podman's own default: its seccomp profile goes into config.json, and the
+    container's process runs under it (a filter, mode 2)."""
+    r = podman("run", "--rm", *podman.run_args(seccomp=True), IMAGE, "sh", "-c",
+               "echo hi; grep ^Seccomp: /proc/self/status")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "hi\n"
+    assert r.stdout.split("\n")[0] == "hi" and r.stdout.split()[1:] == ["Seccomp:", "2"], r.stdout
 
 
 def _memory_limit(pid):
@@ -172,10 +175,11 @@ def _memory_limit(pid):
                 return int(f.read())
     path = next(p for _, c, p in lines if c == "")
     with open(f"/sys/fs/cgroup{path}/memory.max") as f:
-        return f.read().strip()
+        return int(f.read())
 
 
 def test_update_memory(podman, name):
+    need("memory")
     r = podman("run", "-d", "--name", name, "--memory", "128m", *podman.run_args(), IMAGE,
                "sleep", "1000")
     assert r.returncode == 0, r.stderr

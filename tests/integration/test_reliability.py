@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+from layout import adapt_resources, leftovers
 from support import OCIRUN
 
 STRESS = bool(os.environ.get("OCIRUN_STRESS"))
@@ -36,12 +37,8 @@ def leaked_processes(bundle):
 
 
 def leaked_cgroups(cid):
-    out = []
-    for ctrl in os.listdir("/sys/fs/cgroup"):
-        d = f"/sys/fs/cgroup/{ctrl}/ocirun/{cid}"
-        if os.path.isdir(d):
-            out.append(d)
-    return out
+    """The container's cgroup, in any hierarchy of the layout in use."""
+    return leftovers(f"/ocirun/{cid}")
 
 
 def assert_clean(bundle, cid):
@@ -82,7 +79,7 @@ def _phases(bundle):
 
 def test_sigkill_runtime_at_every_phase_of_create(bundle):
     bundle.config["process"]["args"] = ["sleep", "60"]
-    bundle.config["linux"]["resources"] = {"pids": {"limit": 100}}
+    bundle.config["linux"]["resources"] = adapt_resources({"pids": {"limit": 100}})
     bundle.write()
     phases = _phases(bundle)
     assert len(phases) >= 12, phases
@@ -112,7 +109,7 @@ def test_sigkill_runtime_at_every_phase_of_run(bundle):
     killed at any of its phases, the init's own marks included, leaves nothing that
     `delete --force` does not clean."""
     bundle.config["process"]["args"] = ["sh", "-c", "sleep 0.3"]
-    bundle.config["linux"]["resources"] = {"pids": {"limit": 100}}
+    bundle.config["linux"]["resources"] = adapt_resources({"pids": {"limit": 100}})
     bundle.write()
     tfile = f"{bundle.path}/run-timings.json"
     cid = bundle.new_id()

@@ -1,5 +1,6 @@
 """Real containers: what the process inside sees."""
 import os
+import time
 
 import pytest
 
@@ -88,11 +89,83 @@ def test_rlimits(bundle):
     assert line.split()[3:5] == ["123", "456"]
 
 
+# The caller's inheritable fds (a careless caller's, or a leak in an engine) at 3, at 5
+# and at a high number: only stdio reaches the container, unless --preserve-fds says so.
+HANDED = (3, 5, 63)
+
+
+def handing_fds(fd_numbers=HANDED):
+    """-> (preexec_fn that puts an inheritable fd of a host pipe at each number, the
+    pipe's fds to close afterwards); use with close_fds=False."""
+    r, w = os.pipe()
+
+    def put():
+        for n in fd_numbers:
+            os.dup2(r, n)  # dup2 makes them inheritable
+    return put, (r, w)
+
+
+def fds_seen(text):
+    """The fd numbers `ls /proc/self/fd` printed, without ls's own directory fd (the
+    lowest one that is not stdio: ls opens it last)."""
+    fds = sorted(int(x) for x in text.split())
+    assert fds[:3] == [0, 1, 2], fds
+    return fds[:3] + fds[4:] if len(fds) > 3 else fds
+
+
+def _run_handing(bundle, args, extra=()):
+    import subprocess
+    from support import OCIRUN
+    bundle.config["process"]["args"] = args
+    bundle.write()
+    put, pipe = handing_fds()
+    try:
+        return subprocess.run([OCIRUN, "--root", bundle.root, "run", *extra, "-b", bundle.path,
+                               bundle.new_id()], preexec_fn=put, close_fds=False,
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        for fd in pipe:
+            os.close(fd)
+
+
 def test_only_stdio_fds_are_open(bundle):
-    r = bundle.run(["sh", "-c", "ls /proc/self/fd"])
-    # ls itself holds one fd for reading the directory
+    r = _run_handing(bundle, ["ls", "/proc/self/fd"])
+    assert r.returncode == 0, r.stderr
+    assert fds_seen(r.stdout) == [0, 1, 2], r.stdout
+
+
+def test_only_stdio_fds_after_create_and_start(bundle, tmp_path):
+    """The fds reach `create` (the init holds them until `start`) and `start`."""
+    import subprocess
+    from support import OCIRUN
+    bundle.config["process"]["args"] = ["sh", "-c", "ls /proc/self/fd > /fds"]
+    bundle.write()
+    cid = bundle.new_id()
+    put, pipe = handing_fds()
+    try:
+        for verb in (["create", "-b", bundle.path, cid], ["start", cid]):
+            r = subprocess.run([OCIRUN, "--root", bundle.root, *verb], preexec_fn=put,
+                               close_fds=False, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            assert r.returncode == 0, verb
+    finally:
+        for fd in pipe:
+            os.close(fd)
+    path = f"{bundle.rootfs}/fds"
+    for _ in range(250):
+        if os.path.exists(path) and bundle.state(cid)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    with open(path) as f:
+        assert fds_seen(f.read()) == [0, 1, 2]
+
+
+def test_preserve_fds_keeps_only_the_ones_asked_for(bundle):
+    """--preserve-fds 1: fd 3 reaches the container, 5 and 63 do not."""
+    r = _run_handing(bundle, ["ls", "/proc/self/fd"], extra=["--preserve-fds", "1"])
+    assert r.returncode == 0, r.stderr
     fds = sorted(int(x) for x in r.stdout.split())
-    assert fds[:3] == [0, 1, 2] and len(fds) <= 4, fds
+    assert fds == [0, 1, 2, 3, 4], r.stdout  # 4: ls's own
 
 
 def test_preserve_fds(bundle):
@@ -112,11 +185,34 @@ def test_preserve_fds(bundle):
 
 
 def test_masked_and_readonly_paths(bundle):
-    r = bundle.run(["sh", "-c", "wc -c < /proc/keys; ls /proc/acpi | wc -l; "
-                                "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null; echo rc=$?"])
-    out = r.stdout.split()
-    assert out[0] == "0" and out[1] == "0", r.stdout + r.stderr
-    assert out[2] == "rc=1"
+    """Masked: a file of procfs and directories that exist wherever the test runs (one
+    the test puts in the rootfs, /proc/tty of procfs) read empty. Read-only: a
+    directory of the rootfs and /proc/sys, seen as `ro` in mountinfo and refused with
+    EROFS to a writer that holds CAP_SYS_ADMIN (which the permission check alone would
+    not stop)."""
+    for d in ("srv/masked", "srv/ro"):
+        os.makedirs(f"{bundle.rootfs}/{d}")
+        with open(f"{bundle.rootfs}/{d}/file", "w") as f:
+            f.write("visible\n")
+    linux = bundle.config["linux"]
+    linux["maskedPaths"] = ["/proc/keys", "/srv/masked", "/proc/tty"]
+    linux["readonlyPaths"] = ["/srv/ro", "/proc/sys"]
+    caps = bundle.config["process"]["capabilities"]
+    for k in ("bounding", "effective", "permitted"):
+        caps[k] = caps[k] + ["CAP_SYS_ADMIN"]
+    r = bundle.run(["sh", "-c",
+                    "wc -c < /proc/keys; ls -A /srv/masked | wc -l; ls -A /proc/tty | wc -l; "
+                    "for p in /srv/ro /proc/sys; do grep \" $p \" /proc/self/mountinfo | "
+                    "cut -d' ' -f6 | cut -d, -f1; done; "
+                    "echo x > /srv/ro/file; echo 1 > /proc/sys/kernel/ns_last_pid; "
+                    "cat /srv/ro/file"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", "0", "ro", "ro", "visible"], r.stdout + r.stderr
+    assert r.stderr.count("Read-only file system") == 2, r.stderr
+    # what the masks hide is there: the test can fail
+    assert os.listdir("/proc/tty") and os.path.getsize("/proc/keys") == 0
+    with open("/proc/keys") as f:
+        assert f.read(1)
 
 
 def test_sysctl_in_network_namespace(bundle):
@@ -128,9 +224,16 @@ def test_sysctl_in_network_namespace(bundle):
 
 
 def test_default_devices(bundle):
-    r = bundle.run(["sh", "-c", "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty"])
-    for line, (ma, mi) in zip(r.stdout.splitlines(), [(1, 3), (1, 7), (1, 8), (5, 0), (1, 9), (1, 5)]):
-        assert line.startswith("crw-rw-rw-"), line
+    want = {"/dev/null": "1:3", "/dev/zero": "1:5", "/dev/full": "1:7", "/dev/random": "1:8",
+            "/dev/urandom": "1:9", "/dev/tty": "5:0"}
+    r = bundle.run(["stat", "-c", "%n %A %t:%T", *want])
+    assert r.returncode == 0, r.stderr
+    seen = {}
+    for line in r.stdout.splitlines():
+        name, mode, dev = line.split()
+        major, minor = (int(x, 16) for x in dev.split(":"))
+        seen[name] = (mode, f"{major}:{minor}")
+    assert seen == {name: ("crw-rw-rw-", dev) for name, dev in want.items()}, r.stdout
 
 
 def test_linux_devices(bundle):

@@ -41,10 +41,22 @@ def test_A_exec_cannot_open_exe_of_runtime_processes(bundle):
 
 
 def test_B_cwd_through_leaked_fd_fails(bundle):
-    for n in range(3, 12):
-        bundle.config["process"]["cwd"] = f"/proc/self/fd/{n}"
+    """CVE-2024-21626: process.cwd through a directory fd the runtime holds while the
+    init sets up (its procfs, the container's cgroup v2 directory): the chdir lands
+    outside the container, and the run must fail, naming process.cwd, before anything
+    runs there. Every fd number is tried; at least one must be such a directory, or
+    the test reaches no check at all."""
+    outside = []
+    for n in range(3, 24):
+        cwd = f"/proc/self/fd/{n}"
+        bundle.config["process"]["cwd"] = cwd
         r = bundle.run(["pwd"])
-        assert r.returncode != 0 or not r.stdout.startswith("/proc/self/fd") and "(unreachable)" not in r.stdout
+        assert r.returncode == 1 and r.stdout == "", (n, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"ocirun: process.cwd `{cwd}`"), lines
+        if lines[0].endswith("is outside the container"):
+            outside.append(n)
+    assert outside, "no fd of the runtime was a directory outside the container at chdir"
 
 
 def test_C_symlink_mount_destination_stays_inside(bundle, tmp_path):
@@ -71,15 +83,45 @@ def test_C_symlinked_proc_is_refused_or_contained(bundle):
     assert _host_mounts() == host_mounts
 
 
-def test_D_dev_null_symlink_does_not_unmask(bundle):
-    # maskedPaths binds /dev/null: if /dev/null were a symlink to a host file the
-    # mask would expose it. The runtime checks it is char 1:3.
+def _host_target(tmp_path):
+    target = tmp_path / "host-file"
+    target.write_text("host file\n")
+    return target
+
+
+def test_D_dev_null_symlink_in_the_image_is_replaced(bundle, tmp_path):
+    """maskedPaths binds /dev/null over each masked file: an image whose /dev/null is a
+    symlink to a host file would expose (and let the container write) that file. With
+    no /dev mount the default devices are made in the image's /dev: the symlink is
+    replaced by the real node, and the masks hold."""
+    target = _host_target(tmp_path)
     bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] not in ("/dev", "/dev/pts", "/dev/shm", "/dev/mqueue")]
     os.makedirs(f"{bundle.rootfs}/dev", exist_ok=True)
-    os.symlink("/proc/sys/kernel/core_pattern", f"{bundle.rootfs}/dev/null")
-    before = open("/proc/sys/kernel/core_pattern").read()
-    r = bundle.run(["sh", "-c", "echo '|/tmp/pwn' > /proc/sys/kernel/core_pattern"])
-    assert open("/proc/sys/kernel/core_pattern").read() == before
+    os.symlink(str(target), f"{bundle.rootfs}/dev/null")
+    r = bundle.run(["sh", "-c", "stat -c '%F %t:%T' /dev/null; wc -c < /proc/keys; "
+                                "echo pwned > /proc/keys"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["character special file 1:3", "0"], r.stdout + r.stderr
+    assert target.read_text() == "host file\n"
+
+
+def test_D_dev_null_that_is_not_the_null_device_is_refused(bundle, tmp_path):
+    """A /dev bound from elsewhere gets no default devices: its `null` is whatever is
+    there. When it is not char 1:3 (here a symlink to a host file), masking would bind
+    that file: create fails first, in one line, and the file is untouched."""
+    target = _host_target(tmp_path)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    os.symlink(str(target), dev / "null")
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if not m["destination"].startswith("/dev")]
+    bundle.config["mounts"].append({"destination": "/dev", "type": "bind", "source": str(dev),
+                                    "options": ["rbind"]})
+    r = bundle.run(["sh", "-c", "echo pwned > /proc/keys; cat /proc/keys"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.strip() == ("ocirun: maskedPaths: /dev/null in the container is not the "
+                                "null device (char 1:3)"), r.stderr
+    assert r.stdout == "" and target.read_text() == "host file\n"
+    assert os.readlink(dev / "null") == str(target) and sorted(os.listdir(dev)) == ["null"]
 
 
 def test_E_sysctl_outside_namespaces_refused(bundle):
@@ -260,7 +302,8 @@ def test_delete_of_stopped_container_kills_what_is_left_in_its_cgroup(bundle):
         time.sleep(0.02)
     r = bundle.ocirun("delete", cid)
     assert r.returncode == 0, r.stderr
-    assert not any(os.path.isdir(f"/sys/fs/cgroup/{c}/ocirun/{cid}") for c in os.listdir("/sys/fs/cgroup"))
+    from layout import leftovers
+    assert leftovers(f"/ocirun/{cid}") == []
     time.sleep(0.1)
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -287,7 +330,8 @@ def test_preserve_fds_never_hands_over_the_runtimes_own(bundle):
     exec program) is close-on-exec: the container sees stdio only."""
     import subprocess
     from support import OCIRUN
-    bundle.config["process"]["args"] = ["sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '"]
+    # (no pipeline: the shell would hold its pipe while ls lists the shell's fds)
+    bundle.config["process"]["args"] = ["sh", "-c", "ls /proc/$$/fd; exit 0"]
     bundle.write()
     r = subprocess.run([OCIRUN, "--root", bundle.root, "run", "--preserve-fds", "6", "-b",
                         bundle.path, "pfx"], stdin=subprocess.DEVNULL, capture_output=True,
