@@ -13,7 +13,10 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("OCIRUN_SHARED", os.path.join(os.path.dirname(REPO), "shared"))
-OCIRUN = os.path.join(REPO, "bin", "ocirun")
+# The development launcher runs the checkout's modules; OCIRUN_COMMAND, if set, is the
+# command the tests run instead (scripts/test.sh: ocirun's own interpreter in CI).
+DEV_LAUNCHER = os.path.join(REPO, "bin", "ocirun")
+OCIRUN = os.environ.get("OCIRUN_COMMAND") or DEV_LAUNCHER
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 sys.path.insert(0, REPO)
