@@ -88,7 +88,7 @@ def write_if_changed(path, text):
     os.replace(path + ".tmp", path)
 
 
-def fix_deepfreeze(script, eager):
+def fix_deepfreeze(script):
     """Two changes to 3.11.2's deepfreeze.py, which writes the frozen modules' code
     objects as static C data:
     - it shares the interpreter's global strings with the frozen constants equal to
@@ -98,10 +98,12 @@ def fix_deepfreeze(script, eager):
       backslash in their C spelling are left out.
     - every start interns the strings of every frozen code object (_Py_Deepfreeze_Init),
       and every finalization resets every static string (_Py_Deepfreeze_Fini): ~3,700
-      code objects once ocirun's modules are in, ~1,000 more page faults per start.
-      For the modules not in `eager` (CPython's own frozen modules), the interning is
-      done when the module's code is first taken (its _Py_get_*_toplevel), as
-      unmarshalling it would, and the reset only for the modules that were taken."""
+      code objects once ocirun's modules are in, ~1,000 more page faults per start
+      (and 774 for CPython's own frozen modules, most of which a start does not
+      import). The interning is done instead when a module's code is first taken (its
+      _Py_get_*_toplevel), as unmarshalling it would, and the reset only for the
+      modules that were taken. (Interned strings make look-ups faster, never
+      different.)"""
     pristine = script + ".orig"
     if not os.path.exists(pristine):
         shutil.copy2(script, pristine)
@@ -110,32 +112,27 @@ def fix_deepfreeze(script, eager):
     edits = [
         ("identifiers, strings = get_identifiers_and_strings()\n",
          "identifiers, strings = get_identifiers_and_strings()\n"
-         "strings = {s: n for s, n in strings.items() if '\\\\' not in s}\n"
-         f"EAGER = {sorted(eager)!r}\n"),
+         "strings = {s: n for s, n in strings.items() if '\\\\' not in s}\n"),
         ("""        module = module.replace(".", "_")
         self.generate(f"{module}_toplevel", code)
         with self.block(f"static void {module}_do_patchups(void)"):
             for p in self.patchups:
                 self.write(p)
 """, """        first, first_dealloc = len(self.interns), len(self.deallocs)
-        lazy = module not in EAGER
         module = module.replace(".", "_")
         self.generate(f"{module}_toplevel", code)
-        interns = deallocs = []
-        if lazy:
-            interns, deallocs = self.interns[first:], self.deallocs[first_dealloc:]
-            del self.interns[first:], self.deallocs[first_dealloc:]
-            self.write(f"static int {module}_loaded;")
-            if deallocs:
-                self.lazy_deallocs.append((module, deallocs))
+        interns, deallocs = self.interns[first:], self.deallocs[first_dealloc:]
+        del self.interns[first:], self.deallocs[first_dealloc:]
+        self.write(f"static int {module}_loaded;")
+        if deallocs:
+            self.lazy_deallocs.append((module, deallocs))
         with self.block(f"static void {module}_do_patchups(void)"):
             for p in self.patchups:
                 self.write(p)
-            if lazy:
-                with self.block(f"if (!{module}_loaded)"):
-                    self.write(f"{module}_loaded = 1;")
-                    for p in interns:
-                        self.write(f"(void){p};")
+            with self.block(f"if (!{module}_loaded)"):
+                self.write(f"{module}_loaded = 1;")
+                for p in interns:
+                    self.write(f"(void){p};")
 """),
         ("""        self.interns: list[str] = []
 """, """        self.interns: list[str] = []
@@ -203,8 +200,7 @@ def main(pkg, tree):
         sys.exit(f"freeze.py: {script}: the FROZEN list is not as expected")
     section = f"    ({SECTION!r}, [\n" + "".join(f"        {e!r},\n" for e in entries) + "        ]),\n"
     write_if_changed(script, source.replace(anchor, section + anchor))
-    fix_deepfreeze(os.path.join(tree, "Tools", "scripts", "deepfreeze.py"),
-                   {m.frozenid for m in orig.parse_frozen_specs()})
+    fix_deepfreeze(os.path.join(tree, "Tools", "scripts", "deepfreeze.py"))
     # freeze_modules.py rewrites only the generated files whose content changes
     subprocess.run([sys.executable, script], check=True, cwd=tree)
     print(f"freeze.py: ocirun's package and {len(entries) - 1} standard library modules "

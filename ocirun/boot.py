@@ -136,9 +136,11 @@ class FrozenFinder(BundleFinder):
 
     def __init__(self, lib):
         import _imp
-        from ocirun._frozen import FROZEN
         self.frozen = _imp
-        super().__init__(_FrozenIndex(FROZEN, lib, getattr(sys, "_stdlib_dir", None) or ""), -1)
+        listing = {}  # its code run here: an import would cost ~0.1 ms
+        exec(_imp.get_frozen_object("ocirun._frozen"), listing)
+        super().__init__(_FrozenIndex(listing["FROZEN"], lib,
+                                      getattr(sys, "_stdlib_dir", None) or ""), -1)
 
     def exec_module(self, module):
         exec(self.frozen.get_frozen_object(module.__name__), module.__dict__)
