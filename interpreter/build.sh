@@ -15,7 +15,8 @@
 # build recompiles only the frozen modules that changed and links again.
 #
 # Environment: OCIRUN_PGO=1|0 (default 1: profile-guided, trained on ocirun's own
-# start-up by interpreter/train.py), OCIRUN_LTO=1|0 (default: as OCIRUN_PGO),
+# start-up by interpreter/train.py), OCIRUN_LTO=0|1 (default 0: link-time optimisation
+# saves ~0.1 ms a start here but makes every rebuild a whole-program link of minutes),
 # OCIRUN_PIE=0|1 (default 0: a position-dependent executable), JOBS (default: CPUs).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +32,7 @@ VERSION=3.11.2
 TARBALL=python3.11_$VERSION.orig.tar.gz
 SHA256=2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849
 PGO=${OCIRUN_PGO:-1}
-LTO=${OCIRUN_LTO:-$PGO}
+LTO=${OCIRUN_LTO:-0}
 PIE=${OCIRUN_PIE:-0}
 JOBS=${JOBS:-$(nproc)}
 CACHE=${OCIRUN_CACHE:-/var/cache/ocirun}/interpreter
@@ -132,31 +133,35 @@ else
 fi
 
 start=$(date +%s)
-# deepfreeze.py reads float constants with struct, which the build's bootstrap python
-# lacks (CPython's own frozen modules have none; ocirun's do): Debian's python3.11 runs it
-set -- PYTHON_FOR_FREEZE=$PY
+# The frozen modules (but the import system's own three) are compiled, and deepfreeze.py
+# is run, by Debian's python3.11 rather than the build's bootstrap python, which lacks
+# struct (deepfreeze.py reads float constants with it; CPython's own frozen modules have
+# none, ocirun's do); without column tables (smaller code, as the bundle's)
+set -- "PYTHON_FOR_FREEZE=$PY -X no_debug_ranges"
 # The profile for PGO: ocirun's start-up, not CPython's test suite (the default).
 train="$here/train.py"
+use=""
 if [ "$PGO" = 1 ]; then
-    say "building with profile-guided optimisation (make -j$JOBS profile-opt)"
-    make -C "$TREE" -j"$JOBS" -s profile-opt PROFILE_TASK="$train" "$@" >&2
     use=$(make -C "$TREE" -s -f Makefile -f - print-pgo-use <<'EOF'
 print-pgo-use:
 	@echo $(PGO_PROF_USE_FLAG)
 EOF
 )
+fi
+if [ -f "$TREE/ocirun-bin" ] && { [ "$PGO" = 0 ] || [ -f "$TREE/profile-run-stamp" ]; }; then
+    # built before: what changed (the frozen modules, the library they are in) and the
+    # program; CPython's own programs in the tree are not needed again
+    say "rebuilding what changed"
+elif [ "$PGO" = 1 ]; then
+    say "building with profile-guided optimisation (make -j$JOBS profile-opt)"
+    make -C "$TREE" -j"$JOBS" -s profile-opt PROFILE_TASK="$train" "$@" >&2
 else
     say "building (make -j$JOBS)"
     make -C "$TREE" -j"$JOBS" -s "$@" >&2
-    use=""
 fi
 # the program: CPython's objects, interpreter/main.c and ocirun/_sys.c
-make -C "$TREE" -s -f Makefile -f "$here/ocirun.mk" OCIRUN_SRC="$repo" ocirun-bin "$@" \
-    CFLAGS_NODIST="$(make -C "$TREE" -s -f Makefile -f - print <<'EOF'
-print:
-	@echo $(CFLAGS_NODIST)
-EOF
-) $use" >&2
+make -C "$TREE" -j"$JOBS" -s -f Makefile -f "$here/ocirun.mk" OCIRUN_SRC="$repo" ocirun-bin \
+    "$@" CFLAGS_NODIST="$use" >&2
 say "built in $(( $(date +%s) - start )) s"
 
 mkdir -p "$DEST"

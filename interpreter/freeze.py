@@ -88,6 +88,22 @@ def write_if_changed(path, text):
     os.replace(path + ".tmp", path)
 
 
+# deepfreeze.c's own helper (see fix_deepfreeze)
+INTERN_NAMES = """
+/* a code object's names (of attributes and globals), interned as unmarshalling does */
+static void
+intern_names(PyCodeObject *co)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(co->co_names); i++) {
+        PyObject **item = &_PyTuple_ITEMS(co->co_names)[i];
+        if (PyUnicode_CheckExact(*item)) {
+            PyUnicode_InternInPlace(item);
+        }
+    }
+}
+"""
+
+
 def fix_deepfreeze(script):
     """Two changes to 3.11.2's deepfreeze.py, which writes the frozen modules' code
     objects as static C data:
@@ -96,14 +112,18 @@ def fix_deepfreeze(script):
       constant backslash-n becomes the global newline. None of CPython's own frozen
       modules has such a constant; re._parser has. The global strings that have a
       backslash in their C spelling are left out.
-    - every start interns the strings of every frozen code object (_Py_Deepfreeze_Init),
-      and every finalization resets every static string (_Py_Deepfreeze_Fini): ~3,700
-      code objects once ocirun's modules are in, ~1,000 more page faults per start
-      (and 774 for CPython's own frozen modules, most of which a start does not
-      import). The interning is done instead when a module's code is first taken (its
-      _Py_get_*_toplevel), as unmarshalling it would, and the reset only for the
-      modules that were taken. (Interned strings make look-ups faster, never
-      different.)"""
+    - every start interns the strings of every frozen code object (_Py_Deepfreeze_Init:
+      names, constants, local variable names), and every finalization resets every
+      static string (_Py_Deepfreeze_Fini): ~3,700 code objects once ocirun's modules are
+      in, ~1,000 more page faults per start (774 code objects for CPython's own frozen
+      modules, most of which a start does not import). Instead, a module's code objects
+      have their names (co_names: attributes and globals, which type look-ups cache
+      only when interned) interned when its code is first taken (its
+      _Py_get_*_toplevel), and the reset is done only for the modules that were taken.
+      Constants and local names stay as they are: deepfreeze writes each distinct
+      string once, so equal names are already the same object; interning them only
+      dirtied their pages (~40 page faults and ~0.2 ms on `state`).
+      (Interned or not, look-ups find the same objects.)"""
     pristine = script + ".orig"
     if not os.path.exists(pristine):
         shutil.copy2(script, pristine)
@@ -132,12 +152,17 @@ def fix_deepfreeze(script):
             with self.block(f"if (!{module}_loaded)"):
                 self.write(f"{module}_loaded = 1;")
                 for p in interns:
-                    self.write(f"(void){p};")
+                    self.write(p.replace("_PyStaticCode_InternStrings", "intern_names") + ";")
 """),
         ("""        self.interns: list[str] = []
 """, """        self.interns: list[str] = []
         self.lazy_deallocs: list[tuple[str, list[str]]] = []
 """),
+        ("""        self.write('#include "internal/pycore_long.h"')
+""", """        self.write('#include "internal/pycore_long.h"')
+        self.write(INTERN_NAMES)
+"""),
+        ("def make_string_literal(", "INTERN_NAMES = " + repr(INTERN_NAMES) + "\n\n\ndef make_string_literal("),
         ("""        for p in printer.deallocs:
             printer.write(p)
 """, """        for p in printer.deallocs:
@@ -153,6 +178,23 @@ def fix_deepfreeze(script):
             sys.exit(f"freeze.py: {script}: not the deepfreeze.py expected")
         source = source.replace(old, new)
     write_if_changed(script, source)
+
+
+def fix_freeze_module(script):
+    """ocirun's modules compiled as install.sh's bundle has them (scripts/build-bundle.py):
+    optimize=2, no docstrings or asserts (nothing reads them at run time). With the
+    column tables left out (build.sh runs the freezing with -X no_debug_ranges), their
+    static code is about a third smaller, and so are the pages a start touches."""
+    pristine = script + ".orig"
+    if not os.path.exists(pristine):
+        shutil.copy2(script, pristine)
+    with open(pristine) as f:
+        source = f.read()
+    old = 'code = compile(text, filename, "exec", optimize=0, dont_inherit=True)'
+    if source.count(old) != 1:
+        sys.exit(f"freeze.py: {script}: not the _freeze_module.py expected")
+    write_if_changed(script, source.replace(old, old.replace(
+        "optimize=0", 'optimize=2 if name.startswith("ocirun") else 0')))
 
 
 def main(pkg, tree):
@@ -201,6 +243,7 @@ def main(pkg, tree):
     section = f"    ({SECTION!r}, [\n" + "".join(f"        {e!r},\n" for e in entries) + "        ]),\n"
     write_if_changed(script, source.replace(anchor, section + anchor))
     fix_deepfreeze(os.path.join(tree, "Tools", "scripts", "deepfreeze.py"))
+    fix_freeze_module(os.path.join(tree, "Programs", "_freeze_module.py"))
     # freeze_modules.py rewrites only the generated files whose content changes
     subprocess.run([sys.executable, script], check=True, cwd=tree)
     print(f"freeze.py: ocirun's package and {len(entries) - 1} standard library modules "
