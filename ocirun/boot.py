@@ -22,6 +22,10 @@ command imports on its one thread.
 
 The launcher (scripts/build-bundle.py LAUNCHER) runs this module's code from boot.code
 rather than importing it.
+
+ocirun's own interpreter (interpreter/, `./install.sh --build-interpreter`) has these
+modules frozen in as static code objects: its main calls `frozen_main`, which serves
+them through the same `find_and_load` without reading or unmarshalling anything.
 """
 import marshal
 import sys
@@ -64,7 +68,7 @@ class BundleFinder:
 
     def _extension_spec(self, name):
         so = self.extensions.get(name)
-        if so is None:
+        if so is None or name in _BUILTIN:  # built into this interpreter: that one
             return None
         try:
             posix.stat(so)
@@ -90,8 +94,8 @@ class BundleFinder:
             spec = self._spec(name, entry)
             module = _Module(name)
         else:
-            spec = self._extension_spec(name) if name in self.extensions else \
-                _ModuleSpec(name, _BuiltinImporter, origin="built-in")
+            spec = _ModuleSpec(name, _BuiltinImporter, origin="built-in") \
+                if name in _BUILTIN else self._extension_spec(name)
             if spec is None:  # the recorded file is gone
                 return self.default_find_and_load(name, import_)
             module = spec.loader.create_module(spec)
@@ -124,6 +128,46 @@ class BundleFinder:
         exec(marshal.loads(posix.pread(self.fd, size, offset)), module.__dict__)
 
 
+class FrozenFinder(BundleFinder):
+    """BundleFinder over the modules frozen into ocirun's interpreter: ocirun's and
+    the standard library's it imports, as listed by the build in ocirun._frozen.
+    `__file__` names where the module's source is installed (the package in `lib`,
+    the standard library's directory)."""
+
+    def __init__(self, lib):
+        import _imp
+        self.frozen = _imp
+        listing = {}  # its code run here: an import would cost ~0.1 ms
+        exec(_imp.get_frozen_object("ocirun._frozen"), listing)
+        super().__init__(_FrozenIndex(listing["FROZEN"], lib,
+                                      getattr(sys, "_stdlib_dir", None) or ""), -1)
+
+    def exec_module(self, module):
+        exec(self.frozen.get_frozen_object(module.__name__), module.__dict__)
+
+
+class _FrozenIndex(dict):
+    """The bundle index's entries (is_package, -, -, path) of the frozen modules, each
+    made when first asked for."""
+
+    def __init__(self, frozen, lib, stdlib):
+        super().__init__()
+        self.names = frozen
+        self.lib = lib
+        self.stdlib = stdlib
+
+    def get(self, name, default=None):
+        entry = dict.get(self, name)
+        if entry is None:
+            ispkg = self.names.get(name)
+            if ispkg is None:
+                return default
+            base = self.lib if name.startswith("ocirun") else self.stdlib
+            path = base + "/" + name.replace(".", "/") + ("/__init__.py" if ispkg else ".py")
+            entry = self[name] = (ispkg, 0, 0, path)
+        return entry
+
+
 def install(path=BUNDLE):
     fd = -1
     try:
@@ -154,5 +198,21 @@ def main():
     import gc
     gc.disable()
     install()
+    from ocirun.cli.main import run_and_exit
+    run_and_exit()
+
+
+def frozen_main():
+    """The command's entry in ocirun's interpreter (interpreter/main.c): ocirun's
+    package is installed beside sys.executable (PREFIX/lib/ocirun/python3)."""
+    import gc
+    gc.disable()
+    lib = sys.executable.rpartition("/")[0]
+    finder = FrozenFinder(lib)
+    sys.meta_path.insert(0, finder)
+    _importlib._find_and_load = finder.find_and_load
+    package = sys.modules["ocirun"]  # imported by main.c, through importlib
+    package.__file__ = lib + "/ocirun/__init__.py"
+    package.__path__ = [lib + "/ocirun"]
     from ocirun.cli.main import run_and_exit
     run_and_exit()

@@ -32,6 +32,9 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
 fi
 # The syscall extension, as install.sh builds it (the tests cover the fallback too).
 ./scripts/build-ext.sh /usr/bin/python3 ocirun || true
+# CI: the tests run ocirun with its own interpreter, built once (scripts/test-interpreter.sh)
+vars=$(./scripts/test-interpreter.sh)
+eval "$vars"
 if [ $# -gt 0 ]; then
     exec /usr/bin/python3 -m pytest -q -rs tests "$@"
 fi

@@ -13,7 +13,20 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("OCIRUN_SHARED", os.path.join(os.path.dirname(REPO), "shared"))
-OCIRUN = os.path.join(REPO, "bin", "ocirun")
+# The development launcher runs the checkout's modules; OCIRUN_COMMAND, if set, is the
+# command the tests run instead (scripts/test.sh: ocirun's own interpreter in CI).
+DEV_LAUNCHER = os.path.join(REPO, "bin", "ocirun")
+OCIRUN = os.environ.get("OCIRUN_COMMAND") or DEV_LAUNCHER
+
+
+def runtime_exe():
+    """The program a process of the command under test runs (its /proc/PID/exe): the
+    interpreter a launcher's #! line names, or the command itself when it is a program
+    (ocirun's own interpreter)."""
+    with open(OCIRUN, "rb") as f:
+        first = f.readline(512)
+    path = first[2:].split()[0].decode() if first.startswith(b"#!") else OCIRUN
+    return os.path.realpath(path)
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 sys.path.insert(0, REPO)

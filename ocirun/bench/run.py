@@ -74,15 +74,18 @@ INTERPRETER_START = "interpreter (start only)"
 
 
 def launcher_interpreter(ocirun_path):
-    """The interpreter named by the launcher's `#!` line, or None (not a script, or
-    not a Python)."""
+    """The interpreter named by the launcher's `#!` line; for ocirun's own interpreter
+    (a program, not a script: install.sh --build-interpreter) the same program run as
+    python3 (PREFIX/lib/ocirun/python3); or None (not a Python)."""
     try:
         with open(ocirun_path, "rb") as f:
             first = f.readline(512)
     except OSError:
         return None
     if not first.startswith(b"#!"):
-        return None
+        own = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(ocirun_path))),
+                           "lib", "ocirun", "python3")
+        return own if first.startswith(b"\x7fELF") and os.access(own, os.X_OK) else None
     words = first[2:].decode(errors="replace").split()
     if not words or not os.path.basename(words[0]).startswith("python"):
         return None

@@ -12,7 +12,7 @@ import pytest
 
 from ocirun import kernel
 from ocirun.linux import trampoline
-from support import OCIRUN, REPO
+from support import OCIRUN, REPO, runtime_exe
 
 pytestmark = pytest.mark.skipif(
     kernel.clone_vm is None or not trampoline.waiter_supported(),
@@ -71,7 +71,7 @@ def test_the_container_gets_what_a_forked_init_gives(bundle):
     bundle.config["process"]["oomScoreAdj"] = 0  # (the init then forks: create.py _can_share_memory)
     bundle.write()
     via_fork = _create_start(bundle)
-    assert os.path.realpath(via_fork[0]["exe"]) == os.path.realpath(sys.executable)
+    assert os.path.realpath(via_fork[0]["exe"]) == runtime_exe()
     assert via_waiter[1] == via_fork[1]
 
 
@@ -179,7 +179,7 @@ def test_a_process_of_another_user_forks(bundle):
     cid, r = bundle.create()
     assert r.returncode == 0, r.stderr
     pid = bundle.state(cid)["pid"]
-    assert os.path.realpath(_status(pid)["exe"]) == os.path.realpath(sys.executable)
+    assert os.path.realpath(_status(pid)["exe"]) == runtime_exe()
     assert _status(pid)["Uid"].split()[0] == "0"  # root until `start`, as before
     assert bundle.ocirun("delete", "-f", cid).returncode == 0
 
