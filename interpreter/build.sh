@@ -145,7 +145,9 @@ set -- "PYTHON_FOR_FREEZE=$PY -X no_debug_ranges"
 train="$here/train.py"
 use=""
 if [ "$PGO" = 1 ]; then
-    use=$(make -C "$TREE" -s -f Makefile -f - print-pgo-use <<'EOF'
+    # the last line only: make first remakes its Makefile when Makefile.pre.in or
+    # Setup.local changed (new frozen modules), and config.status says so on stdout
+    use=$(make -C "$TREE" -s -f Makefile -f - print-pgo-use <<'EOF' | tail -n 1
 print-pgo-use:
 	@echo $(PGO_PROF_USE_FLAG)
 EOF
