@@ -168,7 +168,10 @@ fi
 # few seconds, a whole-program optimisation with LTO)
 link=""
 [ "$STATIC" = 1 ] && link=-static
-rm -f "$TREE/ocirun-bin"
+# main.c and _sys.c are compiled anew every time (two files, a few seconds): make judges
+# them by mtime, and a checkout whose files are older than the objects (another
+# worktree, an older commit) would otherwise link the objects of other sources
+rm -f "$TREE/ocirun-bin" "$TREE/Programs/ocirun.o" "$TREE/Modules/ocirun_sys.o"
 make -C "$TREE" -j"$JOBS" -s -f Makefile -f "$here/ocirun.mk" OCIRUN_SRC="$repo" ocirun-bin \
     "$@" CFLAGS_NODIST="$use" OCIRUN_LINKFLAGS="$link" >&2
 say "built in $(( $(date +%s) - start )) s"

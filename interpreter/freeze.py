@@ -62,7 +62,10 @@ def copy_package(src, dst):
                 if not os.path.exists(target) or not filecmp.cmp(os.path.join(top, fn), target,
                                                                   shallow=False):
                     os.makedirs(os.path.dirname(target), exist_ok=True)
-                    shutil.copy2(os.path.join(top, fn), target)
+                    # copied with a new mtime (not copy2): make remakes a frozen module
+                    # when its source is newer than the output, and a checkout's files
+                    # may be older than the last build's outputs
+                    shutil.copyfile(os.path.join(top, fn), target)
     for top, dirs, files in os.walk(dst):
         for fn in files:
             rel = os.path.relpath(os.path.join(top, fn), dst)

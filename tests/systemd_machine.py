@@ -31,6 +31,7 @@ import socket
 import subprocess
 import time
 
+from layout import cgroup2_root
 from support import OCIRUN, REPO
 
 SYSTEMD = "/lib/systemd/systemd"
@@ -45,6 +46,9 @@ SYSCTLS = ("fs/protected_hardlinks", "fs/protected_symlinks", "fs/protected_fifo
 KEEP = {"dbus.service", "dbus.socket"}
 MASKED_KINDS = (".service", ".socket", ".timer", ".path", ".mount", ".automount", ".swap")
 TARGET = "ocirun-machine.target"
+# PREFIX of an installed command under test (PREFIX/bin/ocirun, its PREFIX/lib/ocirun)
+_PREFIX = (None if os.path.realpath(OCIRUN).startswith(REPO + "/")
+           else os.path.dirname(os.path.dirname(os.path.realpath(OCIRUN))))
 
 
 def host_snapshot():
@@ -253,7 +257,7 @@ class Machine:
             # the machine's own directory of the cgroup2 hierarchy (ocirun made it
             # before the init mounts anything)
             mounts.append({"destination": CGROUP, "type": "bind",
-                           "source": f"{CGROUP}/unified/{self.name}",
+                           "source": f"{cgroup2_root()}/{self.name}",
                            "options": ["rbind", "nosuid", "noexec", "nodev", "rw"]})
         ro_bind = ["rbind", "ro", "nosuid", "nodev"]
         mounts += [
@@ -270,6 +274,10 @@ class Machine:
             {"destination": "/run/dbus", "type": "bind", "source": self.dbus_dir,
              "options": ["bind", "rw"]},
             {"destination": REPO, "type": "bind", "source": REPO, "options": ["rbind", "ro"]},
+            # the command under test where it is installed outside the checkout
+            # (OCIRUN_COMMAND: ocirun's own interpreter in CI), at the same path inside
+            *([{"destination": _PREFIX, "type": "bind", "source": _PREFIX,
+                "options": ["rbind", "ro"]}] if _PREFIX else []),
             # the tests' files (bundles, sockets, logs) at the same path inside
             {"destination": self.base, "type": "bind", "source": self.base,
              "options": ["bind", "rw"]},

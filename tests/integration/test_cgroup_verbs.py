@@ -205,7 +205,7 @@ def test_pause_and_resume_of_stopped_container(bundle):
 def test_pause_without_cgroup(bundle):
     cid = bundle.new_id()
     bundle.config["process"]["args"] = ["sleep", "60"]
-    bundle.config["linux"]["resources"].pop("pids")  # (a limit needs a cgroup)
+    bundle.config["linux"]["resources"].pop("pids", None)  # (a limit needs a cgroup)
     bundle.write()
     with open(f"{bundle.path}/err", "w+") as err:
         r = subprocess.run([OCIRUN, "--root", bundle.root, "--cgroup-manager", "disabled", "run", "-d",

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from layout import unified
 from support import OCIRUN, base_config, make_rootfs, need_root
 from systemd_machine import Machine, canaries, host_snapshot, snapshot_changes
 
@@ -38,6 +39,10 @@ def _need_tools():
 def machine(request, tmp_path_factory):
     _need_tools()
     mode = request.param
+    if mode == "hybrid" and unified():
+        pytest.skip("the hybrid machine mounts the host's v1 hierarchies, and this pass's "
+                    "layout is pure cgroup v2 (the first pass on the host's own layout "
+                    "boots it)")
     planted = canaries()
     before = host_snapshot()
     m = Machine(str(tmp_path_factory.mktemp(f"sd-{mode}")), mode)
@@ -549,7 +554,10 @@ def _scenarios(c, m):
 
     def ps():
         r = c.rt("ps", "--format", "json", f"c-{sfx}")
-        return f"rc={r.returncode} pids={len(json.loads(r.stdout)) if r.returncode == 0 else r.stderr.strip()[-60:]}"
+        if r.returncode:
+            return f"rc={r.returncode} {r.stderr.strip()[-60:]}"
+        pids = json.loads(r.stdout)  # runc prints null for a cgroup it finds empty
+        return f"rc=0 pids={len(pids) if isinstance(pids, list) else r.stdout.strip()}"
 
     def events():
         r = c.rt("events", "--stats", f"c-{sfx}")
