@@ -395,20 +395,6 @@ def step_write(ctrl, candidates, label, policy="required"):
     return ("w", ctrl, candidates, policy, label)
 
 
-def rdma_steps(res, field):
-    """linux.resources.rdma -> rdma.max writes (the same file on v1 and v2)."""
-    steps = []
-    for name, lim in (res.get("rdma") or {}).items():
-        parts = [name]
-        if lim.get("hcaHandles") is not None:
-            parts.append(f"hca_handle={lim['hcaHandles']}")
-        if lim.get("hcaObjects") is not None:
-            parts.append(f"hca_object={lim['hcaObjects']}")
-        if len(parts) > 1:
-            steps.append(step_write("rdma", [("rdma.max", " ".join(parts))], f"{field}.rdma[{name!r}]"))
-    return steps
-
-
 def step_warn(msg):
     return ("warn", msg)
 

@@ -109,36 +109,9 @@ def plan_v1(res, update=False, field="linux.resources"):
         # runc semantics: 0 leaves the limit alone, any negative value lifts it
         steps.append(step_write("pids", [("pids.max", str(lim) if lim > 0 else "max")], f"{field}.pids.limit"))
 
-    bio = res.get("blockIO") or {}
-    f = f"{field}.blockIO"
-    if bio.get("weight"):
-        w = str(bio["weight"])
-        steps.append(step_write("blkio", [("blkio.weight", w), ("blkio.bfq.weight", w)], f"{f}.weight"))
-    for i, wd in enumerate(bio.get("weightDevice") or ()):
-        if wd.get("weight"):
-            line = f"{convert.major_minor(wd)} {wd['weight']}"
-            steps.append(step_write("blkio", [("blkio.weight_device", line), ("blkio.bfq.weight_device", line)],
-                                    f"{f}.weightDevice[{i}].weight"))
-    for key, name in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
-                      ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
-                      ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
-                      ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
-        for i, t in enumerate(bio.get(key) or ()):
-            steps.append(step_write("blkio", [(name, f"{convert.major_minor(t)} {t['rate']}")], f"{f}.{key}[{i}]"))
-
-    for i, h in enumerate(res.get("hugepageLimits") or ()):
-        steps.append(step_write("hugetlb", [(f"hugetlb.{h['pageSize']}.limit_in_bytes", str(h["limit"]))],
-                                f"{field}.hugepageLimits[{i}]"))
-
-    net = res.get("network") or {}
-    if net.get("classID") is not None:
-        steps.append(step_write("net_cls", [("net_cls.classid", str(net["classID"]))],
-                                f"{field}.network.classID"))
-    for i, p in enumerate(net.get("priorities") or ()):
-        steps.append(step_write("net_prio", [("net_prio.ifpriomap", f"{p['name']} {p['priority']}")],
-                                f"{field}.network.priorities[{i}]"))
-
-    steps += common.rdma_steps(res, field)
+    if "blockIO" in res or "hugepageLimits" in res or "network" in res or "rdma" in res:
+        from ocirun.cgroups import plan_extra  # (only then: import cost)
+        steps += plan_extra.v1_steps(res, field)
 
     devs = res.get("devices")
     if devs is not None:

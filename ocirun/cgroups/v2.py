@@ -54,34 +54,9 @@ def plan_v2(res, update=False, field="linux.resources"):
     if lim:
         steps.append(step_write("pids", [("pids.max", str(lim) if lim > 0 else "max")], f"{field}.pids.limit"))
 
-    bio = res.get("blockIO") or {}
-    f = f"{field}.blockIO"
-    if bio.get("weight"):
-        # io.bfq.weight keeps the blkio scale (1..1000); io.weight is 1..10000
-        w = bio["weight"]
-        steps.append(step_write("io", [("io.bfq.weight", str(w)),
-                                       ("io.weight", f"default {convert.blkio_weight_to_io_weight(w)}")],
-                                f"{f}.weight"))
-    for i, wd in enumerate(bio.get("weightDevice") or ()):
-        if wd.get("weight"):
-            w = wd["weight"]
-            steps.append(step_write("io", [("io.bfq.weight", f"{convert.major_minor(wd)} {w}"),
-                                           ("io.weight", f"{convert.major_minor(wd)} {convert.blkio_weight_to_io_weight(w)}")],
-                                    f"{f}.weightDevice[{i}].weight"))
-    for key, io_key in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
-                        ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
-        for i, t in enumerate(bio.get(key) or ()):
-            # rate 0 means "no limit" in v1 throttle files; io.max spells it "max"
-            rate = t["rate"] or "max"
-            steps.append(step_write("io", [("io.max", f"{convert.major_minor(t)} {io_key}={rate}")], f"{f}.{key}[{i}]"))
-
-    for i, h in enumerate(res.get("hugepageLimits") or ()):
-        steps.append(step_write("hugetlb", [(f"hugetlb.{h['pageSize']}.max", str(h["limit"]))],
-                                f"{field}.hugepageLimits[{i}]"))
-
-    # (network: net_cls/net_prio do not exist on v2; validate.py refuses them)
-
-    steps += common.rdma_steps(res, field)
+    if "blockIO" in res or "hugepageLimits" in res or "network" in res or "rdma" in res:
+        from ocirun.cgroups import plan_extra  # (only then: import cost)
+        steps += plan_extra.v2_steps(res, field)
 
     if res.get("devices") is not None:
         steps.append(("devices", res["devices"]))
