@@ -150,7 +150,7 @@ def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=(0, ()), extra_en
     _fill_linux_extras(p, linux)
     p.idmaps = {}
     for m, _ in p.mounts:
-        if "uidMappings" in m or any(o in IDMAP_OPTIONS for o in m.get("options") or ()):
+        if "uidMappings" in m or not IDMAP_OPTIONS.isdisjoint(m.get("options") or ()):
             from ocirun.config import plan_extra
             p.idmaps = plan_extra.idmaps(p.mounts, linux)
             break
@@ -160,7 +160,7 @@ def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=(0, ()), extra_en
 
 # linux.* fields planned by plan_extra.py (imported only when a config has one)
 _LINUX_EXTRA = ("personality", "memoryPolicy", "netDevices", "intelRdt")
-IDMAP_OPTIONS = ("idmap", "ridmap")
+IDMAP_OPTIONS = frozenset(("idmap", "ridmap"))
 
 
 def _fill_linux_extras(p, linux):

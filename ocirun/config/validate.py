@@ -421,15 +421,15 @@ def _check_propagation(v, field):
         _fail(field, f"{_show(v)} is not one of {', '.join(PROPAGATIONS[1:])} (or empty)")
 
 
-IDMAP_OPTIONS = ("idmap", "ridmap")
+IDMAP_OPTIONS = frozenset(("idmap", "ridmap"))
 
 
 def _check_idmapped_mounts(spec, ns):
     """mounts[i] with idmap/ridmap or its own uid/gid mappings: checked by
     validate_extra.py, imported only when a mount is one."""
     for m in spec.get("mounts") or ():
-        if "uidMappings" in m or "gidMappings" in m or any(
-                o in IDMAP_OPTIONS for o in m.get("options") or ()):
+        if "uidMappings" in m or "gidMappings" in m or not IDMAP_OPTIONS.isdisjoint(
+                m.get("options") or ()):
             from ocirun.config import validate_extra
             validate_extra.check_idmapped_mounts(spec, ns)
             return
