@@ -395,20 +395,6 @@ def step_write(ctrl, candidates, label, policy="required"):
     return ("w", ctrl, candidates, policy, label)
 
 
-def rdma_steps(res, field):
-    """linux.resources.rdma -> rdma.max writes (the same file on v1 and v2)."""
-    steps = []
-    for name, lim in (res.get("rdma") or {}).items():
-        parts = [name]
-        if lim.get("hcaHandles") is not None:
-            parts.append(f"hca_handle={lim['hcaHandles']}")
-        if lim.get("hcaObjects") is not None:
-            parts.append(f"hca_object={lim['hcaObjects']}")
-        if len(parts) > 1:
-            steps.append(step_write("rdma", [("rdma.max", " ".join(parts))], f"{field}.rdma[{name!r}]"))
-    return steps
-
-
 def step_warn(msg):
     return ("warn", msg)
 
@@ -448,56 +434,3 @@ def do_write(d, ctrl, candidates, policy, label):
         log.warning(msg + "; ignored")
         return
     raise OciError(msg)
-
-
-# -- stats (shaped like runc's `events --stats` "data": types/events.go) ------------------
-
-def mem_entry(limit, usage, max_usage, failcnt):
-    d = {"limit": limit}
-    if usage:
-        d["usage"] = usage
-    if max_usage:
-        d["max"] = max_usage
-    d["failcnt"] = failcnt
-    return d
-
-
-def put_nonzero(d, key, value):
-    """Go's omitempty/omitzero: leave out zero numbers, empty lists and all-zero objects."""
-    if isinstance(value, dict):
-        if any(v for v in value.values()):
-            d[key] = value
-    elif value:
-        d[key] = value
-
-
-def cpu_stats(total, percpu, percpu_kernel, percpu_user, kernel, user, periods, throttled, throttled_time):
-    usage = {}
-    put_nonzero(usage, "total", total)
-    put_nonzero(usage, "percpu", percpu)
-    put_nonzero(usage, "percpu_kernel", percpu_kernel)
-    put_nonzero(usage, "percpu_user", percpu_user)
-    usage["kernel"] = kernel
-    usage["user"] = user
-    thr = {}
-    put_nonzero(thr, "periods", periods)
-    put_nonzero(thr, "throttledPeriods", throttled)
-    put_nonzero(thr, "throttledTime", throttled_time)
-    out = {}
-    put_nonzero(out, "usage", usage)
-    put_nonzero(out, "throttling", thr)
-    return out
-
-
-def blkio_entry(major, minor, op, value):
-    e = {}
-    put_nonzero(e, "major", major)
-    put_nonzero(e, "minor", minor)
-    put_nonzero(e, "op", op)
-    put_nonzero(e, "value", value)
-    return e
-
-
-def empty_stats():
-    return {"cpu": {}, "cpuset": {}, "memory": {}, "pids": {}, "blkio": {}, "hugetlb": {},
-            "intel_rdt": {}, "network_interfaces": None}

@@ -109,36 +109,9 @@ def plan_v1(res, update=False, field="linux.resources"):
         # runc semantics: 0 leaves the limit alone, any negative value lifts it
         steps.append(step_write("pids", [("pids.max", str(lim) if lim > 0 else "max")], f"{field}.pids.limit"))
 
-    bio = res.get("blockIO") or {}
-    f = f"{field}.blockIO"
-    if bio.get("weight"):
-        w = str(bio["weight"])
-        steps.append(step_write("blkio", [("blkio.weight", w), ("blkio.bfq.weight", w)], f"{f}.weight"))
-    for i, wd in enumerate(bio.get("weightDevice") or ()):
-        if wd.get("weight"):
-            line = f"{convert.major_minor(wd)} {wd['weight']}"
-            steps.append(step_write("blkio", [("blkio.weight_device", line), ("blkio.bfq.weight_device", line)],
-                                    f"{f}.weightDevice[{i}].weight"))
-    for key, name in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
-                      ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
-                      ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
-                      ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
-        for i, t in enumerate(bio.get(key) or ()):
-            steps.append(step_write("blkio", [(name, f"{convert.major_minor(t)} {t['rate']}")], f"{f}.{key}[{i}]"))
-
-    for i, h in enumerate(res.get("hugepageLimits") or ()):
-        steps.append(step_write("hugetlb", [(f"hugetlb.{h['pageSize']}.limit_in_bytes", str(h["limit"]))],
-                                f"{field}.hugepageLimits[{i}]"))
-
-    net = res.get("network") or {}
-    if net.get("classID") is not None:
-        steps.append(step_write("net_cls", [("net_cls.classid", str(net["classID"]))],
-                                f"{field}.network.classID"))
-    for i, p in enumerate(net.get("priorities") or ()):
-        steps.append(step_write("net_prio", [("net_prio.ifpriomap", f"{p['name']} {p['priority']}")],
-                                f"{field}.network.priorities[{i}]"))
-
-    steps += common.rdma_steps(res, field)
+    if "blockIO" in res or "hugepageLimits" in res or "network" in res or "rdma" in res:
+        from ocirun.cgroups import plan_extra  # (only then: import cost)
+        steps += plan_extra.v1_steps(res, field)
 
     devs = res.get("devices")
     if devs is not None:
@@ -342,81 +315,6 @@ class V1Manager(common.Manager):
     # -- stats -----------------------------------------------------------------------------
 
     def stats(self):
-        out = common.empty_stats()
-        d = self.dir("cpuacct")
-        c = self.dir("cpu")
-        if d or c:
-            tick_ns = 10 ** 9 // posix.sysconf("SC_CLK_TCK")
-            percpu = _ints(read_file(d, "cpuacct.usage_percpu")) if d else []
-            acct = common.parse_flat(read_file(d, "cpuacct.stat")) if d else {}
-            thr = common.parse_flat(read_file(c, "cpu.stat")) if c else {}
-            out["cpu"] = common.cpu_stats(
-                read_uint(d, "cpuacct.usage") if d else 0, percpu,
-                _ints(read_file(d, "cpuacct.usage_percpu_sys")) if d else [],
-                _ints(read_file(d, "cpuacct.usage_percpu_user")) if d else [],
-                acct.get("system", 0) * tick_ns, acct.get("user", 0) * tick_ns,
-                thr.get("nr_periods", 0), thr.get("nr_throttled", 0), thr.get("throttled_time", 0))
-        d = self.dir("memory")
-        if d:
-            raw = common.parse_flat(read_file(d, "memory.stat"))
-            mem = {}
-            common.put_nonzero(mem, "cache", raw.get("cache", 0))
-            for key, prefix in (("usage", "memory."), ("swap", "memory.memsw."),
-                                ("kernel", "memory.kmem."), ("kernelTCP", "memory.kmem.tcp.")):
-                common.put_nonzero(mem, key, common.mem_entry(
-                    read_uint(d, prefix + "limit_in_bytes"), read_uint(d, prefix + "usage_in_bytes"),
-                    read_uint(d, prefix + "max_usage_in_bytes"), read_uint(d, prefix + "failcnt")))
-            common.put_nonzero(mem, "raw", raw)
-            out["memory"] = mem
-        d = self.dir("pids")
-        if d:
-            pids = {}
-            common.put_nonzero(pids, "current", read_uint(d, "pids.current"))
-            common.put_nonzero(pids, "limit", read_uint(d, "pids.max"))
-            out["pids"] = pids
-        d = self.dir("blkio")
-        if d:
-            blk = {}
-            for key, names in (("ioServiceBytesRecursive", ("blkio.io_service_bytes_recursive",
-                                                            "blkio.bfq.io_service_bytes_recursive",
-                                                            "blkio.throttle.io_service_bytes_recursive")),
-                               ("ioServicedRecursive", ("blkio.io_serviced_recursive",
-                                                        "blkio.bfq.io_serviced_recursive",
-                                                        "blkio.throttle.io_serviced_recursive"))):
-                for name in names:
-                    text = read_file(d, name)
-                    if text is not None:
-                        common.put_nonzero(blk, key, _blkio_entries(text))
-                        break
-            out["blkio"] = blk
-        d = self.dir("hugetlb")
-        if d:
-            huge = {}
-            for name in sorted(posix.listdir(d)):
-                if name.startswith("hugetlb.") and name.endswith(".usage_in_bytes") and name.count(".") == 2:
-                    size = name.split(".")[1]
-                    h = {}
-                    common.put_nonzero(h, "usage", read_uint(d, name))
-                    common.put_nonzero(h, "max", read_uint(d, f"hugetlb.{size}.max_usage_in_bytes"))
-                    h["failcnt"] = read_uint(d, f"hugetlb.{size}.failcnt")
-                    huge[size] = h
-            out["hugetlb"] = huge
-        return out
-
-
-def _ints(text):
-    return [int(x) for x in (text or "").split() if x.isdigit()]
-
-
-def _blkio_entries(text):
-    out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) != 3 or ":" not in parts[0]:
-            continue  # "Total N"
-        major, _, minor = parts[0].partition(":")
-        try:
-            out.append(common.blkio_entry(int(major), int(minor), parts[1], int(parts[2])))
-        except ValueError:
-            continue
-    return out
+        # (stats.py: only `events` reads them)
+        from ocirun.cgroups import stats
+        return stats.v1(self)

@@ -1,6 +1,5 @@
 """cgroup v2 (unified): one directory; controllers enabled through the parents'
 cgroup.subtree_control; devices through an eBPF program (devices_bpf.py)."""
-import posix
 
 from ocirun import log
 from ocirun.cgroups import common, convert, frozen_v2
@@ -55,34 +54,9 @@ def plan_v2(res, update=False, field="linux.resources"):
     if lim:
         steps.append(step_write("pids", [("pids.max", str(lim) if lim > 0 else "max")], f"{field}.pids.limit"))
 
-    bio = res.get("blockIO") or {}
-    f = f"{field}.blockIO"
-    if bio.get("weight"):
-        # io.bfq.weight keeps the blkio scale (1..1000); io.weight is 1..10000
-        w = bio["weight"]
-        steps.append(step_write("io", [("io.bfq.weight", str(w)),
-                                       ("io.weight", f"default {convert.blkio_weight_to_io_weight(w)}")],
-                                f"{f}.weight"))
-    for i, wd in enumerate(bio.get("weightDevice") or ()):
-        if wd.get("weight"):
-            w = wd["weight"]
-            steps.append(step_write("io", [("io.bfq.weight", f"{convert.major_minor(wd)} {w}"),
-                                           ("io.weight", f"{convert.major_minor(wd)} {convert.blkio_weight_to_io_weight(w)}")],
-                                    f"{f}.weightDevice[{i}].weight"))
-    for key, io_key in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
-                        ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
-        for i, t in enumerate(bio.get(key) or ()):
-            # rate 0 means "no limit" in v1 throttle files; io.max spells it "max"
-            rate = t["rate"] or "max"
-            steps.append(step_write("io", [("io.max", f"{convert.major_minor(t)} {io_key}={rate}")], f"{f}.{key}[{i}]"))
-
-    for i, h in enumerate(res.get("hugepageLimits") or ()):
-        steps.append(step_write("hugetlb", [(f"hugetlb.{h['pageSize']}.max", str(h["limit"]))],
-                                f"{field}.hugepageLimits[{i}]"))
-
-    # (network: net_cls/net_prio do not exist on v2; validate.py refuses them)
-
-    steps += common.rdma_steps(res, field)
+    if "blockIO" in res or "hugepageLimits" in res or "network" in res or "rdma" in res:
+        from ocirun.cgroups import plan_extra  # (only then: import cost)
+        steps += plan_extra.v2_steps(res, field)
 
     if res.get("devices") is not None:
         steps.append(("devices", res["devices"]))
@@ -221,67 +195,6 @@ class V2Manager(common.Manager):
     # -- stats -----------------------------------------------------------------------------
 
     def stats(self):
-        d = self.leaf
-        out = common.empty_stats()
-        st = common.parse_flat(read_file(d, "cpu.stat"))
-        out["cpu"] = common.cpu_stats(
-            st.get("usage_usec", 0) * 1000, [], [], [], st.get("system_usec", 0) * 1000,
-            st.get("user_usec", 0) * 1000, st.get("nr_periods", 0), st.get("nr_throttled", 0),
-            st.get("throttled_usec", 0) * 1000)
-        if common.exists(d, "memory.current"):
-            raw = common.parse_flat(read_file(d, "memory.stat"))
-            mem = {}
-            common.put_nonzero(mem, "cache", raw.get("file", 0))
-            usage = read_uint(d, "memory.current")
-            limit = read_uint(d, "memory.max", UINT64_MAX)
-            events = common.parse_flat(read_file(d, "memory.events"))
-            common.put_nonzero(mem, "usage", common.mem_entry(
-                limit, usage, read_uint(d, "memory.peak"), events.get("max", 0)))
-            if common.exists(d, "memory.swap.current"):
-                # reported as memory+swap, like the v1 memsw numbers callers expect
-                swap = read_uint(d, "memory.swap.current")
-                swap_max = read_uint(d, "memory.swap.max", UINT64_MAX)
-                total_limit = UINT64_MAX if UINT64_MAX in (limit, swap_max) else limit + swap_max
-                sev = common.parse_flat(read_file(d, "memory.swap.events"))
-                common.put_nonzero(mem, "swap", common.mem_entry(total_limit, swap + usage, 0, sev.get("max", 0)))
-            common.put_nonzero(mem, "raw", raw)
-            out["memory"] = mem
-        if common.exists(d, "pids.current"):
-            pids = {}
-            common.put_nonzero(pids, "current", read_uint(d, "pids.current"))
-            common.put_nonzero(pids, "limit", read_uint(d, "pids.max"))
-            out["pids"] = pids
-        text = read_file(d, "io.stat")
-        if text:
-            nbytes, nios = [], []
-            for line in text.splitlines():
-                parts = line.split()
-                if not parts or ":" not in parts[0]:
-                    continue
-                major, _, minor = parts[0].partition(":")
-                kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-                try:
-                    major, minor = int(major), int(minor)
-                    for op, b, n in (("Read", "rbytes", "rios"), ("Write", "wbytes", "wios")):
-                        nbytes.append(common.blkio_entry(major, minor, op, int(kv.get(b, 0))))
-                        nios.append(common.blkio_entry(major, minor, op, int(kv.get(n, 0))))
-                except ValueError:
-                    continue
-            blk = {}
-            common.put_nonzero(blk, "ioServiceBytesRecursive", nbytes)
-            common.put_nonzero(blk, "ioServicedRecursive", nios)
-            out["blkio"] = blk
-        huge = {}
-        try:
-            names = sorted(posix.listdir(d))
-        except OSError:
-            names = []
-        for name in names:
-            if name.startswith("hugetlb.") and name.endswith(".current") and name.count(".") == 2:
-                size = name.split(".")[1]
-                h = {}
-                common.put_nonzero(h, "usage", read_uint(d, name))  # v2 keeps no peak
-                h["failcnt"] = common.parse_flat(read_file(d, f"hugetlb.{size}.events")).get("max", 0)
-                huge[size] = h
-        out["hugetlb"] = huge
-        return out
+        # (stats.py: only `events` reads them)
+        from ocirun.cgroups import stats
+        return stats.v2(self)

@@ -1,13 +1,13 @@
 """The Plan: every decision about a container made in the runtime before fork, as
 plain data built once, so the container init only executes it (and imports nothing).
 The fds the init is handed and what it learns while it runs travel apart, in
-linux/init.py's Context."""
+linux/init.py's Context. What only some configs have (process.scheduler, .ioPriority,
+.execCPUAffinity, linux.personality, .memoryPolicy, .netDevices, .intelRdt, idmapped
+mounts) is planned by plan_extra.py, imported only then: a plain `run` does not read
+its code."""
 from ocirun import fs
 from ocirun.errors import ConfigError
-from ocirun.tables import (
-    IOPRIO_CLASS, IOPRIO_CLASS_SHIFT, MPOL_FLAG, MPOL_MODE, PERSONALITY_DOMAIN, SCHED_FLAG,
-    SCHED_POLICY, mask,
-)
+from ocirun.tables import mask
 from ocirun.tables import DEFAULT_DEVICES
 from ocirun.tables import MS_BIND, PROPAGATION, parse_options
 from ocirun.tables import NAMESPACES
@@ -148,54 +148,30 @@ def build(spec, bundle, last_cap, no_pivot=False, preserve_fds=(0, ()), extra_en
     _fill_process(p, spec.get("process") or {}, preserve_fds, last_cap, extra_env)
     p.hooks = spec.get("hooks") or {}
     _fill_linux_extras(p, linux)
-    p.idmaps = _idmaps(p.mounts, linux)
+    p.idmaps = {}
+    for m, _ in p.mounts:
+        if "uidMappings" in m or not IDMAP_OPTIONS.isdisjoint(m.get("options") or ()):
+            from ocirun.config import plan_extra
+            p.idmaps = plan_extra.idmaps(p.mounts, linux)
+            break
     p.keep_groups = (spec.get("annotations") or {}).get(KEEP_GROUPS, "0") != "0"
     return p
 
 
+# linux.* fields planned by plan_extra.py (imported only when a config has one)
+_LINUX_EXTRA = ("personality", "memoryPolicy", "netDevices", "intelRdt")
+IDMAP_OPTIONS = frozenset(("idmap", "ridmap"))
+
+
 def _fill_linux_extras(p, linux):
-    """personality, memoryPolicy, netDevices, intelRdt: each applied (linux/init.py,
-    lifecycle/create.py), or refused here when the host lacks what it names (config/host.py,
-    imported only by a config that uses them)."""
-    pers = linux.get("personality")
-    p.personality = PERSONALITY_DOMAIN[pers["domain"]] if pers else None
-    mp = linux.get("memoryPolicy")
-    p.mempolicy = None
-    if mp:
-        flags = 0
-        for f in mp.get("flags") or ():
-            flags |= MPOL_FLAG[f]
-        from ocirun.config import host
-        nodes = host.nodes("linux.memoryPolicy.nodes", mp["nodes"]) if mp.get("nodes") else ()
-        p.mempolicy = (MPOL_MODE[mp["mode"]] | flags, tuple(sorted(nodes)))
+    """personality, memoryPolicy, netDevices, intelRdt (plan_extra.fill_linux)."""
+    p.personality = p.mempolicy = p.intel_rdt = None
     p.net_devices = []
-    for name, dev in (linux.get("netDevices") or {}).items():
-        from ocirun.config import host
-        host.net_device(f"linux.netDevices.{name}", name)
-        p.net_devices.append((name, (dev or {}).get("name") or name))
-    p.intel_rdt = None
-    if linux.get("intelRdt") is not None:
-        rdt = linux["intelRdt"]
-        from ocirun.config import host
-        base = host.resctrl("linux.intelRdt")
-        lines = list(rdt.get("schemata") or ())
-        lines += [rdt[k] for k in ("l3CacheSchema", "memBwSchema") if rdt.get(k)]
-        p.intel_rdt = (base, rdt.get("closID"), tuple(lines), bool(rdt.get("enableMonitoring")))
-
-
-def _idmaps(mounts, linux):
-    """For each idmapped bind mount (mounts[i] with idmap/ridmap or mappings of its own):
-    {i: (uid_map text, gid_map text, recursive)}; without mappings of its own a mount
-    takes the container's user namespace maps (validate.py checked there are some)."""
-    out = {}
-    for i, (m, mo) in enumerate(mounts):
-        opts = set(m.get("options") or ())
-        if not ("idmap" in opts or "ridmap" in opts or "uidMappings" in m):
-            continue
-        uid_map = _maps(m.get("uidMappings") or linux.get("uidMappings"))
-        gid_map = _maps(m.get("gidMappings") or linux.get("gidMappings"))
-        out[i] = (uid_map, gid_map, "ridmap" in opts)
-    return out
+    for key in _LINUX_EXTRA:
+        if linux.get(key) is not None:
+            from ocirun.config import plan_extra
+            plan_extra.fill_linux(p, linux)
+            return
 
 
 def build_process(proc, last_cap, preserve_fds=(0, ()), spec=None):
@@ -211,18 +187,6 @@ def build_process(proc, last_cap, preserve_fds=(0, ()), spec=None):
     _fill_linux_extras(p, {k: linux[k] for k in ("personality", "memoryPolicy") if k in linux})
     p.idmaps = {}
     return p
-
-
-def _scheduler(s):
-    """process.scheduler as sched_setattr(2) wants it: (policy, flags, nice, priority,
-    runtime, deadline, period), or None."""
-    if not s:
-        return None
-    flags = 0
-    for f in s.get("flags") or ():
-        flags |= SCHED_FLAG[f]
-    return (SCHED_POLICY[s["policy"]], flags, s.get("nice", 0), s.get("priority", 0),
-            s.get("runtime", 0), s.get("deadline", 0), s.get("period", 0))
 
 
 def _mount(m, bundle):
@@ -265,17 +229,9 @@ def _fill_process(p, proc, preserve_fds, top, extra_env=()):
     size = proc.get("consoleSize")
     p.console_size = (size.get("height", 0), size.get("width", 0)) if size else None
     p.preserve_fds, p.preserved = preserve_fds
-    p.scheduler = _scheduler(proc.get("scheduler"))
-    io = proc.get("ioPriority")
-    p.ioprio = (IOPRIO_CLASS[io["class"]] << IOPRIO_CLASS_SHIFT | io.get("priority", 0)
-                if io else None)
-    p.cpus_initial = p.cpus_final = None
-    aff = proc.get("execCPUAffinity")
-    if aff:
-        from ocirun.config import host
-        p.cpus_initial = host.cpus("process.execCPUAffinity.initial", aff["initial"]) \
-            if aff.get("initial") else None
-        p.cpus_final = host.cpus("process.execCPUAffinity.final", aff["final"]) \
-            if aff.get("final") else None
+    p.scheduler = p.ioprio = p.cpus_initial = p.cpus_final = None
+    if "scheduler" in proc or "ioPriority" in proc or "execCPUAffinity" in proc:
+        from ocirun.config import plan_extra
+        plan_extra.fill_process(p, proc)
     p.apparmor = _apparmor(proc.get("apparmorProfile"))
     p.selinux = _selinux(proc.get("selinuxLabel"), "process.selinuxLabel")

@@ -3,7 +3,9 @@
 Two entry points: create() for `ocirun create` (the init waits on the exec fifo for
 `start`), create_running() for `run` (no fifo: the init goes on at once; run.py waits).
 Everything that can refuse the config does so before anything exists that would need
-undoing; once something does, a failure undoes it all (_Creation.undo)."""
+undoing; once something does, a failure undoes it all (_Creation.undo). The steps only
+some containers take (hooks, user namespace maps, intelRdt, no cgroup manager) are in
+create_extra.py, imported only then (its code stays out of a plain `run`)."""
 import posix
 
 import _signal
@@ -228,7 +230,8 @@ class _Creation:
             if kind == Msg.ERROR:
                 raise OciError(payload)
         if plan.intel_rdt is not None:
-            st.intel_rdt = _join_intel_rdt(plan.intel_rdt, self.cid, self.init_pid)
+            from ocirun.lifecycle import create_extra
+            st.intel_rdt = create_extra.join_intel_rdt(plan.intel_rdt, self.cid, self.init_pid)
         st.pid = self.init_pid
         # exited_ok: a run's init has exec'd before we get here (it shared our memory),
         # and a short program may have exited already; unreaped, it keeps its pid.
@@ -295,7 +298,8 @@ class _Creation:
             elif kind == Msg.READY:
                 return
             elif kind == Msg.USERNS:
-                _write_maps(self.pid, plan)
+                from ocirun.lifecycle import create_extra
+                create_extra.write_maps(self.pid, plan)
                 chan.tell(Msg.MAPPED)
             elif kind == Msg.NETNS:
                 self._move_net_devices(plan)
@@ -304,7 +308,8 @@ class _Creation:
                 self.init_pid = int(payload)
                 posix.waitpid(self.pid, 0)  # the intermediate process has exited
             elif kind == Msg.HOOKS:
-                state_json = _run_create_hooks(st, self.init_pid, plan.hooks).decode()
+                from ocirun.lifecycle import create_extra
+                state_json = create_extra.run_create_hooks(st, self.init_pid, plan.hooks).decode()
                 chan.tell(Msg.HOOKS_DONE, f"{self.init_pid} {state_json}")
             elif kind == Msg.ERROR:
                 raise OciError(payload)
@@ -367,45 +372,6 @@ class _Creation:
             remove_dir(self.cdir)
 
 
-def _run_create_hooks(st, init_pid, hooks):
-    """prestart and createRuntime, in the runtime's namespaces, before pivot_root.
-    prestart (deprecated) sees "created", as it did when it ran at `start`;
-    createRuntime sees "creating". Returns the state for the init's own hooks."""
-    from ocirun.hooks import encode_state, run_hooks
-    from ocirun.lifecycle.state import oci_state
-    st.pid = init_pid
-    st.pid_start = proc_start_time(init_pid)
-    doc = oci_state(st)
-    doc["pid"] = init_pid
-    doc["status"] = "created"
-    created = encode_state(doc)
-    if hooks.get("prestart"):
-        run_hooks("prestart", hooks["prestart"], created)
-    if hooks.get("createRuntime"):
-        doc["status"] = "creating"
-        run_hooks("createRuntime", hooks["createRuntime"], encode_state(doc))
-    return created
-
-
-def _write_maps(pid, plan):
-    """The init's uid_map and gid_map, through the runtime's verified procfs (by the
-    rules for an ordinary user when we are not root: lifecycle/rootless.py)."""
-    if posix.geteuid() != 0:
-        from ocirun.lifecycle import rootless
-        return rootless.write_maps(pid, plan)
-    proc_fd = procfs.open_root(kernel.KERNEL)
-    try:
-        for name, text in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):
-            if not text:
-                continue
-            try:
-                procfs.write(kernel.KERNEL, proc_fd, f"{pid}/{name}", text)
-            except OSError as e:
-                raise OciError(f"write {name} `{text.strip()}`: {e.strerror}") from None
-    finally:
-        posix.close(proc_fd)
-
-
 def _memory_limit(linux):
     """linux.resources' memory limit as the config says it, for messages."""
     resources = linux.get("resources") or {}
@@ -423,36 +389,6 @@ def _notify(spec, cdir):
     if host is None or not notify.add_to_spec(spec, cdir):
         return None
     return notify.Relay(cdir, host)
-
-
-def _join_intel_rdt(rdt, cid, pid):
-    """linux.intelRdt (config-linux.md "IntelRdt"): the resctrl group closID (or one of
-    the container's own, named after it), its schemata, and the init in its tasks; with
-    enableMonitoring, a monitoring group of the container's in it too. -> the
-    directories we made, innermost first (delete removes them)."""
-    base, clos, lines, monitoring = rdt
-    d = f"{base}/{clos or cid}"
-    made = []
-    try:
-        try:
-            posix.mkdir(d, 0o755)
-            made.append(d)
-        except FileExistsError:
-            if not clos:
-                raise
-        for line in lines:
-            fs.write_file(f"{d}/schemata", line + "\n")
-        fs.write_file(f"{d}/tasks", str(pid))
-        if monitoring:
-            mon = f"{d}/mon_groups/{cid}"
-            posix.mkdir(mon, 0o755)
-            made.insert(0, mon)
-            fs.write_file(f"{mon}/tasks", str(pid))
-    except OSError as e:
-        for m in made:
-            posix.rmdir(m)
-        raise OciError(f"linux.intelRdt: resctrl group `{d}`: {e.strerror}") from None
-    return made
 
 
 def _write_pid_file(path, pid):
@@ -473,24 +409,11 @@ def _cgroup_manager(kind, linux, cid, annotations=None):
     if kind == "disabled":
         if resources:
             cgroups.validate_resources(resources, None)
-            _no_limits_without_cgroups(resources)
+            from ocirun.lifecycle import create_extra
+            create_extra.no_limits_without_cgroups(resources)
         return None
     return cgroups.open_manager(kind, linux.get("cgroupsPath"), cid, resources=resources,
                                 annotations=annotations)
-
-
-def _no_limits_without_cgroups(resources):
-    """Without a cgroup only device rules that grant or deny all of rwm mean something
-    (the runtime makes the device nodes itself); anything else is a limit."""
-    for key, value in resources.items():
-        if key == "devices":
-            for i, rule in enumerate(value or ()):
-                if set(rule.get("access") or "rwm") != set("rwm"):
-                    raise OciError(f"linux.resources.devices[{i}].access: cannot apply "
-                                   f"without cgroups (the cgroup manager is disabled)")
-        elif value:
-            raise OciError(f"linux.resources.{key}: cannot apply without cgroups (the cgroup "
-                           f"manager is disabled)")
 
 
 def device_rules(linux):
