@@ -366,6 +366,9 @@ def _setup_rootfs(plan, ctx):
     _tmark(ctx, "rootfs bind + propagation")
     tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd, ctx.idmaps, plan.mount_label)
     tree.own_cgroups = ctx.own_cgroups
+    # (hooks that run before pivot_root inherit our current directory; else pivot()
+    # is the next to move it)
+    tree.keep_cwd = hooks_need_runtime(plan, ctx)
     try:
         for i, (m, mo) in enumerate(plan.mounts):
             rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
@@ -444,6 +447,8 @@ def _setup_terminal(plan, ctx, tree):
 def _make_cwd(plan, tree):
     """process.cwd that the rootfs lacks is made, as runc and crun do (after the mounts:
     it may be inside a volume), owned by the process's user so that it can use it."""
+    if plan.cwd == "/":
+        return  # the rootfs itself
     try:
         tree.k.close(tree.open(plan.cwd))
         return
@@ -604,9 +609,14 @@ def _home(k, uid):
     except OSError:
         return "/"
     try:
-        if not _stat.S_ISREG(k.fstat(fd).st_mode):
+        st = k.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
             return "/"
-        data = k.read(fd, PASSWD_MAX)
+        # its size (and a byte more, for a file that grew since): a read of PASSWD_MAX
+        # has the interpreter map, shrink and unmap a 1 MiB buffer (a size of 0 may be
+        # a file of a kernel filesystem, which says no size: that read then)
+        size = st.st_size
+        data = k.read(fd, size + 1 if 0 < size < PASSWD_MAX else PASSWD_MAX)
     except OSError:
         return "/"
     finally:
