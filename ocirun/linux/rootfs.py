@@ -78,7 +78,12 @@ def _fail(what, dest, e, index=None):
 def components(path):
     """`path` as a tuple of names, lexically normalised ("//proc/./x/" -> ("proc", "x"),
     "/a/../b" -> ("b",)): how held destinations and the paths below them are compared."""
-    return tuple(fs.normpath("/" + path).strip("/").split("/")) if path.strip("/.") else ()
+    p = "/" + path
+    if "//" not in p and "/." not in p:
+        # nothing to normalise ("/dev/pts", "proc/sys"): the names as they are
+        p = p.strip("/")
+        return tuple(p.split("/")) if p else ()
+    return tuple(fs.normpath(p).strip("/").split("/")) if path.strip("/.") else ()
 
 
 class Held:
