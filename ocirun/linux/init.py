@@ -77,8 +77,12 @@ def _step(what, fn, *args):
     try:
         return fn(*args)
     except OSError as e:
-        name = errno.errorcode.get(e.errno, str(e.errno))
-        raise InitError(f"{what}: {name} ({e.strerror})") from None
+        raise _failed(what, e) from None
+
+
+def _failed(what, e):
+    name = errno.errorcode.get(e.errno, str(e.errno))
+    return InitError(f"{what}: {name} ({e.strerror})")
 
 
 class _Quit(BaseException):
@@ -729,7 +733,10 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
     k.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in range(plan.last_cap + 1):
         if not plan.cap_bounding >> cap & 1:
-            _step(f"drop capability {cap} from the bounding set", k.prctl, PR_CAPBSET_DROP, cap)
+            try:  # (not _step: its message would be built for each of ~30 drops)
+                k.prctl(PR_CAPBSET_DROP, cap)
+            except OSError as e:
+                raise _failed(f"drop capability {cap} from the bounding set", e) from None
     _chown_stdio(k, plan)
     _process_attributes(k, plan)
     if ctx.seccomp is not None and not plan.nnp:
