@@ -301,8 +301,7 @@ def _enter_namespaces(plan, ctx):
     if rest:
         _step("unshare namespaces", k.unshare, rest)
     if plan.ns_new & CLONE_NEWNET:
-        # a network namespace of the container's own has its loopback down (the helper
-        # that made it ahead raised it already: this only checks, where it did)
+        # a network namespace of the container's own has its loopback down
         _step("bring up the loopback interface", k.loopback_up)
         if plan.net_devices:  # the runtime moves them in (linux/netdev.py)
             ctx.chan.send(Msg.NETNS)
