@@ -24,9 +24,6 @@
 #include <sys/wait.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/socket.h>
-#include <sys/ioctl.h>
-#include <net/if.h>
 /* clone_vm: x86_64 (its entry is written in asm) with glibc, and CPython before 3.14,
  * whose recursion checks compare the C stack pointer with the thread's own stack and
  * would refuse the child's. */
@@ -361,37 +358,13 @@ static inline long na_raw(long nr, long a, long b, long c)
     return ret;
 }
 
-/* Bring `lo` up in the helper's new namespace, as the init would (runc and crun do):
- * raising an interface is most of what a container's loopback costs (the device is
- * opened, its addresses and routes made), done here on the other CPU too. Best
- * effort: the init checks the flag again and raises it where this failed. The socket
- * is in the runtime's fd table for these three syscalls (CLONE_FILES), close-on-exec. */
-static void na_loopback_up(void)
-{
-    struct ifreq req;
-    long sock = na_raw(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-    if (sock < 0)
-        return;
-    memset(&req, 0, sizeof(req));
-    req.ifr_name[0] = 'l';
-    req.ifr_name[1] = 'o';
-    if (na_raw(SYS_ioctl, sock, SIOCGIFFLAGS, (long)&req) == 0 && !(req.ifr_flags & IFF_UP)) {
-        req.ifr_flags |= IFF_UP;
-        na_raw(SYS_ioctl, sock, SIOCSIFFLAGS, (long)&req);
-    }
-    na_raw(SYS_close, sock, 0, 0);
-}
-
 static int na_child(void)
 {
     static const char path[] = "/proc/self/ns/net";
     long r = na_raw(SYS_unshare, CLONE_NEWNET, 0, 0);
 
-    if (r == 0) {
-        na_loopback_up();
+    if (r == 0)
         r = na_raw(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC);
-    }
     if (r < 0)
         na_err = (int)-r;
     else

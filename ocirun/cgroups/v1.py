@@ -9,7 +9,7 @@ import posix
 
 from ocirun import fs, log
 from ocirun.cgroups import common, convert, frozen_v1
-from ocirun.cgroups.common import (OciError, do_write, read_file, read_uint,
+from ocirun.cgroups.common import (OciError, do_write, os_error, read_file, read_uint,
                                    step_write, write_checked)
 
 # Controllers this module knows how to use; others mounted on the host are ignored.
@@ -125,6 +125,32 @@ def plan_v1(res, update=False, field="linux.resources"):
     if res.get("unified"):
         raise OciError(f"{field}.unified: cgroup v2 keys need a cgroup v2 host; this host uses cgroup v1")
     return steps
+
+
+def _write_run(d, run):
+    """Write steps that are each one line to the same file (the device rules: a line of
+    devices.allow per device) through one open file, a write(2) per line as the kernel
+    parses them: -> False where the file cannot be opened (do_write then says, step by
+    step, what is missing)."""
+    name = run[0][2][0][0]
+    if d is None:
+        return False
+    try:
+        fd = posix.open(fs.join(d, name), posix.O_WRONLY | posix.O_TRUNC | posix.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        for step in run:
+            value, label = step[2][0][1], step[4]
+            try:
+                posix.write(fd, value.encode())
+            except OSError as e:
+                raise OciError(f"cannot set {label}: "
+                               f"{os_error(f'write {value.strip()!r} to {fs.join(d, name)}', e)}"
+                               ) from None
+    finally:
+        posix.close(fd)
+    return True
 
 
 def set_memory_v1(d, limit, swap, check_usage):
@@ -246,23 +272,44 @@ class V1Manager(common.Manager):
         base = self.hier.get("cpuset")
         if not base:
             return
+        # (each level's value, read or written, is the next level's parent value: read
+        # once; a file that reads as empty exists, no stat needed)
         d = base
+        above = {}
         for part in self.path.strip("/").split("/"):
             parent, d = d, f"{d}/{part}"
             for name in ("cpuset.cpus", "cpuset.mems"):
-                cur = (read_file(d, name) or "").strip()
-                if not cur and common.exists(d, name):
-                    write_checked(d, name, (read_file(parent, name) or "").strip() or "\n")
+                raw = read_file(d, name)
+                cur = (raw or "").strip()
+                if not cur and raw is not None:
+                    up = above.get(name)
+                    if up is None:
+                        up = (read_file(parent, name) or "").strip()
+                    write_checked(d, name, up or "\n")
+                    cur = up
+                above[name] = cur
 
     def _set(self, res, update):
-        for step in plan_v1(res, update):
+        steps = plan_v1(res, update)
+        i = 0
+        while i < len(steps):
+            step = steps[i]
+            i += 1
             if step[0] == "warn":
                 log.warning(step[1])
             elif step[0] == "memsw":
                 set_memory_v1(self.dir("memory"), step[1], step[2], step[3])
             else:
                 _, ctrl, cands, policy, label = step
-                do_write(self.dir(ctrl), ctrl, cands, policy, label)
+                run = [step]
+                while (len(cands) == 1 and i < len(steps) and steps[i][0] == "w"
+                       and steps[i][1] == ctrl and len(steps[i][2]) == 1
+                       and steps[i][2][0][0] == cands[0][0]):
+                    run.append(steps[i])
+                    i += 1
+                if len(run) == 1 or not _write_run(self.dir(ctrl), run):
+                    for _, ctrl, cands, policy, label in run:
+                        do_write(self.dir(ctrl), ctrl, cands, policy, label)
 
     # -- freezer ---------------------------------------------------------------------------
 

@@ -77,8 +77,12 @@ def _step(what, fn, *args):
     try:
         return fn(*args)
     except OSError as e:
-        name = errno.errorcode.get(e.errno, str(e.errno))
-        raise InitError(f"{what}: {name} ({e.strerror})") from None
+        raise _failed(what, e) from None
+
+
+def _failed(what, e):
+    name = errno.errorcode.get(e.errno, str(e.errno))
+    return InitError(f"{what}: {name} ({e.strerror})")
 
 
 class _Quit(BaseException):
@@ -297,8 +301,7 @@ def _enter_namespaces(plan, ctx):
     if rest:
         _step("unshare namespaces", k.unshare, rest)
     if plan.ns_new & CLONE_NEWNET:
-        # a network namespace of the container's own has its loopback down (the helper
-        # that made it ahead raised it already: this only checks, where it did)
+        # a network namespace of the container's own has its loopback down
         _step("bring up the loopback interface", k.loopback_up)
         if plan.net_devices:  # the runtime moves them in (linux/netdev.py)
             ctx.chan.send(Msg.NETNS)
@@ -366,6 +369,9 @@ def _setup_rootfs(plan, ctx):
     _tmark(ctx, "rootfs bind + propagation")
     tree = rootfs_mod.Tree(k, rootfd, ctx.proc_fd, ctx.idmaps, plan.mount_label)
     tree.own_cgroups = ctx.own_cgroups
+    # (hooks that run before pivot_root inherit our current directory; else pivot()
+    # is the next to move it)
+    tree.keep_cwd = hooks_need_runtime(plan, ctx)
     try:
         for i, (m, mo) in enumerate(plan.mounts):
             rootfs_mod.mount_one(tree, i, m, mo, plan.cgroupns)
@@ -444,6 +450,8 @@ def _setup_terminal(plan, ctx, tree):
 def _make_cwd(plan, tree):
     """process.cwd that the rootfs lacks is made, as runc and crun do (after the mounts:
     it may be inside a volume), owned by the process's user so that it can use it."""
+    if plan.cwd == "/":
+        return  # the rootfs itself
     try:
         tree.k.close(tree.open(plan.cwd))
         return
@@ -604,9 +612,14 @@ def _home(k, uid):
     except OSError:
         return "/"
     try:
-        if not _stat.S_ISREG(k.fstat(fd).st_mode):
+        st = k.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
             return "/"
-        data = k.read(fd, PASSWD_MAX)
+        # its size (and a byte more, for a file that grew since): a read of PASSWD_MAX
+        # has the interpreter map, shrink and unmap a 1 MiB buffer (a size of 0 may be
+        # a file of a kernel filesystem, which says no size: that read then)
+        size = st.st_size
+        data = k.read(fd, size + 1 if 0 < size < PASSWD_MAX else PASSWD_MAX)
     except OSError:
         return "/"
     finally:
@@ -719,7 +732,10 @@ def _finalize(plan, ctx, then=None, unblock=True, keep_fd=None):
     k.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in range(plan.last_cap + 1):
         if not plan.cap_bounding >> cap & 1:
-            _step(f"drop capability {cap} from the bounding set", k.prctl, PR_CAPBSET_DROP, cap)
+            try:  # (not _step: its message would be built for each of ~30 drops)
+                k.prctl(PR_CAPBSET_DROP, cap)
+            except OSError as e:
+                raise _failed(f"drop capability {cap} from the bounding set", e) from None
     _chown_stdio(k, plan)
     _process_attributes(k, plan)
     if ctx.seccomp is not None and not plan.nnp:

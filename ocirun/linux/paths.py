@@ -45,6 +45,29 @@ def mkdir_all(k, rootfd, path, mode=0o755, *, resolve=RESOLVE_ROOT, _depth=0):
         if not resolve & RESOLVE_NO_SYMLINKS or e.errno not in (errno.ENOTDIR, errno.ELOOP):
             raise
     parts = [p for p in path.split("/") if p and p != "."]
+    if parts and ".." not in parts:
+        # The usual case, only the last directory missing (/dev/pts in a fresh /dev
+        # tmpfs): its parent, resolved as the walk below would, then the last step of
+        # that walk. Anything else (a missing parent, a symlink, a dangling link where
+        # the name is) is the walk's, from the start.
+        try:
+            parent = open_in_root(k, rootfd, "/".join(parts[:-1]), O_PATH | posix.O_DIRECTORY,
+                                  resolve=resolve)
+        except OSError:
+            parent = None
+        if parent is not None:
+            try:
+                k.mkdir(parts[-1], mode, dir_fd=parent)
+            except OSError:
+                pass
+            else:
+                try:
+                    return open_in_root(k, rootfd, path, O_PATH | posix.O_DIRECTORY,
+                                        resolve=resolve)
+                except OSError as e:
+                    raise OSError(e.errno, e.strerror, "/" + "/".join(parts)) from None
+            finally:
+                k.close(parent)
     parent = k.dup(rootfd)
     done = ""
     try:

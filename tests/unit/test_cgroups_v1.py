@@ -282,3 +282,55 @@ def test_a_value_the_kernel_refuses_names_the_field(tmp_path):
         do_write(str(tmp_path), "cpu", [("cpu.rt_runtime_us", "1000")], "required",
                  "linux.resources.cpu.realtimeRuntime")
     assert str(ei.value).startswith("cannot set linux.resources.cpu.realtimeRuntime: write '1000'")
+
+
+def test_device_rules_one_write_each_through_one_open_file(v1root, monkeypatch):
+    import posix
+    m = open_v1(v1root)
+    m.create()
+    populate(m)
+    opened, writes = [], []
+    real_open, real_write = posix.open, posix.write
+
+    def spy_open(path, flags, mode=0o777, **kw):
+        fd = real_open(path, flags, mode, **kw)
+        opened.append(path)
+        return fd
+
+    def spy_write(fd, data):
+        writes.append(bytes(data))
+        return real_write(fd, data)
+    monkeypatch.setattr(posix, "open", spy_open)
+    monkeypatch.setattr(posix, "write", spy_write)
+    rules = [{"allow": False, "access": "rwm"}] + [
+        {"allow": True, "type": "c", "major": 1, "minor": n, "access": "rwm"} for n in (3, 5, 7)]
+    m.apply({"devices": rules})
+    monkeypatch.undo()
+    allow = os.path.join(m.dir("devices"), "devices.allow")
+    assert opened.count(allow) == 1
+    assert writes == [b"a", b"c 1:3 rwm", b"c 1:5 rwm", b"c 1:7 rwm"]  # each its own write
+    assert read(m, "devices", "devices.allow") == "c 1:3 rwmc 1:5 rwmc 1:7 rwm"
+    destroy(m)
+
+
+def test_a_device_rule_the_kernel_refuses_names_its_index(v1root, monkeypatch):
+    import errno
+    import posix
+    m = open_v1(v1root)
+    m.create()
+    populate(m)
+    real_write = posix.write
+
+    def write(fd, data):
+        if bytes(data) == b"c 1:5 rwm":
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+    monkeypatch.setattr(posix, "write", write)
+    rules = [{"allow": True, "type": "c", "major": 1, "minor": n, "access": "rwm"}
+             for n in (3, 5, 7)]
+    with pytest.raises(OciError) as ei:
+        m.apply({"devices": rules})
+    monkeypatch.undo()
+    assert str(ei.value).startswith("cannot set linux.resources.devices[1]: write 'c 1:5 rwm'")
+    assert "EINVAL" in str(ei.value)
+    destroy(m)
