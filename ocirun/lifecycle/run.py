@@ -52,12 +52,30 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
         relay(c.pty_master, init_pid)
     status = _reap(init_pid)
     timings.mark("container exited")
+    if posix.WIFSIGNALED(status) and posix.WTERMSIG(status) == 9 and st.cgroup:
+        _say_if_oom(st)
     if c.notify is not None:
         c.notify.close()
     if not keep:
         destroy(st)
         timings.mark("delete")
     return steps.exit_code(status)
+
+
+def _say_if_oom(st):
+    """A container killed by SIGKILL whose cgroup counted an OOM kill: say so in one
+    line (exit 137 alone reads as `kill -9`; a limit too low for the program's start
+    ends so, the kernel killing it during its execve)."""
+    from ocirun.cgroups import from_dict
+    try:
+        kills = from_dict(st.cgroup).oom_kills()
+    except OciError:
+        return
+    if kills:
+        from ocirun import log
+        log.warning("the container was killed by the OOM killer (its cgroup counted "
+                    f"{kills} OOM kill{'s' if kills > 1 else ''}): "
+                    "linux.resources.memory.limit may be too low")
 
 
 def _reap(init_pid):

@@ -111,7 +111,22 @@ def test_memory_limit_oom_kills(bundle):
     r = bundle.run(["sh", "-c", 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'])
     assert r.returncode == 137, (r.returncode, r.stdout, r.stderr)
     assert "survived" not in r.stdout
+    # `run` says why in one line, not a bare 137
+    said = [l for l in r.stderr.splitlines() if "OOM killer" in l]
+    assert len(said) == 1 and "linux.resources.memory.limit" in said[0], r.stderr
     assert leftovers(f"/ocirun/{bundle.ids[-1]}") == []
+
+
+def test_sigkill_without_oom_says_nothing(bundle):
+    """A container killed by SIGKILL that the OOM killer did not touch: 137, no OOM line."""
+    need("memory")
+    bundle.config["linux"]["resources"]["memory"] = {"limit": 32 * MiB}
+    # no pid namespace: a namespace's init is immune to its own SIGKILL
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "pid"]
+    r = bundle.run(["sh", "-c", "kill -9 $$"])
+    assert r.returncode == 137, (r.returncode, r.stderr)
+    assert "OOM" not in r.stderr, r.stderr
 
 
 def test_memory_limit_is_written(bundle):
