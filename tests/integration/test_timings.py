@@ -36,7 +36,7 @@ def test_each_verb_reports_its_phases(bundle):
 
     start = _timed(bundle, "start", "start", cid)
     assert start[1:] == ["state load + status", "exec fifo written (the init goes on)",
-                         "state write", "exit"], start
+                         "exec fifo removed", "exit"], start
 
     exec_ = _timed(bundle, "exec", "exec", cid, "true")
     assert exec_[1:] == ["state load + process validation", "the container's namespaces and root",
