@@ -91,45 +91,44 @@ def new_cgroup_parent():
 
 def remove_cgroup_parent(name):
     """Kill what is left in our cgroup parent (only engine-test processes are ever put
-    there) and remove it from every hierarchy, deepest first."""
+    there) and remove it from every hierarchy, deepest first. The tree is walked again
+    on every try: an engine may still be making a child cgroup (podman's conmon) while
+    the first walk runs, and that child would keep the parent busy."""
     if not name or "/" in name:
         return
     for h in hierarchies():
         top = os.path.join(h, name)
-        if not os.path.isdir(top):
-            continue
-        dirs = [cur for cur, _d, _f in os.walk(top)]
-        for d in dirs:
-            for fname in ("freezer.state", "cgroup.freeze"):
-                p = os.path.join(d, fname)
-                if os.path.exists(p):
-                    try:
-                        with open(p, "w") as f:
-                            f.write("THAWED" if fname == "freezer.state" else "0")
-                    except OSError:
-                        pass
-            try:
-                with open(os.path.join(d, "cgroup.procs")) as f:
-                    pids = [int(x) for x in f.read().split()]
-            except OSError:
-                pids = []
-            for pid in pids:
+        deadline = time.time() + 5
+        while os.path.isdir(top):
+            dirs = [cur for cur, _d, _f in os.walk(top)]
+            for d in dirs:
+                for fname in ("freezer.state", "cgroup.freeze"):
+                    p = os.path.join(d, fname)
+                    if os.path.exists(p):
+                        try:
+                            with open(p, "w") as f:
+                                f.write("THAWED" if fname == "freezer.state" else "0")
+                        except OSError:
+                            pass
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for d in sorted(dirs, key=len, reverse=True):
-            deadline = time.time() + 5
-            while True:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        pids = [int(x) for x in f.read().split()]
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            for d in sorted(dirs, key=len, reverse=True):
                 try:
                     os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
                 except OSError:
-                    if time.time() > deadline:
-                        break
-                    time.sleep(0.02)
+                    pass
+            if os.path.isdir(top):
+                if time.time() > deadline:
+                    break
+                time.sleep(0.02)
 
 
 def bound_unix_paths():

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from layout import cgroup2_root
 from support import need_root
 from rootless_support import IMAGE, RESULTS, Session, ensure_user, missing_tools
 
@@ -519,8 +520,9 @@ echo "left: $(cd /sys/fs/cgroup/{name} && ls -d */)"
 
 
 def _remove_cgroup(base):
-    """Our delegated cgroup, on the host's view of the v2 hierarchy: what is left in
-    it killed (only the test's processes are ever there), then removed."""
+    """Our delegated cgroup, on this pass's view of the v2 hierarchy (cgroup2_root: at
+    /sys/fs/cgroup/unified on a hybrid host, /sys/fs/cgroup on a unified layout): what
+    is left in it killed (only the test's processes are ever there), then removed."""
     if not os.path.isdir(base):
         return
     dirs = sorted((cur for cur, _d, _f in os.walk(base)), key=len, reverse=True)
@@ -540,6 +542,7 @@ def _remove_cgroup(base):
                 break
             except OSError:
                 time.sleep(0.05)
+    assert not os.path.exists(base), f"cgroup left behind: {base}"
 
 
 def test_delegated_cgroup_v2(rl):
@@ -560,7 +563,7 @@ def test_delegated_cgroup_v2(rl):
                                 outer, script], env=rl.env, cwd=rl.home,
                                capture_output=True, text=True, timeout=120)
         finally:
-            _remove_cgroup(f"/sys/fs/cgroup/unified/{mine}")
+            _remove_cgroup(f"{cgroup2_root()}/{mine}")
         results[rt] = r
         got = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
         record("delegated cgroup v2: run -d, pause, resume, delete", rt,
@@ -613,7 +616,7 @@ def test_podman_pause_delegated_cgroup_v2(rl):
                             script], env=env, cwd=home, capture_output=True, text=True,
                            timeout=300)
     finally:
-        _remove_cgroup(f"/sys/fs/cgroup/unified/{mine}")  # podman's pause process too
+        _remove_cgroup(f"{cgroup2_root()}/{mine}")  # podman's pause process too
     got = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
     for rt in ("runc", "ocirun"):
         record("podman pause/unpause, delegated cgroup v2", rt,
