@@ -236,7 +236,6 @@ class _Creation:
         # exited_ok: a run's init has exec'd before we get here (it shared our memory),
         # and a short program may have exited already; unreaped, it keeps its pid.
         st.pid_start = proc_start_time(self.init_pid, exited_ok=True)
-        st.started = self.for_run
         st.save()
         if pid_file:
             _write_pid_file(pid_file, self.init_pid)

@@ -2,6 +2,8 @@
 it is set up), then wait for the container, forwarding signals, and delete it."""
 import posix
 
+import _signal
+
 from ocirun import timings
 from ocirun.errors import OciError
 from ocirun.lifecycle import steps
@@ -52,7 +54,7 @@ def run(root, cid, detach=False, keep=False, forward_signals=True, **create_args
         relay(c.pty_master, init_pid)
     status = _reap(init_pid)
     timings.mark("container exited")
-    if posix.WIFSIGNALED(status) and posix.WTERMSIG(status) == 9 and st.cgroup:
+    if posix.WIFSIGNALED(status) and posix.WTERMSIG(status) == _signal.SIGKILL and st.cgroup:
         _say_if_oom(st)
     if c.notify is not None:
         c.notify.close()

@@ -160,6 +160,17 @@ def _tree(g, ranges, lo, hi):
 _JUMPS = {"SCMP_CMP_EQ": JEQ, "SCMP_CMP_MASKED_EQ": JEQ, "SCMP_CMP_GT": JGT, "SCMP_CMP_GE": JGE}
 
 
+def _level(n):
+    """The nodes of n's level (its prv/nxt list), first to last."""
+    while n.prv is not None:
+        n = n.prv
+    nodes = []
+    while n is not None:
+        nodes.append(n)
+        n = n.nxt
+    return nodes
+
+
 def _entry(g, arch, entry, default):
     """Argument checks for one syscall: its tree (ruledb) as the program walks it.
     Each node is one `jeq/jgt/jge K` on one 32-bit word, preceded by a load (and an
@@ -177,13 +188,7 @@ def _entry(g, arch, entry, default):
     label = g.label
 
     def level(n, fall):
-        while n.prv is not None:
-            n = n.prv
-        nodes = []
-        while n is not None:
-            nodes.append(n)
-            n = n.nxt
-        for n in reversed(nodes):
+        for n in reversed(_level(n)):
             key = (id(n), fall)
             lab = memo.get(key)
             if lab is None:
@@ -225,13 +230,7 @@ def units(chains, limit):
     seen = set()
 
     def level(n, fall):
-        while n.prv is not None:
-            n = n.prv
-        nodes = []
-        while n is not None:
-            nodes.append(n)
-            n = n.nxt
-        for n in reversed(nodes):
+        for n in reversed(_level(n)):
             key = (id(n), fall)
             if key not in seen and len(seen) <= limit:
                 if n.nxt_f is not None:

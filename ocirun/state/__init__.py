@@ -80,10 +80,10 @@ class State:
     """What a later command needs to act on a container. Saved as state.json."""
 
     __slots__ = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "annotations",
-                 "cgroup", "started", "root", "config_hooks", "namespaces", "intel_rdt")
+                 "cgroup", "root", "config_hooks", "namespaces", "intel_rdt")
 
     FIELDS = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "annotations",
-              "cgroup", "started", "config_hooks", "namespaces", "intel_rdt")
+              "cgroup", "config_hooks", "namespaces", "intel_rdt")
 
     def __init__(self, root, cid):
         self.root = root
@@ -95,7 +95,6 @@ class State:
         self.created = ""
         self.annotations = {}
         self.cgroup = None
-        self.started = False
         self.config_hooks = None
         self.namespaces = []
         self.intel_rdt = []  # the resctrl groups create made, innermost first (delete removes them)
@@ -116,8 +115,9 @@ class State:
         return now is not None and now == self.pid_start
 
     def waits_for_start(self):
-        """Created and not started: the exec fifo is still there."""
-        return not self.started and fs.exists(f"{self.dir}/{FIFO}")
+        """Created and not started: the exec fifo is still there (`create` makes it,
+        `start` removes it, `run` never has one)."""
+        return fs.exists(f"{self.dir}/{FIFO}")
 
 
 def load(root, cid):

@@ -7,7 +7,7 @@ import pytest
 from ocirun.config import nulls as v
 from ocirun.config import validate
 from ocirun.errors import ConfigError
-from spec_schema import ITEM, VALUE, Schema, property_paths, shape, subshape
+from spec_schema import ITEM, VALUE, Schema, field, property_paths, shape, subshape
 
 
 def canonical(s):
@@ -55,20 +55,8 @@ def skeleton(path, fill):
 PATHS = property_paths(Schema())
 
 
-def spelled(path):
-    out = ""
-    for part in path:
-        if part == ITEM:
-            out += "[0]"
-        elif part == VALUE:
-            out += '["k"]'
-        else:
-            out = f"{out}.{part}" if out else part
-    return out
-
-
 @pytest.mark.parametrize("path,required", [(p, r) for p, r, _, _ in PATHS],
-                         ids=[spelled(p) for p, _, _, _ in PATHS])
+                         ids=[field(p) for p, _, _, _ in PATHS])
 def test_every_schema_path(path, required):
     doc = skeleton(path, "x")
     absent = copy.deepcopy(doc)
@@ -79,7 +67,7 @@ def test_every_schema_path(path, required):
     if required:
         with pytest.raises(ConfigError) as e:
             v.drop_nulls(doc, v.CONFIG)
-        assert str(e.value) == f"{spelled(path)}: must not be null"
+        assert str(e.value) == f"{field(path)}: must not be null"
     else:
         assert v.drop_nulls(doc, v.CONFIG) == absent
 
@@ -168,5 +156,4 @@ def test_state_file_nulls_are_absent(tmp_path):
         '{"id": "c1", "pid": 0, "bundle": "/b", "annotations": null, "namespaces": null,'
         ' "cgroup": null, "config_hooks": null, "started": null}')
     st = load(str(tmp_path), "c1")
-    assert (st.bundle, st.annotations, st.namespaces, st.cgroup, st.started) == \
-        ("/b", {}, [], None, False)
+    assert (st.bundle, st.annotations, st.namespaces, st.cgroup) == ("/b", {}, [], None)
